@@ -1,0 +1,182 @@
+//! The one error type of the toolkit: every fallible function returns [`Result<T>`].
+
+use std::path::PathBuf;
+
+use crate::model::Shape;
+
+/// Shorthand for `Result<T, sbi_runtime::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a simulation was excluded from the training set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InvalidKind {
+    /// The observation contained a NaN.
+    Nan,
+    /// The observation contained +inf or -inf (and no NaN).
+    Infinite,
+    /// The simulator panicked.
+    Panicked,
+    /// The prior could not be sampled (a hierarchical site got invalid arguments).
+    Prior,
+}
+
+impl InvalidKind {
+    /// A stable one-byte code, used in saved files.
+    pub fn code(self) -> u8 {
+        match self {
+            InvalidKind::Nan => 1,
+            InvalidKind::Infinite => 2,
+            InvalidKind::Panicked => 3,
+            InvalidKind::Prior => 4,
+        }
+    }
+
+    /// Inverse of [`InvalidKind::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(InvalidKind::Nan),
+            2 => Some(InvalidKind::Infinite),
+            3 => Some(InvalidKind::Panicked),
+            4 => Some(InvalidKind::Prior),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvalidKind::Nan => "NaN in the output",
+            InvalidKind::Infinite => "infinite value in the output",
+            InvalidKind::Panicked => "the simulator panicked",
+            InvalidKind::Prior => "the prior could not be sampled",
+        })
+    }
+}
+
+/// Everything that can go wrong in the toolkit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A distribution was given arguments outside its domain (e.g. `Normal(0.0, -1.0)`).
+    #[error("invalid {distribution} distribution: {reason}")]
+    InvalidDistribution {
+        /// The distribution's name.
+        distribution: &'static str,
+        /// What is wrong with the arguments.
+        reason: String,
+    },
+
+    /// A prior site could not be built or used (its distribution failed, or its size is wrong).
+    #[error("prior site `{site}`: {source}")]
+    Site {
+        /// The site's name in the `#[simulator]` function.
+        site: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A slice or matrix did not have the expected number of values.
+    #[error("shape mismatch for {what}: expected {expected} values, got {got}")]
+    ShapeMismatch {
+        /// What was being read.
+        what: String,
+        /// The expected number of values.
+        expected: usize,
+        /// The number actually given.
+        got: usize,
+    },
+
+    /// A simulation returned NaN/inf or panicked, and the policy was [`crate::simulate::InvalidPolicy::Error`].
+    #[error("simulation {index} is invalid ({kind}) at theta = {theta:?}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    InvalidSimulation {
+        /// Index of the simulation (its random stream).
+        index: u64,
+        /// What went wrong.
+        kind: InvalidKind,
+        /// The parameters it was run with (empty if the prior itself failed).
+        theta: Vec<f64>,
+        /// The panic or prior error message, if any.
+        message: Option<String>,
+    },
+
+    /// Simulations returned observations of different shapes.
+    #[error("simulation {index} returned an observation of shape {got}, but earlier ones had shape {expected}")]
+    ObservationShape {
+        /// Index of the offending simulation.
+        index: u64,
+        /// The shape of earlier observations.
+        expected: Shape,
+        /// The shape this simulation returned.
+        got: Shape,
+    },
+
+    /// Every simulation was invalid, so there is nothing to return.
+    #[error("all {total} simulations were invalid ({nan} NaN, {infinite} infinite, {panicked} panicked, {prior} prior failures)")]
+    NoValidSimulations {
+        /// Number of simulations run.
+        total: usize,
+        /// With NaN outputs.
+        nan: usize,
+        /// With infinite outputs.
+        infinite: usize,
+        /// That panicked.
+        panicked: usize,
+        /// Whose prior draw failed.
+        prior: usize,
+    },
+
+    /// A run was interrupted through its interrupt flag; its checkpoint (if any) holds the completed part.
+    #[error("interrupted after {completed} of {total} simulations{}", if *saved { "; progress saved to the checkpoint" } else { "" })]
+    Interrupted {
+        /// Simulations completed (and saved, if a checkpoint was set).
+        completed: usize,
+        /// Simulations requested.
+        total: usize,
+        /// Whether the completed part was saved to a checkpoint.
+        saved: bool,
+    },
+
+    /// A configuration value is out of range (zero threads, zero simulations, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// Reading or writing a file failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file exists but is corrupt, truncated, of another version, or belongs to another model.
+    #[error("cannot use {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn invalid_distribution(distribution: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidDistribution { distribution, reason: reason.into() }
+    }
+
+    pub(crate) fn shape(what: impl Into<String>, expected: usize, got: usize) -> Self {
+        Error::ShapeMismatch { what: what.into(), expected, got }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::File { path: path.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

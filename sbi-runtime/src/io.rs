@@ -1,0 +1,239 @@
+//! Files: safetensors (read by Python's `safetensors.numpy.load_file`) and CSV.
+//!
+//! Writes are atomic (a temporary file renamed into place), so an interrupted write never
+//! leaves a truncated file behind; reads check names, dtypes and shapes and report a
+//! corrupt or foreign file as [`Error::File`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// One named array to write: its dtype, shape and little-endian bytes.
+pub(crate) struct Array {
+    pub name: &'static str,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl Array {
+    pub(crate) fn f64(name: &'static str, shape: Vec<usize>, values: &[f64]) -> Self {
+        Array { name, dtype: Dtype::F64, shape, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+    }
+    pub(crate) fn u64(name: &'static str, values: &[u64]) -> Self {
+        Array { name, dtype: Dtype::U64, shape: vec![values.len()], bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+    }
+    pub(crate) fn u8(name: &'static str, values: &[u8]) -> Self {
+        Array { name, dtype: Dtype::U8, shape: vec![values.len()], bytes: values.to_vec() }
+    }
+}
+
+/// Writes arrays and string metadata to a safetensors file, atomically.
+pub(crate) fn write_safetensors(path: &Path, arrays: &[Array], metadata: HashMap<String, String>) -> Result<()> {
+    let views = arrays
+        .iter()
+        .map(|a| Ok((a.name, TensorView::new(a.dtype, a.shape.clone(), &a.bytes).map_err(|e| Error::file(path, e.to_string()))?)))
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A safetensors file read into memory, with checked accessors.
+pub(crate) struct SafetensorsFile<'p> {
+    path: &'p Path,
+    bytes: Vec<u8>,
+}
+
+impl<'p> SafetensorsFile<'p> {
+    pub(crate) fn open(path: &'p Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Ok(SafetensorsFile { path, bytes })
+    }
+
+    fn parsed(&self) -> Result<SafeTensors<'_>> {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| Error::file(self.path, format!("not a valid safetensors file ({e})")))
+    }
+
+    /// The string metadata of the header.
+    pub(crate) fn metadata(&self) -> Result<HashMap<String, String>> {
+        let (_, meta) = SafeTensors::read_metadata(&self.bytes)
+            .map_err(|e| Error::file(self.path, format!("not a valid safetensors file ({e})")))?;
+        Ok(meta.metadata().clone().unwrap_or_default())
+    }
+
+    fn raw(&self, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>)> {
+        let st = self.parsed()?;
+        let t = st.tensor(name).map_err(|_| Error::file(self.path, format!("missing array `{name}`")))?;
+        if t.dtype() != dtype {
+            return Err(Error::file(self.path, format!("array `{name}` has dtype {:?}, expected {dtype:?}", t.dtype())));
+        }
+        Ok((t.shape().to_vec(), t.data().to_vec()))
+    }
+
+    /// An f64 array with its shape.
+    pub(crate) fn f64(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+        let (shape, data) = self.raw(name, Dtype::F64)?;
+        Ok((shape, data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()))
+    }
+
+    /// A u64 vector.
+    pub(crate) fn u64(&self, name: &str) -> Result<Vec<u64>> {
+        let (_, data) = self.raw(name, Dtype::U64)?;
+        Ok(data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    }
+
+    /// A u8 vector.
+    pub(crate) fn u8(&self, name: &str) -> Result<Vec<u8>> {
+        Ok(self.raw(name, Dtype::U8)?.1)
+    }
+
+    /// A metadata entry that must be present.
+    pub(crate) fn require<'m>(&self, meta: &'m HashMap<String, String>, key: &str) -> Result<&'m str> {
+        meta.get(key).map(String::as_str).ok_or_else(|| Error::file(self.path, format!("missing metadata `{key}`")))
+    }
+
+    /// A metadata entry parsed as `T`.
+    pub(crate) fn parse<T: std::str::FromStr>(&self, meta: &HashMap<String, String>, key: &str) -> Result<T> {
+        let v = self.require(meta, key)?;
+        v.parse().map_err(|_| Error::file(self.path, format!("metadata `{key}` = {v:?} is not valid")))
+    }
+
+    /// A metadata entry holding a JSON list of strings.
+    pub(crate) fn strings(&self, meta: &HashMap<String, String>, key: &str) -> Result<Vec<String>> {
+        let v = self.require(meta, key)?;
+        serde_json::from_str(v).map_err(|e| Error::file(self.path, format!("metadata `{key}` is not a list of strings ({e})")))
+    }
+
+    /// The path, for error messages.
+    pub(crate) fn path(&self) -> &Path {
+        self.path
+    }
+}
+
+/// Encodes a list of strings for safetensors metadata.
+pub(crate) fn strings_to_json(v: &[String]) -> String {
+    serde_json::to_string(v).expect("strings always serialise")
+}
+
+/// Writes a CSV file with a header and `rows.len() / header.len()` rows of numbers.
+pub fn write_csv(path: impl AsRef<Path>, header: &[String], rows: &[f64]) -> Result<()> {
+    let path = path.as_ref();
+    let cols = header.len();
+    if cols == 0 || rows.len() % cols != 0 {
+        return Err(Error::shape("CSV rows", cols * (rows.len() / cols.max(1)), rows.len()));
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let to_err = |e: csv::Error| Error::file(path, e.to_string());
+    w.write_record(header).map_err(to_err)?;
+    for row in rows.chunks_exact(cols) {
+        // `Display` for f64 is the shortest text that reads back to the same value.
+        w.write_record(row.iter().map(f64::to_string)).map_err(to_err)?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::file(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// A numeric table read from CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Column names from the header.
+    pub header: Vec<String>,
+    /// Values, row-major.
+    pub values: Vec<f64>,
+}
+
+impl Table {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.values.len() / self.header.len().max(1)
+    }
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        let c = self.header.len();
+        &self.values[i * c..(i + 1) * c]
+    }
+}
+
+/// Reads a CSV file with a header row and numeric cells (such as sbibm's observation
+/// and reference-posterior files).
+pub fn read_csv(path: impl AsRef<Path>) -> Result<Table> {
+    let path = path.as_ref();
+    let mut r = csv::Reader::from_path(path).map_err(|e| match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io(path, io),
+        other => Error::file(path, format!("{other:?}")),
+    })?;
+    let header: Vec<String> =
+        r.headers().map_err(|e| Error::file(path, e.to_string()))?.iter().map(|s| s.trim().to_string()).collect();
+    let mut values = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| Error::file(path, e.to_string()))?;
+        if rec.len() != header.len() {
+            return Err(Error::file(path, format!("row {} has {} cells, the header {}", i + 1, rec.len(), header.len())));
+        }
+        for cell in rec.iter() {
+            let v: f64 = cell
+                .trim()
+                .parse()
+                .map_err(|_| Error::file(path, format!("row {}: {cell:?} is not a number", i + 1)))?;
+            values.push(v);
+        }
+    }
+    if header.is_empty() {
+        return Err(Error::file(path, "the file has no header"));
+    }
+    Ok(Table { header, values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_round_trip_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        let header = vec!["a".to_string(), "b[0]".to_string()];
+        let rows = vec![0.1, -2.5e-300, 1.0 / 3.0, f64::MAX];
+        write_csv(&p, &header, &rows).unwrap();
+        let t = read_csv(&p).unwrap();
+        assert_eq!(t.header, header);
+        assert_eq!(t.values, rows);
+        assert_eq!(t.rows(), 2);
+        assert_eq!(t.row(1), &rows[2..]);
+    }
+
+    #[test]
+    fn csv_errors_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.csv");
+        std::fs::write(&p, "a,b\n1,zz\n").unwrap();
+        assert!(matches!(read_csv(&p), Err(Error::File { .. })));
+        std::fs::write(&p, "a,b\n1,2,3\n").unwrap();
+        assert!(matches!(read_csv(&p), Err(Error::File { .. })));
+        assert!(matches!(read_csv(dir.path().join("missing.csv")), Err(Error::Io { .. })));
+        assert!(matches!(write_csv(&p, &["a".into(), "b".into()], &[1.0]), Err(Error::ShapeMismatch { .. })));
+    }
+
+    #[test]
+    fn corrupt_safetensors_is_a_file_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.safetensors");
+        std::fs::write(&p, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+        let f = SafetensorsFile::open(&p).unwrap();
+        assert!(matches!(f.metadata(), Err(Error::File { .. })));
+        assert!(matches!(f.f64("theta"), Err(Error::File { .. })));
+    }
+}
