@@ -209,7 +209,7 @@ fn expand(model: &mut Model) -> TokenStream {
 
     quote! {
         #(#attrs)*
-        #sig {
+        #vis #sig {
             let #model_var = #sim { #( #setting_idents ),* };
             let #p_var = #private::Prior::sample(&#private::Simulator::prior(&#model_var), &mut *#rng)
                 .unwrap_or_else(|e| ::core::panic!("{}", e));

@@ -1,0 +1,10 @@
+//! Models shared by the examples and the integration tests: the sbibm tasks of
+//! `../shared/tasks` written with `#[simulator]`, a hierarchical model and an SIR epidemic
+//! with fixed settings. (A folder without `main.rs`, so Cargo does not build it as an example.)
+#![allow(dead_code)]
+
+pub mod gaussian_linear;
+pub mod hierarchical;
+pub mod sir;
+pub mod slcp;
+pub mod two_moons;

@@ -1,0 +1,215 @@
+//! What `#[simulator]` generates, checked at run time: parameter structs, hierarchical
+//! priors (log density as the chain of conditionals), supports, transforms to unconstrained
+//! space, settings fields, user-defined distributions, and the original function.
+
+#[path = "../examples/models/mod.rs"]
+mod models;
+
+use models::hierarchical::{Groups, GroupsParams, GROUPS};
+use models::sir::Sir;
+use models::slcp::{Slcp, SlcpParams};
+use models::two_moons::{TwoMoons, TwoMoonsParams, two_moons};
+use sbi_runtime::distributions::{HalfNormal, Normal};
+use sbi_runtime::prelude::*;
+use sbi_runtime::rng::stream_rng;
+
+#[test]
+fn parameter_structs_know_their_names_and_layout() {
+    assert_eq!(TwoMoonsParams::DIM, 2);
+    assert_eq!(TwoMoonsParams::names(), ["theta1", "theta2"]);
+    assert_eq!(SlcpParams::names(), ["theta[0]", "theta[1]", "theta[2]", "theta[3]", "theta[4]"]);
+    assert_eq!(GroupsParams::DIM, 2 + GROUPS);
+    assert_eq!(&GroupsParams::names()[..3], ["mu", "tau", "theta[0]"]);
+
+    let p = GroupsParams { mu: 0.5, tau: 1.5, theta: [1.0, 2.0, 3.0, 4.0, 5.0] };
+    assert_eq!(p.to_vec(), [0.5, 1.5, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(GroupsParams::from_flat(&p.to_vec()).unwrap(), p);
+    assert!(matches!(GroupsParams::from_flat(&[1.0; 3]), Err(Error::ShapeMismatch { expected: 7, got: 3, .. })));
+    let mut short = [0.0; 2];
+    assert!(p.write_flat(&mut short).is_err());
+    let rows = GroupsParams::from_rows(&[p.to_vec(), p.to_vec()].concat()).unwrap();
+    assert_eq!(rows, vec![p, p]);
+}
+
+#[test]
+fn hierarchical_log_prob_is_the_chain_of_conditionals() {
+    let prior = Groups.prior();
+    let p = GroupsParams { mu: 0.3, tau: 0.7, theta: [0.1, -0.4, 0.9, 0.3, 0.0] };
+    let lp = |d: &dyn Fn(f64) -> f64, x: f64| d(x);
+    let normal = |m: f64, s: f64| move |x: f64| Normal::new(m, s).unwrap().log_prob(&[x]);
+    let mut expected = lp(&normal(0.0, 2.0), p.mu) + HalfNormal::new(1.0).unwrap().log_prob(&[p.tau]);
+    for t in p.theta {
+        expected += lp(&normal(p.mu, p.tau), t);
+    }
+    assert!((prior.log_prob(&p) - expected).abs() < 1e-12);
+    assert_eq!(prior.log_prob_flat(&p.to_vec()).unwrap(), prior.log_prob(&p));
+
+    // τ < 0 lies outside HalfNormal's support, and makes Normal(μ, τ) invalid: density zero.
+    let bad = GroupsParams { tau: -0.5, ..p };
+    assert_eq!(prior.log_prob(&bad), f64::NEG_INFINITY);
+    assert!(prior.log_prob_flat(&[0.0; 3]).is_err());
+}
+
+#[test]
+fn supports_follow_the_sites() {
+    let s = Groups.prior().support(&[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
+    assert_eq!(s[0], Support::Real);
+    assert_eq!(s[1], Support::GreaterThan(0.0));
+    assert!(s[2..].iter().all(|s| *s == Support::Real));
+    assert_eq!(TwoMoons.prior().support(&[0.0, 0.0]).unwrap(), [Support::Interval(-1.0, 1.0); 2]);
+}
+
+/// Determinant by Gaussian elimination with partial pivoting (small test matrices only).
+fn det(mut a: Vec<Vec<f64>>) -> f64 {
+    let n = a.len();
+    let mut d = 1.0;
+    for c in 0..n {
+        let p = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())).unwrap();
+        if p != c {
+            a.swap(p, c);
+            d = -d;
+        }
+        d *= a[c][c];
+        for r in c + 1..n {
+            let f = a[r][c] / a[c][c];
+            for k in c..n {
+                a[r][k] -= f * a[c][k];
+            }
+        }
+    }
+    d
+}
+
+fn check_transform<P: Prior>(prior: &P, seed: u64) {
+    let d = prior.dim();
+    let mut rng = stream_rng(seed, 0);
+    for _ in 0..20 {
+        let z: Vec<f64> = (0..d).map(|_| 1.5 * rng.sample::<f64, _>(StandardNormal)).collect();
+        let mut theta = vec![0.0; d];
+        let log_det = prior.from_unconstrained(&z, &mut theta).unwrap();
+        assert!(prior.log_prob_flat(&theta).unwrap().is_finite(), "θ = {theta:?} is outside the prior");
+        let mut back = vec![0.0; d];
+        let log_det_back = prior.to_unconstrained(&theta, &mut back).unwrap();
+        for (a, b) in z.iter().zip(&back) {
+            assert!((a - b).abs() < 1e-8, "round trip {z:?} -> {back:?}");
+        }
+        assert!((log_det - log_det_back).abs() < 1e-8);
+        // Full Jacobian dθ/dz by central differences (hierarchical sites make it triangular).
+        let h = 1e-6;
+        let jac: Vec<Vec<f64>> = (0..d)
+            .map(|i| {
+                (0..d)
+                    .map(|j| {
+                        let (mut zp, mut zm) = (z.clone(), z.clone());
+                        zp[j] += h;
+                        zm[j] -= h;
+                        let (mut tp, mut tm) = (vec![0.0; d], vec![0.0; d]);
+                        prior.from_unconstrained(&zp, &mut tp).unwrap();
+                        prior.from_unconstrained(&zm, &mut tm).unwrap();
+                        (tp[i] - tm[i]) / (2.0 * h)
+                    })
+                    .collect()
+            })
+            .collect();
+        let fd = det(jac).abs().ln();
+        assert!((fd - log_det).abs() < 1e-5, "log-det {log_det} vs finite differences {fd} at z = {z:?}");
+    }
+}
+
+#[test]
+fn transforms_round_trip_and_match_finite_differences() {
+    check_transform(&TwoMoons.prior(), 1);
+    check_transform(&Slcp.prior(), 2);
+    check_transform(&Groups.prior(), 3);
+    check_transform(&Sir { population: 1000, days: 10 }.prior(), 4);
+}
+
+#[test]
+fn prior_samples_are_in_the_support() {
+    let prior = Groups.prior();
+    let mut rng = stream_rng(5, 0);
+    for _ in 0..1000 {
+        let p = prior.sample(&mut rng).unwrap();
+        assert!(p.tau > 0.0);
+        assert!(prior.log_prob(&p).is_finite());
+    }
+}
+
+#[test]
+fn the_original_function_draws_like_the_engine() {
+    let sims = simulate(&TwoMoons, 50).seed(11).progress(false).run().unwrap();
+    for (row, &index) in sims.index.iter().enumerate() {
+        let x = two_moons(&mut stream_rng(11, index));
+        assert_eq!(sims.x_row(row), x);
+    }
+    // With settings: the function's arguments are the struct's fields.
+    let model = Sir { population: 5_000, days: 30 };
+    let sims = simulate(&model, 5).seed(2).progress(false).run().unwrap();
+    assert_eq!(sims.x_shape, Shape::Vector(30));
+    let x = models::sir::sir(&mut stream_rng(2, 0), 5_000, 30);
+    assert_eq!(sims.x_row(0), x.as_slice());
+}
+
+/// A user-defined distribution: the symmetric triangular distribution on [-1, 1].
+#[derive(Clone, Copy)]
+struct Triangular;
+
+impl PriorDistribution for Triangular {
+    fn sample_into<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) {
+        out[0] = rng.random::<f64>() + rng.random::<f64>() - 1.0;
+    }
+    fn log_prob(&self, x: &[f64]) -> f64 {
+        if x[0].abs() <= 1.0 { (1.0 - x[0].abs()).ln() } else { f64::NEG_INFINITY }
+    }
+    fn support(&self) -> Support {
+        Support::Interval(-1.0, 1.0)
+    }
+}
+
+#[simulator]
+fn with_custom_prior(rng: &mut impl Rng) -> f64 {
+    let a = sample!(Triangular);
+    let b = sample!(Triangular; 3);
+    a + b.iter().sum::<f64>() + 0.1 * rng.sample::<f64, _>(StandardNormal)
+}
+
+#[test]
+fn user_defined_distributions_plug_in() {
+    let prior = WithCustomPrior.prior();
+    assert_eq!(prior.names(), ["a", "b[0]", "b[1]", "b[2]"]);
+    let lp = prior.log_prob_flat(&[0.5, 0.0, -0.5, 0.25]).unwrap();
+    assert!((lp - (0.5f64.ln() + 0.0 + 0.5f64.ln() + 0.75f64.ln())).abs() < 1e-12);
+    let sims = simulate(&WithCustomPrior, 2000).seed(1).progress(false).run().unwrap();
+    assert!(sims.theta.iter().all(|t| t.abs() <= 1.0));
+    let mean = sims.theta.iter().step_by(4).sum::<f64>() / 2000.0;
+    // Var of the triangular distribution is 1/6; 5 standard errors.
+    assert!(mean.abs() < 5.0 * (1.0f64 / 6.0 / 2000.0).sqrt());
+}
+
+#[simulator]
+fn joint_site(rng: &mut impl Rng) -> [f64; 2] {
+    let w = sample!(MultivariateNormal([0.0, 1.0], [[1.0, 0.8], [0.8, 1.0]]); 2);
+    [w[0] + 0.01 * rng.sample::<f64, _>(StandardNormal), w[1]]
+}
+
+#[simulator]
+fn wrong_joint_size(rng: &mut impl Rng) -> f64 {
+    let w = sample!(MultivariateNormal([0.0, 1.0], [[1.0, 0.0], [0.0, 1.0]]); 3);
+    w[0] + rng.random::<f64>()
+}
+
+#[test]
+fn vector_distributions_fill_a_vector_site() {
+    let sims = simulate(&JointSite, 20_000).seed(3).progress(false).run().unwrap();
+    let n = sims.len() as f64;
+    let (m0, m1) = (
+        sims.theta.iter().step_by(2).sum::<f64>() / n,
+        sims.theta.iter().skip(1).step_by(2).sum::<f64>() / n,
+    );
+    let cov = sims.theta.chunks(2).map(|t| (t[0] - m0) * (t[1] - m1)).sum::<f64>() / (n - 1.0);
+    // Standard error of the sample covariance: sqrt((1 + 0.8²)/n).
+    assert!((cov - 0.8).abs() < 5.0 * (1.64 / n).sqrt(), "covariance {cov}");
+    // A joint distribution whose size differs from the site's is a typed error, not a panic.
+    let err = WrongJointSize.prior().sample(&mut stream_rng(0, 0)).unwrap_err();
+    assert!(err.to_string().contains("prior site `w`"), "{err}");
+}

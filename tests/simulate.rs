@@ -1,0 +1,217 @@
+//! The simulation engine: reproducibility across thread counts, invalid outputs and panics,
+//! checkpoints and resume, files, proposals and configuration errors.
+
+#[path = "../examples/models/mod.rs"]
+mod models;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use models::gaussian_linear::{GaussianLinear, GaussianLinearParams};
+use models::sir::Sir;
+use models::slcp::Slcp;
+use models::two_moons::TwoMoons;
+use sbi_runtime::prelude::*;
+use sbi_runtime::simulate::InvalidSimulation;
+use sbi_runtime::InvalidKind;
+
+#[test]
+fn same_seed_same_result_with_one_or_two_threads() {
+    fn check<M: Simulator>(model: &M, n: usize) {
+        let one = simulate(model, n).seed(5).threads(1).chunk_size(97).progress(false).run().unwrap();
+        let two = simulate(model, n).seed(5).threads(2).progress(false).run().unwrap();
+        assert_eq!(one, two, "θ and x must be bit-identical");
+        let other = simulate(model, n).seed(6).threads(2).progress(false).run().unwrap();
+        assert_ne!(one.theta, other.theta);
+    }
+    check(&TwoMoons, 5_000);
+    check(&Slcp, 5_000);
+    check(&Sir { population: 2_000, days: 20 }, 500);
+}
+
+/// Invalid in three ways, depending on θ: NaN above 0.6, inf below -0.8, a panic near 0.
+#[simulator]
+fn fragile(rng: &mut impl Rng) -> [f64; 2] {
+    let theta = sample!(Uniform(-1.0, 1.0));
+    if theta.abs() < 0.05 {
+        panic!("the solver diverged at theta = {theta}");
+    }
+    let noise: f64 = rng.sample(StandardNormal);
+    if theta > 0.6 {
+        [f64::NAN, noise]
+    } else if theta < -0.8 {
+        [noise, f64::INFINITY]
+    } else {
+        [theta, noise]
+    }
+}
+
+#[test]
+fn invalid_simulations_are_excluded_and_counted() {
+    let n = 4_000;
+    let sims = simulate(&Fragile, n).seed(1).progress(false).run().unwrap();
+    let c = sims.invalid_counts();
+    assert_eq!(sims.len() + c.total(), n);
+    assert!(sims.x.iter().all(|v| v.is_finite()));
+    // Each cause has its expected share of the uniform prior: 20% NaN, 10% inf, 5% panics.
+    for (count, p) in [(c.nan, 0.2), (c.infinite, 0.1), (c.panicked, 0.05)] {
+        let sd = (n as f64 * p * (1.0 - p)).sqrt();
+        assert!((count as f64 - n as f64 * p).abs() < 5.0 * sd, "{count} vs {}", n as f64 * p);
+    }
+    for InvalidSimulation { kind, theta, message, .. } in &sims.invalid {
+        match kind {
+            InvalidKind::Nan => assert!(theta[0] > 0.6),
+            InvalidKind::Infinite => assert!(theta[0] < -0.8),
+            InvalidKind::Panicked => {
+                assert!(theta[0].abs() < 0.05);
+                assert!(message.as_deref().unwrap().contains("the solver diverged"), "{message:?}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Valid rows keep their own index, so the run is auditable.
+    assert!(sims.index.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn the_error_policy_stops_at_the_first_invalid_simulation() {
+    let err = simulate(&Fragile, 1_000).seed(1).on_invalid(InvalidPolicy::Error).progress(false).run().unwrap_err();
+    match err {
+        Error::InvalidSimulation { theta, kind, .. } => {
+            assert!(matches!(kind, InvalidKind::Nan | InvalidKind::Infinite | InvalidKind::Panicked));
+            assert_eq!(theta.len(), 1);
+        }
+        other => panic!("expected InvalidSimulation, got {other}"),
+    }
+}
+
+#[simulator]
+fn always_nan(rng: &mut impl Rng) -> f64 {
+    let theta = sample!(Normal(0.0, 1.0));
+    theta * f64::NAN + rng.random::<f64>()
+}
+
+#[simulator]
+fn shape_shifter(rng: &mut impl Rng) -> Vec<f64> {
+    let theta = sample!(Uniform(0.0, 1.0));
+    vec![rng.random::<f64>(); if theta < 0.5 { 2 } else { 3 }]
+}
+
+/// A hierarchical site whose arguments are invalid half of the time (std < 0).
+#[simulator]
+fn bad_hierarchy(rng: &mut impl Rng) -> f64 {
+    let s = sample!(Normal(0.0, 1.0));
+    let t = sample!(Normal(0.0, s));
+    t + rng.random::<f64>()
+}
+
+#[test]
+fn hopeless_runs_are_typed_errors() {
+    let err = simulate(&AlwaysNan, 100).progress(false).run().unwrap_err();
+    assert!(matches!(err, Error::NoValidSimulations { total: 100, nan: 100, .. }), "{err}");
+    let err = simulate(&ShapeShifter, 100).progress(false).run().unwrap_err();
+    assert!(matches!(err, Error::ObservationShape { .. }), "{err}");
+
+    let sims = simulate(&BadHierarchy, 2_000).seed(3).progress(false).run().unwrap();
+    let c = sims.invalid_counts();
+    assert!(c.prior > 800 && c.prior < 1200, "about half should fail, got {}", c.prior);
+    assert!(sims.invalid.iter().all(|s| s.message.as_deref().unwrap().contains("prior site `t`")));
+}
+
+#[test]
+fn configuration_errors() {
+    assert!(matches!(simulate(&TwoMoons, 0).run(), Err(Error::Config(_))));
+    assert!(matches!(simulate(&TwoMoons, 10).threads(0).run(), Err(Error::Config(_))));
+    assert!(matches!(simulate(&TwoMoons, 10).chunk_size(0).run(), Err(Error::Config(_))));
+    assert!(matches!(simulate_from_flat(&TwoMoons, &[0.1, 0.2, 0.3]).run(), Err(Error::ShapeMismatch { .. })));
+}
+
+#[test]
+fn simulating_from_a_proposal() {
+    let thetas: Vec<GaussianLinearParams> = (0..200).map(|i| GaussianLinearParams { theta: [i as f64 / 100.0; 10] }).collect();
+    let sims = simulate_from(&GaussianLinear, &thetas).seed(4).progress(false).run().unwrap();
+    assert_eq!(sims.params::<GaussianLinearParams>().unwrap(), thetas);
+    // x − θ is the likelihood's noise: variance 0.1 per coordinate (5 standard errors).
+    let resid: Vec<f64> = sims.x.iter().zip(&sims.theta).map(|(x, t)| x - t).collect();
+    let var = resid.iter().map(|r| r * r).sum::<f64>() / resid.len() as f64;
+    assert!((var - 0.1).abs() < 5.0 * 0.1 * (2.0 / resid.len() as f64).sqrt(), "{var}");
+    let flat: Vec<f64> = thetas.iter().flat_map(|t| t.to_vec()).collect();
+    let again = simulate_from_flat(&GaussianLinear, &flat).seed(4).threads(1).progress(false).run().unwrap();
+    assert_eq!(sims, again);
+}
+
+#[test]
+fn save_load_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let sims = simulate(&Fragile, 500).seed(9).progress(false).run().unwrap();
+    let path = dir.path().join("sims.safetensors");
+    sims.save(&path).unwrap();
+    let loaded = Simulations::load(&path).unwrap();
+    assert_eq!(loaded, sims, "θ, x, indices, names, shape and invalid records all survive");
+    assert!(loaded.invalid.iter().any(|s| s.message.is_some()));
+
+    let csv = dir.path().join("sims.csv");
+    sims.write_csv(&csv).unwrap();
+    let table = sbi_runtime::io::read_csv(&csv).unwrap();
+    assert_eq!(table.header, ["theta", "x[0]", "x[1]"]);
+    assert_eq!(table.rows(), sims.len());
+    assert_eq!(table.row(3), [sims.theta_row(3), sims.x_row(3)].concat());
+
+    // Corrupt, truncated and foreign files are typed errors.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(Simulations::load(&path), Err(Error::File { .. })));
+    std::fs::write(&path, b"hello").unwrap();
+    assert!(matches!(Simulations::load(&path), Err(Error::File { .. })));
+    assert!(matches!(Simulations::load(dir.path().join("none.safetensors")), Err(Error::Io { .. })));
+}
+
+/// Counts its calls and raises the interrupt flag after `stop_at` of them.
+#[simulator]
+fn interruptible(rng: &mut impl Rng, calls: Arc<AtomicUsize>, stop_at: usize, flag: Arc<AtomicBool>) -> [f64; 2] {
+    let theta = sample!(Normal(0.0, 1.0); 2);
+    if calls.fetch_add(1, Ordering::SeqCst) + 1 >= stop_at {
+        flag.store(true, Ordering::SeqCst);
+    }
+    theta.map(|t| t + rng.sample::<f64, _>(StandardNormal))
+}
+
+#[test]
+fn an_interrupted_run_resumes_without_redoing_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.safetensors");
+    let n = 1_000;
+    let flag = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let model = Interruptible { calls: calls.clone(), stop_at: 350, flag: flag.clone() };
+    let run = |model: &Interruptible| {
+        simulate(model, n).seed(21).chunk_size(100).checkpoint(&ckpt).interrupt_flag(flag.clone()).progress(false).run()
+    };
+    match run(&model) {
+        Err(Error::Interrupted { completed, total, saved }) => {
+            assert!((350..n).contains(&completed), "{completed}");
+            assert_eq!((total, saved), (n, true));
+        }
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    let done_before = calls.load(Ordering::SeqCst);
+    assert!(ckpt.exists());
+
+    // Resume: only the remaining simulations run.
+    flag.store(false, Ordering::SeqCst);
+    let resumed_model = Interruptible { calls: calls.clone(), stop_at: usize::MAX, flag: flag.clone() };
+    let resumed = run(&resumed_model).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), n, "{done_before} simulations were redone");
+
+    // The result equals an uninterrupted run, and the checkpoint now holds it.
+    let fresh_model = Interruptible { calls: Arc::new(AtomicUsize::new(0)), stop_at: usize::MAX, flag: Arc::new(AtomicBool::new(false)) };
+    let fresh = simulate(&fresh_model, n).seed(21).progress(false).run().unwrap();
+    assert_eq!(resumed, fresh);
+    assert_eq!(Simulations::load(&ckpt).unwrap(), fresh);
+
+    // A checkpoint from another run is refused, never mixed in.
+    let err = simulate(&fresh_model, n).seed(22).checkpoint(&ckpt).progress(false).run().unwrap_err();
+    assert!(matches!(&err, Error::File { reason, .. } if reason.contains("seed")), "{err}");
+    let err = simulate(&fresh_model, n + 1).seed(21).checkpoint(&ckpt).progress(false).run().unwrap_err();
+    assert!(matches!(&err, Error::File { reason, .. } if reason.contains("size")), "{err}");
+}
