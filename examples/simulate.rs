@@ -40,7 +40,15 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         counts.infinite,
         counts.panicked
     );
-    println!("\nθ ({} coordinates)\n{:>12} {:>10} {:>10} {:>10} {:>10}", sims.theta_dim(), "name", "mean", "sd", "min", "max");
+    println!(
+        "\nθ ({} coordinates)\n{:>12} {:>10} {:>10} {:>10} {:>10}",
+        sims.theta_dim(),
+        "name",
+        "mean",
+        "sd",
+        "min",
+        "max"
+    );
     for (j, name) in sims.param_names.iter().enumerate() {
         let (m, s, lo, hi) = cli::column_summary(&sims.theta, sims.theta_dim(), j);
         println!("{name:>12} {m:>10.4} {s:>10.4} {lo:>10.4} {hi:>10.4}");

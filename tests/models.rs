@@ -5,7 +5,7 @@
 #[path = "../examples/models/mod.rs"]
 mod models;
 
-use models::hierarchical::{Groups, GroupsParams, GROUPS};
+use models::hierarchical::{GROUPS, Groups, GroupsParams};
 use models::sir::Sir;
 use models::slcp::{Slcp, SlcpParams};
 use models::two_moons::{TwoMoons, TwoMoonsParams, two_moons};
@@ -70,10 +70,11 @@ fn det(mut a: Vec<Vec<f64>>) -> f64 {
             d = -d;
         }
         d *= a[c][c];
-        for r in c + 1..n {
-            let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
+        let pivot = a[c].clone();
+        for row in a.iter_mut().skip(c + 1) {
+            let f = row[c] / pivot[c];
+            for (x, p) in row.iter_mut().zip(&pivot).skip(c) {
+                *x -= f * p;
             }
         }
     }
@@ -86,10 +87,10 @@ fn check_transform<P: Prior>(prior: &P, seed: u64) {
     for _ in 0..20 {
         let z: Vec<f64> = (0..d).map(|_| 1.5 * rng.sample::<f64, _>(StandardNormal)).collect();
         let mut theta = vec![0.0; d];
-        let log_det = prior.from_unconstrained(&z, &mut theta).unwrap();
+        let log_det = prior.constrain(&z, &mut theta).unwrap();
         assert!(prior.log_prob_flat(&theta).unwrap().is_finite(), "θ = {theta:?} is outside the prior");
         let mut back = vec![0.0; d];
-        let log_det_back = prior.to_unconstrained(&theta, &mut back).unwrap();
+        let log_det_back = prior.unconstrain(&theta, &mut back).unwrap();
         for (a, b) in z.iter().zip(&back) {
             assert!((a - b).abs() < 1e-8, "round trip {z:?} -> {back:?}");
         }
@@ -104,8 +105,8 @@ fn check_transform<P: Prior>(prior: &P, seed: u64) {
                         zp[j] += h;
                         zm[j] -= h;
                         let (mut tp, mut tm) = (vec![0.0; d], vec![0.0; d]);
-                        prior.from_unconstrained(&zp, &mut tp).unwrap();
-                        prior.from_unconstrained(&zm, &mut tm).unwrap();
+                        prior.constrain(&zp, &mut tp).unwrap();
+                        prior.constrain(&zm, &mut tm).unwrap();
                         (tp[i] - tm[i]) / (2.0 * h)
                     })
                     .collect()
@@ -202,10 +203,8 @@ fn wrong_joint_size(rng: &mut impl Rng) -> f64 {
 fn vector_distributions_fill_a_vector_site() {
     let sims = simulate(&JointSite, 20_000).seed(3).progress(false).run().unwrap();
     let n = sims.len() as f64;
-    let (m0, m1) = (
-        sims.theta.iter().step_by(2).sum::<f64>() / n,
-        sims.theta.iter().skip(1).step_by(2).sum::<f64>() / n,
-    );
+    let (m0, m1) =
+        (sims.theta.iter().step_by(2).sum::<f64>() / n, sims.theta.iter().skip(1).step_by(2).sum::<f64>() / n);
     let cov = sims.theta.chunks(2).map(|t| (t[0] - m0) * (t[1] - m1)).sum::<f64>() / (n - 1.0);
     // Standard error of the sample covariance: sqrt((1 + 0.8²)/n).
     assert!((cov - 0.8).abs() < 5.0 * (1.64 / n).sqrt(), "covariance {cov}");

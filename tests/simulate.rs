@@ -11,9 +11,9 @@ use models::gaussian_linear::{GaussianLinear, GaussianLinearParams};
 use models::sir::Sir;
 use models::slcp::Slcp;
 use models::two_moons::TwoMoons;
+use sbi_runtime::InvalidKind;
 use sbi_runtime::prelude::*;
 use sbi_runtime::simulate::InvalidSimulation;
-use sbi_runtime::InvalidKind;
 
 #[test]
 fn same_seed_same_result_with_one_or_two_threads() {
@@ -128,7 +128,8 @@ fn configuration_errors() {
 
 #[test]
 fn simulating_from_a_proposal() {
-    let thetas: Vec<GaussianLinearParams> = (0..200).map(|i| GaussianLinearParams { theta: [i as f64 / 100.0; 10] }).collect();
+    let thetas: Vec<GaussianLinearParams> =
+        (0..200).map(|i| GaussianLinearParams { theta: [i as f64 / 100.0; 10] }).collect();
     let sims = simulate_from(&GaussianLinear, &thetas).seed(4).progress(false).run().unwrap();
     assert_eq!(sims.params::<GaussianLinearParams>().unwrap(), thetas);
     // x − θ is the likelihood's noise: variance 0.1 per coordinate (5 standard errors).
@@ -204,7 +205,11 @@ fn an_interrupted_run_resumes_without_redoing_work() {
     assert_eq!(calls.load(Ordering::SeqCst), n, "{done_before} simulations were redone");
 
     // The result equals an uninterrupted run, and the checkpoint now holds it.
-    let fresh_model = Interruptible { calls: Arc::new(AtomicUsize::new(0)), stop_at: usize::MAX, flag: Arc::new(AtomicBool::new(false)) };
+    let fresh_model = Interruptible {
+        calls: Arc::new(AtomicUsize::new(0)),
+        stop_at: usize::MAX,
+        flag: Arc::new(AtomicBool::new(false)),
+    };
     let fresh = simulate(&fresh_model, n).seed(21).progress(false).run().unwrap();
     assert_eq!(resumed, fresh);
     assert_eq!(Simulations::load(&ckpt).unwrap(), fresh);

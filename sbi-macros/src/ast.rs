@@ -95,7 +95,10 @@ impl Model {
         for arg in &item.sig.inputs {
             let FnArg::Typed(pt) = arg else { continue }; // receivers are reported by `valid`
             let Pat::Ident(pi) = &*pt.pat else {
-                cx.error_spanned_by(&pt.pat, "arguments of a `#[simulator]` function must be plain names, e.g. `population: u32`");
+                cx.error_spanned_by(
+                    &pt.pat,
+                    "arguments of a `#[simulator]` function must be plain names, e.g. `population: u32`",
+                );
                 continue;
             };
             if rng.is_none() && is_rng_type(&pt.ty) {

@@ -27,11 +27,10 @@ pub fn simulator(args: TokenStream, input: TokenStream) -> TokenStream {
 /// at the start of a `#[simulator]` function, which removes it; anywhere else it is a
 /// compile error.
 #[proc_macro]
-pub fn sample(input: TokenStream) -> TokenStream {
-    let tokens = proc_macro2::TokenStream::from(input);
-    let span = tokens.clone().into_iter().next().map_or_else(proc_macro2::Span::call_site, |t| t.span());
+pub fn sample(_input: TokenStream) -> TokenStream {
+    // The call site of a function-like macro spans the whole `sample!(...)` invocation.
     syn::Error::new(
-        span,
+        proc_macro2::Span::call_site(),
         "`sample!` declares a prior site and only works as `let name = sample!(...);` \
          at the start of a function marked `#[simulator]`",
     )

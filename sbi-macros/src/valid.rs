@@ -16,7 +16,10 @@ pub fn signature(cx: &Ctxt, item: &ItemFn, model: &Model) -> bool {
     let sig = &item.sig;
     let mut ok = true;
     if let Some(a) = &sig.asyncness {
-        cx.error_spanned_by(a, "a `#[simulator]` function cannot be `async`: simulations run in parallel on a thread pool");
+        cx.error_spanned_by(
+            a,
+            "a `#[simulator]` function cannot be `async`: simulations run in parallel on a thread pool",
+        );
         ok = false;
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -80,11 +83,17 @@ pub fn unique_names(cx: &Ctxt, model: &mut Model) {
         let name = site.ident.to_string();
         match seen.get(&name) {
             Some(&"a prior site") => {
-                cx.error_spanned_by(&site.ident, format!("prior site `{name}` is declared twice: each site needs its own name"));
+                cx.error_spanned_by(
+                    &site.ident,
+                    format!("prior site `{name}` is declared twice: each site needs its own name"),
+                );
                 false
             }
             Some(other) => {
-                cx.error_spanned_by(&site.ident, format!("`{name}` is already {other}: a prior site needs a name of its own"));
+                cx.error_spanned_by(
+                    &site.ident,
+                    format!("`{name}` is already {other}: a prior site needs a name of its own"),
+                );
                 false
             }
             None => {
@@ -241,7 +250,9 @@ impl Place {
                 "`sample!` cannot be used inside a loop: prior sites are declared once, at the start of the function \
                  (for several values use a vector site, `let w = sample!(DIST; N);`)"
             }
-            Place::Closure => "`sample!` cannot be used inside a closure: declare the prior site with `let` at the start of the function",
+            Place::Closure => {
+                "`sample!` cannot be used inside a closure: declare the prior site with `let` at the start of the function"
+            }
             Place::Branch => {
                 "`sample!` cannot be used inside `if` or `match`: every run must have the same prior sites \
                  (declare the site at the start of the function and use its value in the branch)"
@@ -249,7 +260,9 @@ impl Place {
             Place::Block => {
                 "`sample!` cannot be used inside a nested block: declare prior sites with `let` at the top level of the function"
             }
-            Place::SiteArgument => "`sample!` cannot be used inside another site's distribution: declare it as a site of its own first",
+            Place::SiteArgument => {
+                "`sample!` cannot be used inside another site's distribution: declare it as a site of its own first"
+            }
         }
     }
 }
@@ -324,7 +337,9 @@ impl VisitMut for Misplaced<'_> {
             Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) => Some(Place::Loop),
             Expr::Closure(_) => Some(Place::Closure),
             Expr::If(_) | Expr::Match(_) => Some(Place::Branch),
-            Expr::Block(_) | Expr::Unsafe(_) | Expr::Async(_) | Expr::Const(_) | Expr::TryBlock(_) => Some(Place::Block),
+            Expr::Block(_) | Expr::Unsafe(_) | Expr::Async(_) | Expr::Const(_) | Expr::TryBlock(_) => {
+                Some(Place::Block)
+            }
             _ => None,
         };
         match place {

@@ -92,7 +92,9 @@ macro_rules! scalar_distribution {
             fn log_prob(&self, x: &[f64]) -> f64 {
                 let $s2 = self;
                 let $x = x[0];
-                if $x.is_nan() { return f64::NAN; }
+                if $x.is_nan() {
+                    return f64::NAN;
+                }
                 $log_prob
             }
             fn support(&self) -> Support {
@@ -384,8 +386,8 @@ impl PriorDistribution for MultivariateNormal {
     fn sample_into<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) {
         let d = self.mean.len();
         let eps: Vec<f64> = (0..d).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
-        for i in 0..d {
-            out[i] = self.mean[i] + (0..=i).map(|k| self.chol[i * d + k] * eps[k]).sum::<f64>();
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self.mean[i] + (0..=i).map(|k| self.chol[i * d + k] * eps[k]).sum::<f64>();
         }
     }
 

@@ -114,7 +114,9 @@ pub enum Error {
     },
 
     /// Every simulation was invalid, so there is nothing to return.
-    #[error("all {total} simulations were invalid ({nan} NaN, {infinite} infinite, {panicked} panicked, {prior} prior failures)")]
+    #[error(
+        "all {total} simulations were invalid ({nan} NaN, {infinite} infinite, {panicked} panicked, {prior} prior failures)"
+    )]
     NoValidSimulations {
         /// Number of simulations run.
         total: usize,

@@ -25,7 +25,12 @@ impl Array {
         Array { name, dtype: Dtype::F64, shape, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
     }
     pub(crate) fn u64(name: &'static str, values: &[u64]) -> Self {
-        Array { name, dtype: Dtype::U64, shape: vec![values.len()], bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+        Array {
+            name,
+            dtype: Dtype::U64,
+            shape: vec![values.len()],
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
     }
     pub(crate) fn u8(name: &'static str, values: &[u8]) -> Self {
         Array { name, dtype: Dtype::U8, shape: vec![values.len()], bytes: values.to_vec() }
@@ -36,7 +41,12 @@ impl Array {
 pub(crate) fn write_safetensors(path: &Path, arrays: &[Array], metadata: HashMap<String, String>) -> Result<()> {
     let views = arrays
         .iter()
-        .map(|a| Ok((a.name, TensorView::new(a.dtype, a.shape.clone(), &a.bytes).map_err(|e| Error::file(path, e.to_string()))?)))
+        .map(|a| {
+            Ok((
+                a.name,
+                TensorView::new(a.dtype, a.shape.clone(), &a.bytes).map_err(|e| Error::file(path, e.to_string()))?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(path, e.to_string()))?;
     write_atomic(path, &bytes)
@@ -64,7 +74,8 @@ impl<'p> SafetensorsFile<'p> {
     }
 
     fn parsed(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.bytes).map_err(|e| Error::file(self.path, format!("not a valid safetensors file ({e})")))
+        SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| Error::file(self.path, format!("not a valid safetensors file ({e})")))
     }
 
     /// The string metadata of the header.
@@ -78,7 +89,10 @@ impl<'p> SafetensorsFile<'p> {
         let st = self.parsed()?;
         let t = st.tensor(name).map_err(|_| Error::file(self.path, format!("missing array `{name}`")))?;
         if t.dtype() != dtype {
-            return Err(Error::file(self.path, format!("array `{name}` has dtype {:?}, expected {dtype:?}", t.dtype())));
+            return Err(Error::file(
+                self.path,
+                format!("array `{name}` has dtype {:?}, expected {dtype:?}", t.dtype()),
+            ));
         }
         Ok((t.shape().to_vec(), t.data().to_vec()))
     }
@@ -114,7 +128,8 @@ impl<'p> SafetensorsFile<'p> {
     /// A metadata entry holding a JSON list of strings.
     pub(crate) fn strings(&self, meta: &HashMap<String, String>, key: &str) -> Result<Vec<String>> {
         let v = self.require(meta, key)?;
-        serde_json::from_str(v).map_err(|e| Error::file(self.path, format!("metadata `{key}` is not a list of strings ({e})")))
+        serde_json::from_str(v)
+            .map_err(|e| Error::file(self.path, format!("metadata `{key}` is not a list of strings ({e})")))
     }
 
     /// The path, for error messages.
@@ -181,7 +196,10 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<Table> {
     for (i, rec) in r.records().enumerate() {
         let rec = rec.map_err(|e| Error::file(path, e.to_string()))?;
         if rec.len() != header.len() {
-            return Err(Error::file(path, format!("row {} has {} cells, the header {}", i + 1, rec.len(), header.len())));
+            return Err(Error::file(
+                path,
+                format!("row {} has {} cells, the header {}", i + 1, rec.len(), header.len()),
+            ));
         }
         for cell in rec.iter() {
             let v: f64 = cell

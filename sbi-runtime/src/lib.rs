@@ -20,6 +20,8 @@
 //! # Ok::<(), sbi_runtime::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 // Lets the macro's absolute paths (`::sbi_runtime::...`) resolve inside this crate too.
 extern crate self as sbi_runtime;
 
@@ -31,11 +33,11 @@ pub mod rng;
 pub mod simulate;
 pub mod transforms;
 
+pub use distributions::{IntoDistribution, PriorDistribution};
 pub use error::{Error, InvalidKind, Result};
 pub use model::{Observation, Parameters, Prior, Shape, Simulator, SiteVisitor, TimeSeries};
-pub use distributions::{IntoDistribution, PriorDistribution};
 pub use sbi_macros::{sample, simulator};
-pub use simulate::{simulate, simulate_from, simulate_from_flat, InvalidPolicy, Simulations};
+pub use simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
 
 /// Everything a model file needs: `use sbi_runtime::prelude::*;`.
 pub mod prelude {
@@ -43,9 +45,9 @@ pub mod prelude {
         Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,
     };
     pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries};
-    pub use crate::simulate::{simulate, simulate_from, simulate_from_flat, InvalidPolicy, Simulations};
+    pub use crate::simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
     pub use crate::transforms::Support;
-    pub use crate::{sample, simulator, Error};
+    pub use crate::{Error, sample, simulator};
     pub use rand::{Rng, RngExt};
     pub use rand_distr::StandardNormal;
 }

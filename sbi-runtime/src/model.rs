@@ -275,7 +275,7 @@ pub trait Prior: Send + Sync {
     }
 
     /// Maps unconstrained `z` to `theta`; returns `log |det dθ/dz|`.
-    fn from_unconstrained(&self, z: &[f64], theta: &mut [f64]) -> Result<f64> {
+    fn constrain(&self, z: &[f64], theta: &mut [f64]) -> Result<f64> {
         expect_len("unconstrained point", self.dim(), z.len())?;
         expect_len("parameters", self.dim(), theta.len())?;
         let mut v = visitors::FromUnconstrained { z, theta, pos: 0, log_det: 0.0 };
@@ -284,8 +284,8 @@ pub trait Prior: Send + Sync {
     }
 
     /// Maps `theta` to unconstrained `z`; returns `log |det dθ/dz|` at that `z`
-    /// (the same quantity as [`Prior::from_unconstrained`]).
-    fn to_unconstrained(&self, theta: &[f64], z: &mut [f64]) -> Result<f64> {
+    /// (the same quantity as [`Prior::constrain`]).
+    fn unconstrain(&self, theta: &[f64], z: &mut [f64]) -> Result<f64> {
         expect_len("parameters", self.dim(), theta.len())?;
         expect_len("unconstrained point", self.dim(), z.len())?;
         let mut v = visitors::ToUnconstrained { theta, z, pos: 0, log_det: 0.0 };
@@ -338,11 +338,7 @@ pub(crate) mod visitors {
 
     /// Applies `f` to each draw of a site: the whole slice if joint, each coordinate if iid.
     pub(crate) fn for_each_draw(joint: bool, values: &mut [f64], mut f: impl FnMut(&mut [f64])) {
-        if joint {
-            f(values)
-        } else {
-            values.chunks_mut(1).for_each(f)
-        }
+        if joint { f(values) } else { values.chunks_mut(1).for_each(f) }
     }
 
     fn take<'a>(buf: &'a [f64], pos: &mut usize, n: usize) -> Result<&'a [f64]> {
@@ -412,9 +408,18 @@ pub(crate) mod visitors {
     forward_site_visitor!(Sample<R: ?Sized>, Score, Supports, FromUnconstrained, ToUnconstrained);
 
     impl<R: Rng + ?Sized> Sample<'_, R> {
-        fn visit<D: PriorDistribution>(&mut self, _site: &'static str, d: &D, joint: bool, values: &mut [f64]) -> Result<()> {
+        fn visit<D: PriorDistribution>(
+            &mut self,
+            _site: &'static str,
+            d: &D,
+            joint: bool,
+            values: &mut [f64],
+        ) -> Result<()> {
             for_each_draw(joint, values, |v| d.sample_into(self.rng, v));
-            let out = self.out.get_mut(self.pos..self.pos + values.len()).ok_or_else(|| Error::shape("prior sites", self.pos + values.len(), 0))?;
+            let out = self
+                .out
+                .get_mut(self.pos..self.pos + values.len())
+                .ok_or_else(|| Error::shape("prior sites", self.pos + values.len(), 0))?;
             out.copy_from_slice(values);
             self.pos += values.len();
             Ok(())
@@ -422,7 +427,13 @@ pub(crate) mod visitors {
     }
 
     impl Score<'_> {
-        fn visit<D: PriorDistribution>(&mut self, _site: &'static str, d: &D, joint: bool, values: &mut [f64]) -> Result<()> {
+        fn visit<D: PriorDistribution>(
+            &mut self,
+            _site: &'static str,
+            d: &D,
+            joint: bool,
+            values: &mut [f64],
+        ) -> Result<()> {
             values.copy_from_slice(take(self.theta, &mut self.pos, values.len())?);
             for_each_draw(joint, values, |v| self.log_prob += d.log_prob(v));
             Ok(())
@@ -430,7 +441,13 @@ pub(crate) mod visitors {
     }
 
     impl Supports<'_> {
-        fn visit<D: PriorDistribution>(&mut self, _site: &'static str, d: &D, _joint: bool, values: &mut [f64]) -> Result<()> {
+        fn visit<D: PriorDistribution>(
+            &mut self,
+            _site: &'static str,
+            d: &D,
+            _joint: bool,
+            values: &mut [f64],
+        ) -> Result<()> {
             values.copy_from_slice(take(self.theta, &mut self.pos, values.len())?);
             self.supports.extend(std::iter::repeat_n(d.support(), values.len()));
             Ok(())
@@ -438,7 +455,13 @@ pub(crate) mod visitors {
     }
 
     impl FromUnconstrained<'_> {
-        fn visit<D: PriorDistribution>(&mut self, _site: &'static str, d: &D, _joint: bool, values: &mut [f64]) -> Result<()> {
+        fn visit<D: PriorDistribution>(
+            &mut self,
+            _site: &'static str,
+            d: &D,
+            _joint: bool,
+            values: &mut [f64],
+        ) -> Result<()> {
             let start = self.pos;
             let z = take(self.z, &mut self.pos, values.len())?;
             let t = d.support().transform();
@@ -452,7 +475,13 @@ pub(crate) mod visitors {
     }
 
     impl ToUnconstrained<'_> {
-        fn visit<D: PriorDistribution>(&mut self, _site: &'static str, d: &D, _joint: bool, values: &mut [f64]) -> Result<()> {
+        fn visit<D: PriorDistribution>(
+            &mut self,
+            _site: &'static str,
+            d: &D,
+            _joint: bool,
+            values: &mut [f64],
+        ) -> Result<()> {
             let start = self.pos;
             values.copy_from_slice(take(self.theta, &mut self.pos, values.len())?);
             let t = d.support().transform();

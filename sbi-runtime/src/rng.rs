@@ -20,12 +20,7 @@ fn mix(mut z: u64) -> u64 {
 /// `(seed, index)` pairs give distinct states (each half is a bijection), and the state is
 /// never all zero.
 pub fn stream_rng(seed: u64, index: u64) -> SimRng {
-    let words = [
-        mix(seed),
-        mix(index),
-        mix(seed ^ 0x9e37_79b9_7f4a_7c15),
-        mix(index ^ 0xd1b5_4a32_d192_ed03),
-    ];
+    let words = [mix(seed), mix(index), mix(seed ^ 0x9e37_79b9_7f4a_7c15), mix(index ^ 0xd1b5_4a32_d192_ed03)];
     let mut bytes = [0u8; 32];
     for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&w.to_le_bytes());

@@ -160,7 +160,10 @@ impl Simulations {
         if partial.completed != info.total {
             return Err(Error::file(
                 path,
-                format!("an unfinished run ({} of {} simulations); resume it with `.checkpoint()`", partial.completed, info.total),
+                format!(
+                    "an unfinished run ({} of {} simulations); resume it with `.checkpoint()`",
+                    partial.completed, info.total
+                ),
             ));
         }
         partial.finish(info.names, info.seed, info.total).map_err(|e| match e {
@@ -310,7 +313,11 @@ impl<'a, S: Simulator> Simulate<'a, S> {
             Source::Prior(n) => *n,
             Source::Proposal(flat) => {
                 if dim == 0 || flat.len() % dim != 0 {
-                    return Err(Error::shape("proposal parameters (n × DIM values)", dim * (flat.len() / dim.max(1)), flat.len()));
+                    return Err(Error::shape(
+                        "proposal parameters (n × DIM values)",
+                        dim * (flat.len() / dim.max(1)),
+                        flat.len(),
+                    ));
                 }
                 flat.len() / dim
             }
@@ -392,8 +399,10 @@ impl<'a, S: Simulator> Simulate<'a, S> {
         let target = if self.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let bar = ProgressBar::with_draw_target(Some(total as u64), target);
         bar.set_style(
-            ProgressStyle::with_template("simulating {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]")
-                .expect("the template is valid"),
+            ProgressStyle::with_template(
+                "simulating {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]",
+            )
+            .expect("the template is valid"),
         );
         bar.set_position(done as u64);
         bar
@@ -487,7 +496,12 @@ impl RunInfo {
 
     fn check_matches(&self, saved: &RunInfo, path: &Path) -> Result<()> {
         let mismatch = |what: &str, a: String, b: String| {
-            Err(Error::file(path, format!("this checkpoint is from another run: its {what} is {a}, this run's {b}; use another path or delete it")))
+            Err(Error::file(
+                path,
+                format!(
+                    "this checkpoint is from another run: its {what} is {a}, this run's {b}; use another path or delete it"
+                ),
+            ))
         };
         if saved.names != self.names {
             return mismatch("parameters", format!("{:?}", saved.names), format!("{:?}", self.names));
@@ -530,18 +544,30 @@ impl Partial {
         }
     }
 
-    fn push<O: Observation>(&mut self, index: u64, outcome: Outcome<O>, dim: usize, policy: InvalidPolicy) -> Result<()> {
+    fn push<O: Observation>(
+        &mut self,
+        index: u64,
+        outcome: Outcome<O>,
+        dim: usize,
+        policy: InvalidPolicy,
+    ) -> Result<()> {
         let invalid = match outcome {
             Outcome::Done(theta, x) => {
                 self.scratch.clear();
                 x.write_flat(&mut self.scratch);
                 let shape = x.shape();
                 match &self.x_shape {
-                    Some(s) if *s != shape => return Err(Error::ObservationShape { index, expected: s.clone(), got: shape }),
+                    Some(s) if *s != shape => {
+                        return Err(Error::ObservationShape { index, expected: s.clone(), got: shape });
+                    }
                     _ => {}
                 }
                 if shape.numel() != self.scratch.len() {
-                    return Err(Error::shape(format!("observation of simulation {index} (shape {shape})"), shape.numel(), self.scratch.len()));
+                    return Err(Error::shape(
+                        format!("observation of simulation {index} (shape {shape})"),
+                        shape.numel(),
+                        self.scratch.len(),
+                    ));
                 }
                 let kind = if self.scratch.iter().any(|v| v.is_nan()) {
                     Some(InvalidKind::Nan)
@@ -561,10 +587,15 @@ impl Partial {
                     Some(kind) => InvalidSimulation { index, kind, theta, message: None },
                 }
             }
-            Outcome::Panicked(theta, message) => InvalidSimulation { index, kind: InvalidKind::Panicked, theta, message },
-            Outcome::PriorFailed(message) => {
-                InvalidSimulation { index, kind: InvalidKind::Prior, theta: vec![f64::NAN; dim], message: Some(message) }
+            Outcome::Panicked(theta, message) => {
+                InvalidSimulation { index, kind: InvalidKind::Panicked, theta, message }
             }
+            Outcome::PriorFailed(message) => InvalidSimulation {
+                index,
+                kind: InvalidKind::Prior,
+                theta: vec![f64::NAN; dim],
+                message: Some(message),
+            },
         };
         if policy == InvalidPolicy::Error {
             let InvalidSimulation { index, kind, theta, message } = invalid;
@@ -576,11 +607,33 @@ impl Partial {
 
     fn finish(self, names: Vec<String>, seed: u64, total: usize) -> Result<Simulations> {
         let Some(x_shape) = self.x_shape else {
-            let s = Simulations { theta: vec![], x: vec![], index: vec![], param_names: names, x_shape: Shape::Vector(0), seed, invalid: self.invalid };
+            let s = Simulations {
+                theta: vec![],
+                x: vec![],
+                index: vec![],
+                param_names: names,
+                x_shape: Shape::Vector(0),
+                seed,
+                invalid: self.invalid,
+            };
             let c = s.invalid_counts();
-            return Err(Error::NoValidSimulations { total, nan: c.nan, infinite: c.infinite, panicked: c.panicked, prior: c.prior });
+            return Err(Error::NoValidSimulations {
+                total,
+                nan: c.nan,
+                infinite: c.infinite,
+                panicked: c.panicked,
+                prior: c.prior,
+            });
         };
-        Ok(Simulations { theta: self.theta, x: self.x, index: self.index, param_names: names, x_shape, seed, invalid: self.invalid })
+        Ok(Simulations {
+            theta: self.theta,
+            x: self.x,
+            index: self.index,
+            param_names: names,
+            x_shape,
+            seed,
+            invalid: self.invalid,
+        })
     }
 
     fn save(&self, path: &Path, info: &RunInfo) -> Result<()> {
@@ -659,9 +712,15 @@ impl Partial {
         }
         let invalid = (0..m)
             .map(|j| {
-                let kind = InvalidKind::from_code(invalid_kind[j]).ok_or_else(|| bad(format!("unknown invalid kind {}", invalid_kind[j])))?;
+                let kind = InvalidKind::from_code(invalid_kind[j])
+                    .ok_or_else(|| bad(format!("unknown invalid kind {}", invalid_kind[j])))?;
                 let message = Some(messages[j].clone()).filter(|s| !s.is_empty());
-                Ok(InvalidSimulation { index: invalid_index[j], kind, theta: invalid_theta[j * d..(j + 1) * d].to_vec(), message })
+                Ok(InvalidSimulation {
+                    index: invalid_index[j],
+                    kind,
+                    theta: invalid_theta[j * d..(j + 1) * d].to_vec(),
+                    message,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((Partial { completed, theta, x, index, x_shape, invalid, scratch: Vec::new() }, info))

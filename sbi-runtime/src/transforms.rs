@@ -69,7 +69,12 @@ impl Transform {
             Transform::Exp { lo } => lo + z.exp(),
             Transform::Sigmoid { lo, hi } => {
                 // σ(z) computed on the stable side.
-                let s = if z >= 0.0 { 1.0 / (1.0 + (-z).exp()) } else { let e = z.exp(); e / (1.0 + e) };
+                let s = if z >= 0.0 {
+                    1.0 / (1.0 + (-z).exp())
+                } else {
+                    let e = z.exp();
+                    e / (1.0 + e)
+                };
                 lo + (hi - lo) * s
             }
         }
@@ -121,7 +126,8 @@ mod tests {
                 let theta = t.forward(z);
                 let back = t.inverse(theta);
                 // The sigmoid saturates in floating point; compare where it is invertible.
-                let tol = 1e-9 * (1.0 + z.abs()) * if matches!(t, Transform::Sigmoid { .. }) { (z.abs()).exp() } else { 1.0 };
+                let tol =
+                    1e-9 * (1.0 + z.abs()) * if matches!(t, Transform::Sigmoid { .. }) { (z.abs()).exp() } else { 1.0 };
                 assert!((back - z).abs() <= tol, "{t:?}: z={z} -> {theta} -> {back}");
             }
         }

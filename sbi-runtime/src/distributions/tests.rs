@@ -23,29 +23,26 @@ fn integral<D: PriorDistribution>(d: &D) -> f64 {
         * h
 }
 
-fn scalar_cases() -> Vec<(&'static str, Box<dyn Fn(&mut crate::rng::SimRng) -> f64>, Box<dyn Fn(f64) -> f64>, f64, f64, f64)> {
-    // (name, sampler, log_prob, theoretical mean, variance, integral)
-    fn case<D: PriorDistribution + Clone + 'static>(
-        name: &'static str,
-        d: D,
-        mean: f64,
-        var: f64,
-    ) -> (&'static str, Box<dyn Fn(&mut crate::rng::SimRng) -> f64>, Box<dyn Fn(f64) -> f64>, f64, f64, f64) {
-        let integral = integral(&d);
-        let d2 = d.clone();
-        (
-            name,
-            Box::new(move |rng| {
-                let mut v = [0.0];
-                d.sample_into(rng, &mut v);
-                v[0]
-            }),
-            Box::new(move |x| d2.log_prob(&[x])),
-            mean,
-            var,
-            integral,
-        )
-    }
+/// A scalar distribution with its theoretical mean and variance, and its numerical integral.
+struct Case {
+    name: &'static str,
+    sample: Box<dyn Fn(&mut crate::rng::SimRng) -> f64>,
+    mean: f64,
+    var: f64,
+    integral: f64,
+}
+
+fn case<D: PriorDistribution + 'static>(name: &'static str, d: D, mean: f64, var: f64) -> Case {
+    let integral = integral(&d);
+    let sample = Box::new(move |rng: &mut crate::rng::SimRng| {
+        let mut v = [0.0];
+        d.sample_into(rng, &mut v);
+        v[0]
+    });
+    Case { name, sample, mean, var, integral }
+}
+
+fn scalar_cases() -> Vec<Case> {
     let pi = std::f64::consts::PI;
     let (mu, s) = (0.3_f64, 0.6_f64);
     vec![
@@ -68,7 +65,7 @@ fn scalar_cases() -> Vec<(&'static str, Box<dyn Fn(&mut crate::rng::SimRng) -> f
 
 #[test]
 fn densities_integrate_to_one() {
-    for (name, _, _, _, _, integral) in scalar_cases() {
+    for Case { name, integral, .. } in scalar_cases() {
         assert!((integral - 1.0).abs() < 1e-6, "{name}: integral {integral}");
     }
 }
@@ -76,7 +73,7 @@ fn densities_integrate_to_one() {
 #[test]
 fn sample_moments_match_theory() {
     let n = 200_000;
-    for (k, (name, sample, _, mean, var, _)) in scalar_cases().into_iter().enumerate() {
+    for (k, Case { name, sample, mean, var, .. }) in scalar_cases().into_iter().enumerate() {
         let mut rng = stream_rng(42, k as u64);
         let xs: Vec<f64> = (0..n).map(|_| sample(&mut rng)).collect();
         let m = xs.iter().sum::<f64>() / n as f64;
@@ -131,9 +128,17 @@ fn log_prob_matches_closed_form_values() {
         ("Uniform(-1,3) at 0.2", Uniform::new(-1.0, 3.0).unwrap().log_prob(&[0.2]), ln(0.25)),
         ("Uniform(-1,3) at 3.5", Uniform::new(-1.0, 3.0).unwrap().log_prob(&[3.5]), f64::NEG_INFINITY),
         // N(1, 2²) at 0: exp(-1/8) / (2 √(2π)).
-        ("Normal(1,2) at 0", Normal::new(1.0, 2.0).unwrap().log_prob(&[0.0]), ln((-0.125f64).exp() / (2.0 * (2.0 * pi).sqrt()))),
+        (
+            "Normal(1,2) at 0",
+            Normal::new(1.0, 2.0).unwrap().log_prob(&[0.0]),
+            ln((-0.125f64).exp() / (2.0 * (2.0 * pi).sqrt())),
+        ),
         // LogNormal(0, 1) at e: exp(-1/2) / (e √(2π)).
-        ("LogNormal(0,1) at e", LogNormal::new(0.0, 1.0).unwrap().log_prob(&[std::f64::consts::E]), -0.5 - 1.0 - 0.5 * ln(2.0 * pi)),
+        (
+            "LogNormal(0,1) at e",
+            LogNormal::new(0.0, 1.0).unwrap().log_prob(&[std::f64::consts::E]),
+            -0.5 - 1.0 - 0.5 * ln(2.0 * pi),
+        ),
         // Gamma(2, rate 3) at 1: 3² · 1 · e⁻³ / Γ(2).
         ("Gamma(2,3) at 1", Gamma::new(2.0, 3.0).unwrap().log_prob(&[1.0]), ln(9.0) - 3.0),
         ("Gamma(2,3) at -1", Gamma::new(2.0, 3.0).unwrap().log_prob(&[-1.0]), f64::NEG_INFINITY),

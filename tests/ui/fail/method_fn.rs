@@ -1,0 +1,13 @@
+use sbi_runtime::prelude::*;
+
+struct Lab;
+
+impl Lab {
+    #[simulator]
+    fn experiment(&self, rng: &mut impl Rng) -> f64 {
+        let theta = sample!(Normal(0.0, 1.0));
+        theta + rng.random::<f64>()
+    }
+}
+
+fn main() {}
