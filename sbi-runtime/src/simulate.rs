@@ -416,7 +416,7 @@ impl<'a, S: Simulator> Simulate<'a, S> {
     }
 
     /// Runs simulation `index`: θ from the prior (or proposal), then the simulator, both on stream `(seed, index)`.
-    fn run_one(&self, prior: &S::Prior, index: u64) -> Outcome<S::Output> {
+    fn run_one(&self, prior: &S::Prior, index: u64) -> Outcome<S::Params, S::Output> {
         let mut rng = stream_rng(self.seed, index);
         let params = match &self.source {
             Source::Prior(_) => match prior.sample(&mut rng) {
@@ -436,18 +436,18 @@ impl<'a, S: Simulator> Simulate<'a, S> {
         let result = catch_unwind(AssertUnwindSafe(|| self.model.simulate(&params, &mut rng)));
         QUIET.with(|q| q.set(false));
         match result {
-            Ok(x) => Outcome::Done(params.to_vec(), x),
+            Ok(x) => Outcome::Done(params, x),
             Err(payload) => {
                 let message = LAST_PANIC.with(|m| m.borrow_mut().take()).or_else(|| panic_message(&*payload));
-                Outcome::Panicked(params.to_vec(), message)
+                Outcome::Panicked(params, message)
             }
         }
     }
 }
 
-enum Outcome<O> {
-    Done(Vec<f64>, O),
-    Panicked(Vec<f64>, Option<String>),
+enum Outcome<P, O> {
+    Done(P, O),
+    Panicked(P, Option<String>),
     PriorFailed(String),
 }
 
@@ -544,10 +544,10 @@ impl Partial {
         }
     }
 
-    fn push<O: Observation>(
+    fn push<P: Parameters, O: Observation>(
         &mut self,
         index: u64,
-        outcome: Outcome<O>,
+        outcome: Outcome<P, O>,
         dim: usize,
         policy: InvalidPolicy,
     ) -> Result<()> {
@@ -579,16 +579,18 @@ impl Partial {
                 match kind {
                     None => {
                         self.x_shape.get_or_insert(shape);
-                        self.theta.extend_from_slice(&theta);
+                        let start = self.theta.len();
+                        self.theta.resize(start + dim, 0.0);
+                        theta.write_flat(&mut self.theta[start..])?;
                         self.x.extend_from_slice(&self.scratch);
                         self.index.push(index);
                         return Ok(());
                     }
-                    Some(kind) => InvalidSimulation { index, kind, theta, message: None },
+                    Some(kind) => InvalidSimulation { index, kind, theta: theta.to_vec(), message: None },
                 }
             }
             Outcome::Panicked(theta, message) => {
-                InvalidSimulation { index, kind: InvalidKind::Panicked, theta, message }
+                InvalidSimulation { index, kind: InvalidKind::Panicked, theta: theta.to_vec(), message }
             }
             Outcome::PriorFailed(message) => InvalidSimulation {
                 index,
