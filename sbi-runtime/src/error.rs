@@ -141,6 +141,36 @@ pub enum Error {
         saved: bool,
     },
 
+    /// A tensor operation failed (a bug or an inconsistent model file: please report it).
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+
+    /// Training produced a non-finite loss.
+    #[error(
+        "training diverged at epoch {epoch}: the loss is {loss} (try a smaller learning rate, or check the simulations for outliers)"
+    )]
+    TrainingDiverged {
+        /// The epoch (from 1) at which the loss became non-finite.
+        epoch: usize,
+        /// The loss value.
+        loss: f64,
+    },
+
+    /// Rejection sampling ran out of its budget before collecting the requested samples.
+    #[error("sampling budget exhausted: {accepted} of {requested} samples accepted after {proposed} proposals (acceptance rate {:.2e}); the posterior puts almost no mass inside the prior's support for this observation, which usually means the observation lies outside the training range", *accepted as f64 / (*proposed).max(1) as f64)]
+    SamplingBudget {
+        /// Samples requested.
+        requested: usize,
+        /// Samples accepted before the budget ran out.
+        accepted: usize,
+        /// Proposals drawn.
+        proposed: usize,
+    },
+
+    /// An observation has the wrong size or non-finite values.
+    #[error("invalid observation: {0}")]
+    Observation(String),
+
     /// A configuration value is out of range (zero threads, zero simulations, ...).
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 
 /// One named array to write: its dtype, shape and little-endian bytes.
 pub(crate) struct Array {
-    pub name: &'static str,
+    pub name: String,
     pub dtype: Dtype,
     pub shape: Vec<usize>,
     pub bytes: Vec<u8>,
@@ -22,18 +22,21 @@ pub(crate) struct Array {
 
 impl Array {
     pub(crate) fn f64(name: &'static str, shape: Vec<usize>, values: &[f64]) -> Self {
+        Self::f64_named(name.to_string(), shape, values)
+    }
+    pub(crate) fn f64_named(name: String, shape: Vec<usize>, values: &[f64]) -> Self {
         Array { name, dtype: Dtype::F64, shape, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
     }
     pub(crate) fn u64(name: &'static str, values: &[u64]) -> Self {
         Array {
-            name,
+            name: name.to_string(),
             dtype: Dtype::U64,
             shape: vec![values.len()],
             bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
     }
     pub(crate) fn u8(name: &'static str, values: &[u8]) -> Self {
-        Array { name, dtype: Dtype::U8, shape: vec![values.len()], bytes: values.to_vec() }
+        Array { name: name.to_string(), dtype: Dtype::U8, shape: vec![values.len()], bytes: values.to_vec() }
     }
 }
 
@@ -43,7 +46,7 @@ pub(crate) fn write_safetensors(path: &Path, arrays: &[Array], metadata: HashMap
         .iter()
         .map(|a| {
             Ok((
-                a.name,
+                a.name.as_str(),
                 TensorView::new(a.dtype, a.shape.clone(), &a.bytes).map_err(|e| Error::file(path, e.to_string()))?,
             ))
         })
@@ -101,6 +104,11 @@ impl<'p> SafetensorsFile<'p> {
     pub(crate) fn f64(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
         let (shape, data) = self.raw(name, Dtype::F64)?;
         Ok((shape, data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()))
+    }
+
+    /// The names of all arrays.
+    pub(crate) fn names(&self) -> Result<Vec<String>> {
+        Ok(self.parsed()?.names().into_iter().map(String::from).collect())
     }
 
     /// A u64 vector.

@@ -25,12 +25,17 @@
 // Lets the macro's absolute paths (`::sbi_runtime::...`) resolve inside this crate too.
 extern crate self as sbi_runtime;
 
+pub mod diagnostics;
 pub mod distributions;
 pub mod error;
+pub mod flows;
+pub mod inference;
 pub mod io;
 pub mod model;
+pub mod nn;
 pub mod rng;
 pub mod simulate;
+pub mod train;
 pub mod transforms;
 
 pub use distributions::{IntoDistribution, PriorDistribution};
@@ -44,8 +49,12 @@ pub mod prelude {
     pub use crate::distributions::{
         Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,
     };
+    pub use crate::flows::{DensityEstimator, MafConfig};
+    pub use crate::inference::{Npe, NpePosterior, Samples};
     pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries};
+    pub use crate::nn::EmbeddingNet;
     pub use crate::simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
+    pub use crate::train::TrainConfig;
     pub use crate::transforms::Support;
     pub use crate::{Error, sample, simulator};
     pub use rand::{Rng, RngExt};

@@ -1,0 +1,419 @@
+//! Conditional density estimators `q(θ | x)`: masked autoregressive flows (MAF), neural
+//! spline flows (NSF) and mixture density networks (MDN), with the input standardisation
+//! and embedding network around them.
+//!
+//! A flow maps `θ` to base noise `z = f(θ; x)` with `q(θ | x) = N(z; 0, I) · |det ∂f/∂θ|`;
+//! sampling inverts `f`. Inputs and context are z-scored with statistics of the training
+//! data that are stored with the model (a constant feature keeps scale 1).
+
+use candle_core::{D, Device, Tensor};
+use candle_nn::VarBuilder;
+use rand::RngExt;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::nn::{Activation, Linear, MaskedLinear, ones_column};
+use crate::rng::SimRng;
+
+pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// A conditional density on standardised inputs: what every estimator provides.
+pub trait ConditionalFlow: Send + Sync {
+    /// `log q(inputs | context)`: inputs `[B, D]`, context `[B, C]`, result `[B]`.
+    fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor>;
+    /// One draw per context row: context `[B, C]`, result `[B, D]`.
+    fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor>;
+}
+
+/// Standard normal noise `[rows, cols]` from a seeded generator.
+pub(crate) fn normal_noise(rng: &mut SimRng, rows: usize, cols: usize) -> candle_core::Result<Tensor> {
+    let v: Vec<f32> = (0..rows * cols).map(|_| rng.sample::<f64, _>(StandardNormal) as f32).collect();
+    Tensor::from_vec(v, (rows, cols), &Device::Cpu)
+}
+
+/// `log(1 + eˣ)`, computed stably as `max(x, 0) + log(1 + e^{−|x|})`.
+pub(crate) fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// `log N(z; 0, I)` summed over the last dimension.
+pub(crate) fn standard_normal_log_prob(z: &Tensor) -> candle_core::Result<Tensor> {
+    let d = z.dim(D::Minus1)? as f64;
+    (z.sqr()?.sum(D::Minus1)? * -0.5)? - d * HALF_LN_2PI
+}
+
+/// Which density estimator to train, with its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DensityEstimator {
+    /// Masked autoregressive flow.
+    Maf(MafConfig),
+}
+
+impl Default for DensityEstimator {
+    fn default() -> Self {
+        DensityEstimator::Maf(MafConfig::default())
+    }
+}
+
+impl DensityEstimator {
+    /// Builds the estimator for `features` inputs and `context` context values.
+    pub fn build(
+        &self,
+        vb: VarBuilder,
+        features: usize,
+        context: usize,
+        seed: u64,
+    ) -> candle_core::Result<Box<dyn ConditionalFlow>> {
+        Ok(match self {
+            DensityEstimator::Maf(c) => Box::new(Maf::new(vb, c, features, context, seed)?),
+        })
+    }
+
+    /// A short name (`maf`, `nsf`, `mdn`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DensityEstimator::Maf(_) => "maf",
+        }
+    }
+}
+
+/// Settings of a masked autoregressive flow (defaults as `sbi`'s `maf`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MafConfig {
+    /// Number of autoregressive transforms (5).
+    pub transforms: usize,
+    /// Hidden units per MADE layer (50).
+    pub hidden: usize,
+    /// Hidden blocks per MADE (2).
+    pub blocks: usize,
+    /// Hidden activation (tanh).
+    pub activation: Activation,
+}
+
+impl Default for MafConfig {
+    fn default() -> Self {
+        MafConfig { transforms: 5, hidden: 50, blocks: 2, activation: Activation::Tanh }
+    }
+}
+
+impl MafConfig {
+    /// Sets the number of transforms.
+    pub fn with_transforms(mut self, n: usize) -> Self {
+        self.transforms = n;
+        self
+    }
+    /// Sets the hidden width.
+    pub fn with_hidden(mut self, n: usize) -> Self {
+        self.hidden = n;
+        self
+    }
+    /// Sets the number of hidden blocks per MADE.
+    pub fn with_blocks(mut self, n: usize) -> Self {
+        self.blocks = n;
+        self
+    }
+    /// Sets the activation.
+    pub fn with_activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+}
+
+/// Degrees of MADE's hidden units (nflows' deterministic assignment).
+fn hidden_degrees(features: usize, hidden: usize) -> Vec<usize> {
+    let m = features.saturating_sub(1).max(1);
+    let lo = features.saturating_sub(1).min(1);
+    (0..hidden).map(|k| k % m + lo).collect()
+}
+
+/// A 0/1 mask `[out, in]` with `1` where `allowed(out_degree, in_degree)`.
+fn mask(out_deg: &[usize], in_deg: &[usize], allowed: impl Fn(usize, usize) -> bool) -> Vec<f32> {
+    let allowed = &allowed;
+    out_deg.iter().flat_map(|&o| in_deg.iter().map(move |&i| if allowed(o, i) { 1.0 } else { 0.0 })).collect()
+}
+
+/// A masked autoencoder (MADE, Germain et al. 2015) with a context input: output `k` (and
+/// `D + k`) depends on inputs `< k` only. Layout as nflows: masked input layer plus a
+/// context layer, `blocks` masked hidden layers each followed by the activation, a masked
+/// output layer.
+pub struct Made {
+    input: MaskedLinear,
+    context: Linear,
+    blocks: Vec<MaskedLinear>,
+    output: MaskedLinear,
+    activation: Activation,
+    features: usize,
+}
+
+impl Made {
+    /// A MADE with `params_per_feature` outputs per input feature.
+    pub fn new(
+        vb: VarBuilder,
+        features: usize,
+        context: usize,
+        hidden: usize,
+        blocks: usize,
+        params_per_feature: usize,
+        activation: Activation,
+    ) -> candle_core::Result<Self> {
+        let in_deg: Vec<usize> = (1..=features).collect();
+        let h_deg = hidden_degrees(features, hidden);
+        let out_deg: Vec<usize> = (0..params_per_feature).flat_map(|_| in_deg.iter().copied()).collect();
+        Ok(Made {
+            input: MaskedLinear::new(vb.pp("input"), mask(&h_deg, &in_deg, |o, i| o >= i), features, hidden)?,
+            context: Linear::new(vb.pp("context"), context.max(1), hidden)?,
+            blocks: (0..blocks)
+                .map(|b| {
+                    MaskedLinear::new(vb.pp(format!("block{b}")), mask(&h_deg, &h_deg, |o, i| o >= i), hidden, hidden)
+                })
+                .collect::<candle_core::Result<_>>()?,
+            output: MaskedLinear::new(
+                vb.pp("output"),
+                mask(&out_deg, &h_deg, |o, i| o > i),
+                hidden,
+                features * params_per_feature,
+            )?,
+            activation,
+            features,
+        })
+    }
+
+    /// Autoregressive parameters `[B, params_per_feature · D]`, grouped by parameter.
+    pub fn forward(&self, x: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+        let ones = ones_column(x)?;
+        let mut h = (self.input.forward_with(x, &ones)? + self.context.forward_with(context, &ones)?)?;
+        for b in &self.blocks {
+            h = self.activation.apply(&b.forward_with(&h, &ones)?)?;
+        }
+        self.output.forward_with(&h, &ones)
+    }
+}
+
+/// A masked autoregressive flow (Papamakarios et al. 2017): affine MADE transforms
+/// `z = θ · s(θ_<k) + t(θ_<k)` with `s = softplus(u) + 10⁻³` (nflows' parameterisation),
+/// each followed by a fixed random permutation.
+pub struct Maf {
+    mades: Vec<Made>,
+    perms: Vec<(Tensor, Tensor)>,
+    features: usize,
+}
+
+/// A seeded random permutation and its inverse, as index tensors.
+pub(crate) fn permutation(features: usize, rng: &mut SimRng) -> candle_core::Result<(Tensor, Tensor)> {
+    let mut p: Vec<u32> = (0..features as u32).collect();
+    for i in (1..features).rev() {
+        let j = rng.random_range(0..=i);
+        p.swap(i, j);
+    }
+    let mut inv = vec![0u32; features];
+    for (i, &pi) in p.iter().enumerate() {
+        inv[pi as usize] = i as u32;
+    }
+    Ok((Tensor::new(p, &Device::Cpu)?, Tensor::new(inv, &Device::Cpu)?))
+}
+
+impl Maf {
+    /// Builds the flow; `seed` fixes the permutations.
+    pub fn new(vb: VarBuilder, c: &MafConfig, features: usize, context: usize, seed: u64) -> candle_core::Result<Self> {
+        let mut rng = crate::rng::stream_rng(seed, 0x4d4146);
+        let mades = (0..c.transforms)
+            .map(|i| Made::new(vb.pp(format!("made{i}")), features, context, c.hidden, c.blocks, 2, c.activation))
+            .collect::<candle_core::Result<_>>()?;
+        let perms = (0..c.transforms).map(|_| permutation(features, &mut rng)).collect::<candle_core::Result<_>>()?;
+        Ok(Maf { mades, perms, features })
+    }
+
+    fn scale_shift(&self, made: &Made, x: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let params = made.forward(x, context)?;
+        let d = made.features;
+        let scale = (softplus(&params.narrow(1, 0, d)?)? + 1e-3)?;
+        Ok((scale, params.narrow(1, d, d)?))
+    }
+}
+
+impl Maf {
+    /// The map to base noise: `z = f(x; context)` and `log |det ∂f/∂x|` per row.
+    pub fn forward(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let mut z = inputs.clone();
+        let mut log_det = Tensor::zeros(inputs.dim(0)?, inputs.dtype(), inputs.device())?;
+        for (made, (perm, _)) in self.mades.iter().zip(&self.perms) {
+            let (scale, shift) = self.scale_shift(made, &z, context)?;
+            z = ((&z * &scale)? + shift)?.index_select(perm, 1)?;
+            log_det = (log_det + scale.log()?.sum(1)?)?;
+        }
+        Ok((z, log_det))
+    }
+
+    /// The inverse map `x = f⁻¹(z; context)`.
+    pub fn inverse(&self, noise: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+        let mut z = noise.clone();
+        for (made, (_, inv)) in self.mades.iter().zip(&self.perms).rev() {
+            let target = z.index_select(inv, 1)?;
+            // Invert the autoregressive map one degree at a time: after pass k, the first
+            // k coordinates are exact.
+            let mut x = target.zeros_like()?;
+            for _ in 0..self.features {
+                let (scale, shift) = self.scale_shift(made, &x, context)?;
+                x = ((&target - shift)? / scale)?;
+            }
+            z = x;
+        }
+        Ok(z)
+    }
+}
+
+impl ConditionalFlow for Maf {
+    fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+        let (z, log_det) = self.forward(inputs, context)?;
+        standard_normal_log_prob(&z)? + log_det
+    }
+
+    fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
+        self.inverse(&normal_noise(rng, context.dim(0)?, self.features)?, context)
+    }
+}
+
+/// Per-feature mean and scale for z-scoring, from the rows of a matrix. A feature whose
+/// standard deviation is below `1e-14` (constant in the training data) keeps scale 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    /// Feature means.
+    pub mean: Vec<f64>,
+    /// Feature standard deviations (ddof 1), 1 for constant features.
+    pub std: Vec<f64>,
+}
+
+impl Standardizer {
+    /// Statistics of `values` (`rows × cols` row-major).
+    pub fn fit(values: &[f64], cols: usize) -> Standardizer {
+        let rows = values.len() / cols.max(1);
+        let mut mean = vec![0.0; cols];
+        for row in values.chunks_exact(cols) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += v;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows.max(1) as f64);
+        let mut var = vec![0.0; cols];
+        for row in values.chunks_exact(cols) {
+            for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v - m) * (v - m);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|s| (s / (rows.saturating_sub(1)).max(1) as f64).sqrt())
+            .map(|s| if s < 1e-14 { 1.0 } else { s })
+            .collect();
+        Standardizer { mean, std }
+    }
+
+    pub(crate) fn tensors(&self) -> Result<(Tensor, Tensor)> {
+        let d = self.mean.len();
+        Ok((crate::nn::matrix(&self.mean, 1, d)?, crate::nn::matrix(&self.std, 1, d)?))
+    }
+
+    /// `Σ log std`: the log-Jacobian of z-scoring.
+    pub fn log_scale(&self) -> f64 {
+        self.std.iter().map(|s| s.ln()).sum()
+    }
+
+    pub(crate) fn check(&self, dim: usize, what: &str) -> Result<()> {
+        if self.mean.len() != dim || self.std.len() != dim {
+            return Err(Error::shape(format!("{what} standardisation"), dim, self.mean.len()));
+        }
+        Ok(())
+    }
+}
+
+/// Everything needed to rebuild an estimator: saved as JSON next to its weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EstimatorSpec {
+    pub estimator: DensityEstimator,
+    /// `EmbeddingNet::describe()` of the embedding.
+    pub embedding: String,
+    pub features: usize,
+    pub context_shape: String,
+    pub seed: u64,
+    pub input_std: Standardizer,
+    pub context_std: Standardizer,
+}
+
+/// A trained conditional estimator `q(inputs | context)` on raw (unstandardised) values:
+/// z-scoring, embedding network and flow.
+pub struct ConditionalEstimator {
+    pub(crate) store: crate::nn::ParamStore,
+    flow: Box<dyn ConditionalFlow>,
+    embedding: Box<dyn crate::nn::Embedding>,
+    pub(crate) spec: EstimatorSpec,
+    input_mean: Tensor,
+    input_std: Tensor,
+    context_mean: Tensor,
+    context_std: Tensor,
+    log_scale: f64,
+}
+
+impl ConditionalEstimator {
+    /// Builds the networks in `store` (fresh or loaded).
+    pub(crate) fn build(
+        store: crate::nn::ParamStore,
+        spec: EstimatorSpec,
+        embedding: &crate::nn::EmbeddingNet,
+    ) -> Result<Self> {
+        let context_shape = crate::model::Shape::decode(&spec.context_shape)
+            .ok_or_else(|| Error::Config(format!("unknown context shape {}", spec.context_shape)))?;
+        spec.input_std.check(spec.features, "input")?;
+        spec.context_std.check(context_shape.numel(), "context")?;
+        let (embedding, flow) = {
+            let vb = store.var_builder();
+            let (embedding, width) = embedding.build(vb.pp("embedding"), &context_shape)?;
+            let flow = spec.estimator.build(vb.pp("estimator"), spec.features, width, spec.seed)?;
+            (embedding, flow)
+        };
+        let (input_mean, input_std) = spec.input_std.tensors()?;
+        let (context_mean, context_std) = spec.context_std.tensors()?;
+        let log_scale = spec.input_std.log_scale();
+        Ok(ConditionalEstimator {
+            store,
+            flow,
+            embedding,
+            spec,
+            input_mean,
+            input_std,
+            context_mean,
+            context_std,
+            log_scale,
+        })
+    }
+
+    fn embed(&self, context: &Tensor) -> candle_core::Result<Tensor> {
+        self.embedding.forward(&context.broadcast_sub(&self.context_mean)?.broadcast_div(&self.context_std)?)
+    }
+
+    /// `log q(inputs | context)` for raw rows: `[B, D]`, `[B, C]` → `[B]`.
+    pub fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+        let u = inputs.broadcast_sub(&self.input_mean)?.broadcast_div(&self.input_std)?;
+        self.flow.log_prob(&u, &self.embed(context)?)? - self.log_scale
+    }
+
+    /// One draw per raw context row: `[B, C]` → `[B, D]`.
+    pub fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
+        let u = self.flow.sample(&self.embed(context)?, rng)?;
+        u.broadcast_mul(&self.input_std)?.broadcast_add(&self.input_mean)
+    }
+
+    /// Number of input features.
+    pub fn features(&self) -> usize {
+        self.spec.features
+    }
+
+    /// Number of (flattened) context values.
+    pub fn context_dim(&self) -> usize {
+        self.spec.context_std.mean.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

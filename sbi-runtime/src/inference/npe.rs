@@ -1,0 +1,419 @@
+//! Neural posterior estimation (Papamakarios & Murray 2016; Greenberg et al. 2019):
+//! train `q(θ | x)` to maximise `E[log q(θ | x)]` over simulations from the prior, then
+//! sample it at the observation, keeping draws inside the prior's support.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::inference::Samples;
+use crate::io::{SafetensorsFile, write_safetensors};
+use crate::model::{Parameters, Prior, Shape, Simulator};
+use crate::nn::{EmbeddingNet, ParamStore, matrix, to_f64};
+use crate::rng::stream_rng;
+use crate::simulate::Simulations;
+use crate::train::{Pairs, TrainConfig, TrainingSummary, fit};
+
+/// Neural posterior estimation: the estimator, the embedding network and the training settings.
+///
+/// ```no_run
+/// # use sbi_runtime::prelude::*;
+/// # #[simulator] fn m(rng: &mut impl Rng) -> [f64; 1] { let t = sample!(Normal(0.0, 1.0)); [t + rng.random::<f64>()] }
+/// let sims = simulate(&M, 10_000).seed(1).run()?;
+/// let posterior = Npe::default().train(&M, &sims)?;
+/// let draws: Vec<MParams> = posterior.sample(&[0.3], 1_000)?;
+/// # Ok::<(), sbi_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Npe {
+    /// The conditional density estimator (MAF by default).
+    pub estimator: DensityEstimator,
+    /// The embedding network for `x` (identity by default).
+    pub embedding: EmbeddingNet,
+    /// Training settings.
+    pub training: TrainConfig,
+}
+
+impl Npe {
+    /// Sets the density estimator.
+    pub fn with_estimator(mut self, e: DensityEstimator) -> Self {
+        self.estimator = e;
+        self
+    }
+    /// Sets the embedding network.
+    pub fn with_embedding(mut self, e: EmbeddingNet) -> Self {
+        self.embedding = e;
+        self
+    }
+    /// Sets the training settings.
+    pub fn with_training(mut self, t: TrainConfig) -> Self {
+        self.training = t;
+        self
+    }
+
+    /// Trains `q(θ | x)` on `sims` (simulated from `model`'s prior) and returns the posterior.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the simulations do not belong to `model` or are too few;
+    /// [`Error::TrainingDiverged`]; tensor errors.
+    pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NpePosterior<M::Prior>> {
+        let prior = model.prior();
+        if prior.names() != sims.param_names {
+            return Err(Error::Config(format!(
+                "the simulations have parameters {:?}, the model {:?}",
+                sims.param_names,
+                prior.names()
+            )));
+        }
+        let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
+        let spec = EstimatorSpec {
+            estimator: self.estimator.clone(),
+            embedding: self.embedding.describe(),
+            features: d,
+            context_shape: sims.x_shape.encode(),
+            seed: self.training.seed,
+            input_std: Standardizer::fit(&sims.theta, d),
+            context_std: Standardizer::fit(&sims.x, c),
+        };
+        let estimator = ConditionalEstimator::build(ParamStore::new(self.training.seed), spec, &self.embedding)?;
+        let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, c)? };
+        let summary =
+            fit(&estimator.store, &data, &self.training, |theta, x| estimator.log_prob(theta, x)?.mean_all()?.neg())?;
+        Ok(NpePosterior {
+            prior,
+            estimator,
+            x_shape: sims.x_shape.clone(),
+            x_range: FeatureRange::of(&sims.x, c),
+            summary: Some(summary),
+            seed: self.training.seed,
+            max_proposals: None,
+            range_check: true,
+        })
+    }
+}
+
+/// Per-feature minimum and maximum of the training observations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FeatureRange {
+    min: Vec<f64>,
+    max: Vec<f64>,
+}
+
+impl FeatureRange {
+    fn of(x: &[f64], cols: usize) -> Self {
+        let mut min = vec![f64::INFINITY; cols];
+        let mut max = vec![f64::NEG_INFINITY; cols];
+        for row in x.chunks_exact(cols) {
+            for j in 0..cols {
+                min[j] = min[j].min(row[j]);
+                max[j] = max[j].max(row[j]);
+            }
+        }
+        FeatureRange { min, max }
+    }
+}
+
+/// A trained NPE posterior for one model.
+pub struct NpePosterior<P: Prior> {
+    prior: P,
+    estimator: ConditionalEstimator,
+    x_shape: Shape,
+    x_range: FeatureRange,
+    summary: Option<TrainingSummary>,
+    seed: u64,
+    max_proposals: Option<usize>,
+    range_check: bool,
+}
+
+const FORMAT: &str = "sbi-rs/npe";
+const VERSION: u32 = 1;
+
+impl<P: Prior> NpePosterior<P> {
+    /// The training summary (absent for a loaded model).
+    pub fn training_summary(&self) -> Option<&TrainingSummary> {
+        self.summary.as_ref()
+    }
+
+    /// The parameters' names.
+    pub fn names(&self) -> Vec<String> {
+        self.prior.names()
+    }
+
+    /// Sets the seed of sampling (default: the training seed). The same seed gives the same draws.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Bounds the proposals of rejection sampling (default `100·n + 100,000` for `n` draws).
+    pub fn with_max_proposals(mut self, max: usize) -> Self {
+        self.max_proposals = Some(max);
+        self
+    }
+
+    /// Turns off the check that observations lie within the range of the training data.
+    pub fn without_range_check(mut self) -> Self {
+        self.range_check = false;
+        self
+    }
+
+    fn check_observation(&self, x_o: &[f64]) -> Result<()> {
+        let c = self.x_shape.numel();
+        if x_o.len() != c {
+            return Err(Error::Observation(format!("expected {c} values (shape {}), got {}", self.x_shape, x_o.len())));
+        }
+        if let Some(j) = x_o.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Observation(format!("value {j} is {}", x_o[j])));
+        }
+        if self.range_check {
+            for (j, &v) in x_o.iter().enumerate() {
+                let (lo, hi) = (self.x_range.min[j], self.x_range.max[j]);
+                if v < lo || v > hi {
+                    return Err(Error::Observation(format!(
+                        "value {j} = {v} lies outside the training range [{lo}, {hi}]: the estimator would \
+                         extrapolate (simulate more widely, or call `without_range_check()` to accept it)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` draws from `q(θ | x_o)` inside the prior's support, as typed parameters.
+    pub fn sample(&self, x_o: &[f64], n: usize) -> Result<Vec<P::Params>> {
+        P::Params::from_rows(&self.sample_flat(x_o, n)?.values)
+    }
+
+    /// `n` draws from `q(θ | x_o)` inside the prior's support, as a matrix.
+    ///
+    /// # Errors
+    /// [`Error::Observation`] for an observation of the wrong size, with non-finite values or
+    /// outside the training range; [`Error::SamplingBudget`] when too few proposals land in
+    /// the prior's support.
+    pub fn sample_flat(&self, x_o: &[f64], n: usize) -> Result<Samples> {
+        Ok(self.sample_many(x_o, n)?.remove(0))
+    }
+
+    /// `n` draws for each of several observations (`k × numel` row-major), drawn together.
+    pub fn sample_many(&self, observations: &[f64], n: usize) -> Result<Vec<Samples>> {
+        let c = self.x_shape.numel();
+        if observations.is_empty() || observations.len() % c != 0 {
+            return Err(Error::Observation(format!("expected a multiple of {c} values, got {}", observations.len())));
+        }
+        let k = observations.len() / c;
+        for x_o in observations.chunks_exact(c) {
+            self.check_observation(x_o)?;
+        }
+        let d = self.prior.dim();
+        let budget = self.max_proposals.unwrap_or(100 * n + 100_000);
+        let mut rng = stream_rng(self.seed, 0x5341_4d50);
+        let mut accepted: Vec<Vec<f64>> = vec![Vec::with_capacity(n * d); k];
+        let mut proposed = vec![0usize; k];
+        let mut rate = vec![1.0f64; k];
+        loop {
+            let pending: Vec<usize> = (0..k).filter(|&i| accepted[i].len() < n * d).collect();
+            if pending.is_empty() {
+                break;
+            }
+            // Proposals per pending observation: what is missing, inflated by the acceptance rate so far.
+            let sizes: Vec<usize> = pending
+                .iter()
+                .map(|&i| {
+                    let missing = n - accepted[i].len() / d;
+                    ((missing as f64 / rate[i].max(1e-3) * 1.1) as usize + 16)
+                        .min(budget.saturating_sub(proposed[i]).max(1))
+                        .min(1 << 20)
+                })
+                .collect();
+            let mut context = Vec::with_capacity(sizes.iter().sum::<usize>() * c);
+            for (&i, &m) in pending.iter().zip(&sizes) {
+                for _ in 0..m {
+                    context.extend_from_slice(&observations[i * c..(i + 1) * c]);
+                }
+            }
+            let total: usize = sizes.iter().sum();
+            let draws = to_f64(&self.estimator.sample(&matrix(&context, total, c)?, &mut rng)?)?;
+            let mut offset = 0;
+            for (&i, &m) in pending.iter().zip(&sizes) {
+                for row in draws[offset * d..(offset + m) * d].chunks_exact(d) {
+                    if accepted[i].len() < n * d && self.prior.log_prob_flat(row)?.is_finite() {
+                        accepted[i].extend_from_slice(row);
+                    }
+                }
+                offset += m;
+                proposed[i] += m;
+                rate[i] = (accepted[i].len() / d) as f64 / proposed[i] as f64;
+                if accepted[i].len() < n * d && proposed[i] >= budget {
+                    return Err(Error::SamplingBudget {
+                        requested: n,
+                        accepted: accepted[i].len() / d,
+                        proposed: proposed[i],
+                    });
+                }
+            }
+        }
+        let names = self.prior.names();
+        Ok(accepted
+            .into_iter()
+            .zip(proposed)
+            .map(|(values, p)| {
+                let rows = values.len() / d;
+                Samples { values, names: names.clone(), acceptance_rate: rows as f64 / p.max(1) as f64 }
+            })
+            .collect())
+    }
+
+    /// `log p̂(θ | x_o)` for each row of `theta` (`m × DIM`): the estimator's density
+    /// renormalised to the prior's support, `log q(θ | x_o) − log P_q(θ ∈ supp p)`, and `-inf`
+    /// outside the support (the leakage correction of Greenberg et al. 2019; the acceptance
+    /// probability is estimated from `leakage_samples` draws).
+    pub fn log_prob(&self, theta: &[f64], x_o: &[f64], leakage_samples: usize) -> Result<Vec<f64>> {
+        self.check_observation(x_o)?;
+        let d = self.prior.dim();
+        if theta.is_empty() || theta.len() % d != 0 {
+            return Err(Error::shape("parameter rows", d * (theta.len() / d).max(1), theta.len()));
+        }
+        let m = theta.len() / d;
+        let c = self.x_shape.numel();
+        let context: Vec<f64> = x_o.iter().copied().cycle().take(m * c).collect();
+        let lq = to_f64(&self.estimator.log_prob(&matrix(theta, m, d)?, &matrix(&context, m, c)?)?)?;
+        let acceptance = if leakage_samples == 0 {
+            1.0
+        } else {
+            let probe = self.sample_many_unchecked(x_o, leakage_samples)?;
+            let inside = probe.chunks_exact(d).map(|r| self.prior.log_prob_flat(r)).collect::<Result<Vec<_>>>()?;
+            (inside.iter().filter(|v| v.is_finite()).count() as f64 / leakage_samples as f64)
+                .max(1.0 / leakage_samples as f64)
+        };
+        theta
+            .chunks_exact(d)
+            .zip(lq)
+            .map(|(row, l)| {
+                Ok(if self.prior.log_prob_flat(row)?.is_finite() { l - acceptance.ln() } else { f64::NEG_INFINITY })
+            })
+            .collect()
+    }
+
+    /// Raw draws from the estimator, without rejection.
+    fn sample_many_unchecked(&self, x_o: &[f64], n: usize) -> Result<Vec<f64>> {
+        let c = self.x_shape.numel();
+        let context: Vec<f64> = x_o.iter().copied().cycle().take(n * c).collect();
+        let mut rng = stream_rng(self.seed, 0x4c45_414b);
+        to_f64(&self.estimator.sample(&matrix(&context, n, c)?, &mut rng)?)
+    }
+
+    /// Saves the weights (safetensors) with a versioned JSON description of the model in
+    /// the file's metadata.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let tensors: Vec<(String, Tensor)> = self.estimator.store.named_tensors();
+        let arrays = tensors
+            .iter()
+            .map(|(name, t)| {
+                let values = to_f64(t)?;
+                Ok(crate::io::Array::f64_named(name.clone(), t.dims().to_vec(), &values))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let header = SavedHeader {
+            spec: self.estimator.spec.clone(),
+            names: self.prior.names(),
+            x_shape: self.x_shape.encode(),
+            x_range: self.x_range.clone(),
+            seed: self.seed,
+        };
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        meta.insert("version".to_string(), VERSION.to_string());
+        meta.insert("model".to_string(), serde_json::to_string(&header).map_err(|e| Error::file(path, e.to_string()))?);
+        write_safetensors(path, &arrays, meta)
+    }
+
+    /// Loads a posterior saved by [`NpePosterior::save`] for `model`.
+    ///
+    /// # Errors
+    /// [`Error::File`] for a corrupt file, another format or version, another model's
+    /// parameters, or missing weights; a custom embedding needs [`NpePosterior::load_with`].
+    pub fn load<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M) -> Result<Self> {
+        Self::load_with(path, model, &EmbeddingNet::Identity)
+    }
+
+    /// Loads a posterior whose embedding is a user's network: pass the same builder.
+    pub fn load_with<M: Simulator<Prior = P>>(
+        path: impl AsRef<Path>,
+        model: &M,
+        custom: &EmbeddingNet,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let f = SafetensorsFile::open(path)?;
+        let meta = f.metadata()?;
+        if f.require(&meta, "format")? != FORMAT {
+            return Err(Error::file(path, "not an NPE posterior file"));
+        }
+        let version: u32 = f.parse(&meta, "version")?;
+        if version != VERSION {
+            return Err(Error::file(path, format!("format version {version}, this build reads version {VERSION}")));
+        }
+        let header: SavedHeader = serde_json::from_str(f.require(&meta, "model")?)
+            .map_err(|e| Error::file(path, format!("unreadable model description ({e})")))?;
+        let prior = model.prior();
+        if header.names != prior.names() {
+            return Err(Error::file(
+                path,
+                format!("it was trained for parameters {:?}, this model has {:?}", header.names, prior.names()),
+            ));
+        }
+        let embedding = if header.spec.embedding.starts_with("custom:") {
+            if custom.describe() != header.spec.embedding {
+                return Err(Error::file(
+                    path,
+                    format!("it needs the embedding `{}`: pass it to load_with", header.spec.embedding),
+                ));
+            }
+            custom.clone()
+        } else {
+            serde_json::from_str(&header.spec.embedding)
+                .map_err(|e| Error::file(path, format!("unknown embedding ({e})")))?
+        };
+        let x_shape = Shape::decode(&header.x_shape)
+            .ok_or_else(|| Error::file(path, format!("unknown shape {}", header.x_shape)))?;
+        let mut tensors = HashMap::new();
+        for name in f.names()? {
+            let (shape, values) = f.f64(&name)?;
+            let t = Tensor::from_vec(
+                values.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+                shape,
+                &candle_core::Device::Cpu,
+            )?;
+            tensors.insert(name, t);
+        }
+        let n_saved = tensors.len();
+        let estimator = ConditionalEstimator::build(ParamStore::from_tensors(tensors), header.spec, &embedding)
+            .map_err(|e| Error::file(path, format!("the weights do not fit the model ({e})")))?;
+        if estimator.store.vars().len() != n_saved {
+            return Err(Error::file(path, "the file holds weights the model does not use"));
+        }
+        Ok(NpePosterior {
+            prior,
+            estimator,
+            x_shape,
+            x_range: header.x_range,
+            summary: None,
+            seed: header.seed,
+            max_proposals: None,
+            range_check: true,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedHeader {
+    spec: EstimatorSpec,
+    names: Vec<String>,
+    x_shape: String,
+    x_range: FeatureRange,
+    seed: u64,
+}

@@ -1,0 +1,61 @@
+//! Posterior samples as a matrix with named columns.
+
+use std::path::Path;
+
+use crate::error::Result;
+
+/// Posterior draws: `rows() × names.len()` values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Samples {
+    /// The draws, row-major.
+    pub values: Vec<f64>,
+    /// Column names (the model's parameter names).
+    pub names: Vec<String>,
+    /// Fraction of proposals that were accepted (inside the prior's support).
+    pub acceptance_rate: f64,
+}
+
+impl Samples {
+    /// Number of draws.
+    pub fn rows(&self) -> usize {
+        self.values.len() / self.names.len().max(1)
+    }
+
+    /// Draw `i`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        let d = self.names.len();
+        &self.values[i * d..(i + 1) * d]
+    }
+
+    /// Mean of each column.
+    pub fn mean(&self) -> Vec<f64> {
+        let d = self.names.len();
+        let mut m = vec![0.0; d];
+        for row in self.values.chunks_exact(d) {
+            m.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        }
+        m.iter_mut().for_each(|a| *a /= self.rows().max(1) as f64);
+        m
+    }
+
+    /// Sample covariance (ddof 1), `d × d` row-major.
+    pub fn covariance(&self) -> Vec<f64> {
+        let d = self.names.len();
+        let m = self.mean();
+        let mut c = vec![0.0; d * d];
+        for row in self.values.chunks_exact(d) {
+            for i in 0..d {
+                for j in 0..d {
+                    c[i * d + j] += (row[i] - m[i]) * (row[j] - m[j]);
+                }
+            }
+        }
+        c.iter_mut().for_each(|a| *a /= (self.rows().max(2) - 1) as f64);
+        c
+    }
+
+    /// Writes a CSV file: a header of parameter names, one row per draw.
+    pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::io::write_csv(path, &self.names, &self.values)
+    }
+}

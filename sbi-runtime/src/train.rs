@@ -1,0 +1,292 @@
+//! One training loop for every method: Adam on mini-batches, a held-out validation set,
+//! early stopping on the validation loss (restoring the best parameters), gradient-norm
+//! clipping, seeded shuffling and a progress line. Defaults are `sbi`'s.
+
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::nn::ParamStore;
+use crate::rng::{SimRng, stream_rng};
+
+/// Training settings (defaults as `sbi`'s `train()`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Mini-batch size (200).
+    pub batch_size: usize,
+    /// Adam's learning rate (5e-4).
+    pub learning_rate: f64,
+    /// Fraction of the simulations held out for validation (0.1).
+    pub validation_fraction: f64,
+    /// Stop after this many epochs without a better validation loss (20).
+    pub stop_after_epochs: usize,
+    /// Upper bound on the number of epochs (2³¹ − 1, i.e. none in practice).
+    pub max_epochs: usize,
+    /// Clip the gradient's global L2 norm to this value (5.0); `None` disables clipping.
+    pub clip_max_norm: Option<f64>,
+    /// Seed of the initialisation, the split and the shuffling (0).
+    pub seed: u64,
+    /// Show a progress line on stderr (true; never drawn when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: 200,
+            learning_rate: 5e-4,
+            validation_fraction: 0.1,
+            stop_after_epochs: 20,
+            max_epochs: (1 << 31) - 1,
+            clip_max_norm: Some(5.0),
+            seed: 0,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Sets the batch size.
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+    /// Sets the learning rate.
+    pub fn with_learning_rate(mut self, lr: f64) -> Self {
+        self.learning_rate = lr;
+        self
+    }
+    /// Sets the validation fraction.
+    pub fn with_validation_fraction(mut self, f: f64) -> Self {
+        self.validation_fraction = f;
+        self
+    }
+    /// Sets the early-stopping patience.
+    pub fn with_stop_after_epochs(mut self, n: usize) -> Self {
+        self.stop_after_epochs = n;
+        self
+    }
+    /// Sets the maximum number of epochs.
+    pub fn with_max_epochs(mut self, n: usize) -> Self {
+        self.max_epochs = n;
+        self
+    }
+    /// Sets (or disables) gradient clipping.
+    pub fn with_clip_max_norm(mut self, norm: Option<f64>) -> Self {
+        self.clip_max_norm = norm;
+        self
+    }
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Shows or hides progress.
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.progress = show;
+        self
+    }
+
+    fn validate(&self, n: usize) -> Result<(usize, usize)> {
+        if self.batch_size == 0 || !(self.learning_rate > 0.0) || self.max_epochs == 0 {
+            return Err(Error::Config("batch size, learning rate and max epochs must be positive".into()));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err(Error::Config(format!(
+                "validation fraction must be in (0, 1), got {}",
+                self.validation_fraction
+            )));
+        }
+        let n_val = ((n as f64 * self.validation_fraction).ceil() as usize).max(1);
+        let n_train = n.saturating_sub(n_val);
+        if n_train < 2 {
+            return Err(Error::Config(format!("{n} simulations are too few to train on")));
+        }
+        Ok((n_train, n_val))
+    }
+}
+
+/// What happened during training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    /// Epochs run.
+    pub epochs: usize,
+    /// The epoch (from 1) whose parameters were kept.
+    pub best_epoch: usize,
+    /// The best validation loss.
+    pub best_validation_loss: f64,
+    /// Mean training loss of each epoch.
+    pub train_loss: Vec<f64>,
+    /// Validation loss after each epoch.
+    pub validation_loss: Vec<f64>,
+    /// Whether it stopped early (rather than at `max_epochs`).
+    pub converged: bool,
+    /// Wall time of the whole training.
+    pub seconds: f64,
+    /// Number of optimiser steps.
+    pub steps: usize,
+}
+
+impl TrainingSummary {
+    /// Mean wall time of one epoch.
+    pub fn seconds_per_epoch(&self) -> f64 {
+        self.seconds / self.epochs.max(1) as f64
+    }
+}
+
+/// Training data: rows of `a` and `b` belong together (θ and x).
+pub(crate) struct Pairs {
+    pub a: Tensor,
+    pub b: Tensor,
+}
+
+/// Trains the parameters in `store` to minimise `loss(a_batch, b_batch)` (a scalar mean).
+pub(crate) fn fit(
+    store: &ParamStore,
+    data: &Pairs,
+    config: &TrainConfig,
+    loss: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) -> Result<TrainingSummary> {
+    crate::nn::ensure_thread_env();
+    let start = Instant::now();
+    let n = data.a.dim(0)?;
+    let (n_train, n_val) = config.validate(n)?;
+    let mut rng = stream_rng(config.seed, 0x7472_6169_6e);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    shuffle(&mut order, &mut rng);
+    let (train_idx, val_idx) = order.split_at(n_train);
+    let val_idx = Tensor::new(val_idx, &Device::Cpu)?;
+    let (val_a, val_b) = (data.a.index_select(&val_idx, 0)?, data.b.index_select(&val_idx, 0)?);
+    let mut train_idx = train_idx.to_vec();
+    let batch = config.batch_size.min(n_train);
+
+    let vars = store.vars();
+    let mut opt =
+        AdamW::new(vars.clone(), ParamsAdamW { lr: config.learning_rate, weight_decay: 0.0, ..Default::default() })?;
+    let bar = progress_bar(config.progress);
+    let mut summary = TrainingSummary {
+        epochs: 0,
+        best_epoch: 0,
+        best_validation_loss: f64::INFINITY,
+        train_loss: Vec::new(),
+        validation_loss: Vec::new(),
+        converged: false,
+        seconds: 0.0,
+        steps: 0,
+    };
+    let mut best = store.snapshot()?;
+    let mut since_best = 0;
+    for epoch in 1..=config.max_epochs {
+        shuffle(&mut train_idx, &mut rng);
+        let mut total = 0.0;
+        let mut batches = 0;
+        // Full batches only, as `sbi` (drop_last): a tiny last batch would add noise.
+        for chunk in train_idx.chunks_exact(batch) {
+            let idx = Tensor::new(chunk, &Device::Cpu)?;
+            let l = loss(&data.a.index_select(&idx, 0)?, &data.b.index_select(&idx, 0)?)?;
+            let value = l.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                bar.abandon();
+                return Err(Error::TrainingDiverged { epoch, loss: value });
+            }
+            let mut grads = l.backward()?;
+            if let Some(max) = config.clip_max_norm {
+                clip_grad_norm(&vars, &mut grads, max)?;
+            }
+            opt.step(&grads)?;
+            total += value;
+            batches += 1;
+        }
+        summary.steps += batches;
+        let val = validation_loss(&val_a, &val_b, batch.max(1000), &loss)?;
+        summary.train_loss.push(total / batches.max(1) as f64);
+        summary.validation_loss.push(val);
+        summary.epochs = epoch;
+        if !val.is_finite() {
+            bar.abandon();
+            return Err(Error::TrainingDiverged { epoch, loss: val });
+        }
+        if val < summary.best_validation_loss {
+            summary.best_validation_loss = val;
+            summary.best_epoch = epoch;
+            best = store.snapshot()?;
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        bar.set_message(format!(
+            "epoch {epoch}: train {:.4}, validation {val:.4} (best {:.4} at epoch {}) [{n_train} train / {n_val} validation]",
+            total / batches.max(1) as f64,
+            summary.best_validation_loss,
+            summary.best_epoch
+        ));
+        bar.tick();
+        if since_best >= config.stop_after_epochs {
+            summary.converged = true;
+            break;
+        }
+    }
+    store.restore(&best)?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+fn validation_loss(
+    a: &Tensor,
+    b: &Tensor,
+    batch: usize,
+    loss: &impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) -> Result<f64> {
+    let n = a.dim(0)?;
+    let mut total = 0.0;
+    let mut start = 0;
+    while start < n {
+        let len = batch.min(n - start);
+        let l = loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?)?.to_scalar::<f32>()? as f64;
+        total += l * len as f64;
+        start += len;
+    }
+    Ok(total / n as f64)
+}
+
+/// Scales all gradients so that their global L2 norm is at most `max` (as
+/// `torch.nn.utils.clip_grad_norm_`).
+fn clip_grad_norm(vars: &[candle_core::Var], grads: &mut candle_core::backprop::GradStore, max: f64) -> Result<()> {
+    let mut sq = 0.0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = sq.sqrt();
+    if norm > max {
+        let factor = max / (norm + 1e-6);
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * factor)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn shuffle(v: &mut [u32], rng: &mut SimRng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}
+
+fn progress_bar(show: bool) -> ProgressBar {
+    let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(ProgressStyle::with_template("training [{elapsed_precise}] {msg}").expect("the template is valid"));
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
