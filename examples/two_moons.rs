@@ -39,10 +39,9 @@ fn main() -> sbi_runtime::Result<()> {
     let sims = simulate(&TwoMoons, n_sims).seed(seed).run()?;
     let t_sim = t0.elapsed().as_secs_f64();
 
-    let estimator = match args.get("estimator", "maf".to_string()).as_str() {
-        "maf" => DensityEstimator::Maf(MafConfig::default()),
-        other => return Err(Error::Config(format!("unknown estimator {other:?}"))),
-    };
+    let name = args.get("estimator", "maf".to_string());
+    let estimator =
+        DensityEstimator::from_name(&name).ok_or_else(|| Error::Config(format!("unknown estimator {name:?}")))?;
     let t1 = Instant::now();
     let posterior = Npe::default()
         .with_estimator(estimator)

@@ -49,6 +49,10 @@ pub(crate) fn standard_normal_log_prob(z: &Tensor) -> candle_core::Result<Tensor
 pub enum DensityEstimator {
     /// Masked autoregressive flow.
     Maf(MafConfig),
+    /// Neural spline flow.
+    Nsf(crate::nsf::NsfConfig),
+    /// Mixture density network.
+    Mdn(crate::mdn::MdnConfig),
 }
 
 impl Default for DensityEstimator {
@@ -68,13 +72,27 @@ impl DensityEstimator {
     ) -> candle_core::Result<Box<dyn ConditionalFlow>> {
         Ok(match self {
             DensityEstimator::Maf(c) => Box::new(Maf::new(vb, c, features, context, seed)?),
+            DensityEstimator::Nsf(c) => Box::new(crate::nsf::Nsf::new(vb, c, features, context)?),
+            DensityEstimator::Mdn(c) => Box::new(crate::mdn::Mdn::new(vb, c, features, context)?),
         })
+    }
+
+    /// The estimator named `maf`, `nsf` or `mdn` with default settings.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "maf" => Some(DensityEstimator::Maf(MafConfig::default())),
+            "nsf" => Some(DensityEstimator::Nsf(crate::nsf::NsfConfig::default())),
+            "mdn" => Some(DensityEstimator::Mdn(crate::mdn::MdnConfig::default())),
+            _ => None,
+        }
     }
 
     /// A short name (`maf`, `nsf`, `mdn`).
     pub fn name(&self) -> &'static str {
         match self {
             DensityEstimator::Maf(_) => "maf",
+            DensityEstimator::Nsf(_) => "nsf",
+            DensityEstimator::Mdn(_) => "mdn",
         }
     }
 }

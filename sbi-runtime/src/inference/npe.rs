@@ -239,13 +239,17 @@ impl<P: Prior> NpePosterior<P> {
             let draws = to_f64(&self.estimator.sample(&matrix(&context, total, c)?, &mut rng)?)?;
             let mut offset = 0;
             for (&i, &m) in pending.iter().zip(&sizes) {
+                // Count only the draws examined until the quota filled, so that the rate is unbiased.
                 for row in draws[offset * d..(offset + m) * d].chunks_exact(d) {
-                    if accepted[i].len() < n * d && self.prior.log_prob_flat(row)?.is_finite() {
+                    if accepted[i].len() == n * d {
+                        break;
+                    }
+                    proposed[i] += 1;
+                    if self.prior.log_prob_flat(row)?.is_finite() {
                         accepted[i].extend_from_slice(row);
                     }
                 }
                 offset += m;
-                proposed[i] += m;
                 rate[i] = (accepted[i].len() / d) as f64 / proposed[i] as f64;
                 if accepted[i].len() < n * d && proposed[i] >= budget {
                     return Err(Error::SamplingBudget {
