@@ -77,6 +77,8 @@ fn main() -> sbi_runtime::Result<()> {
     );
     let csv = out.join("samples.csv");
     samples.write_csv(&csv)?;
-    println!("wrote {}", csv.display());
+    let svg = out.join("pair_plot.svg");
+    sbi_runtime::plot::pair_plot(&svg, &samples.names, &samples.values, Some(&reference))?;
+    println!("wrote {} and {} (blue: NPE, orange: reference)", csv.display(), svg.display());
     Ok(())
 }

@@ -35,6 +35,7 @@ pub mod mdn;
 pub mod model;
 pub mod nn;
 pub mod nsf;
+pub mod plot;
 pub mod rng;
 pub mod simulate;
 pub mod train;

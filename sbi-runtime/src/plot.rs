@@ -1,0 +1,176 @@
+//! Plots a person would rather look at than read, written as SVG.
+//!
+//! [`pair_plot`]: marginal histograms on the diagonal and 2-D histograms of each pair of
+//! parameters below it (and of a reference sample above it, when given).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+const PANEL: u32 = 170;
+const BINS: usize = 40;
+
+/// Writes a pair plot of `samples` (`n × names.len()` row-major) to an SVG file, labelled
+/// with the parameter names. With `reference` (same layout), its marginals are drawn over
+/// the diagonal in orange and its 2-D histograms fill the upper triangle.
+pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], reference: Option<&[f64]>) -> Result<()> {
+    let path = path.as_ref();
+    let d = names.len();
+    if d == 0 || samples.is_empty() || samples.len() % d != 0 || reference.is_some_and(|r| r.len() % d != 0) {
+        return Err(Error::shape("pair plot samples (rows of one value per name)", d, samples.len() % d.max(1)));
+    }
+    let column = |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
+    // Axis limits: the 0.5% and 99.5% quantiles over both sets, padded.
+    let limits: Vec<(f64, f64)> = (0..d)
+        .map(|j| {
+            let mut all = column(samples, j);
+            if let Some(r) = reference {
+                all.extend(column(r, j));
+            }
+            all.sort_by(f64::total_cmp);
+            let q = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
+            let (lo, hi) = (q(0.005), q(0.995));
+            let pad = 0.05 * (hi - lo).max(1e-12);
+            (lo - pad, hi + pad)
+        })
+        .collect();
+    let size = PANEL * d as u32;
+    let root = SVGBackend::new(path, (size, size)).into_drawing_area();
+    let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let panels = root.split_evenly((d, d));
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(255, 127, 14);
+    for i in 0..d {
+        for j in 0..d {
+            let area = &panels[i * d + j];
+            let (xl, yl) = (limits[j], limits[i]);
+            let x_label = if i == d - 1 { names[j].as_str() } else { "" };
+            if i == j {
+                let hist = histogram(&column(samples, j), xl, BINS);
+                let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
+                let top = hist.iter().chain(ref_hist.iter().flatten()).copied().fold(0.0, f64::max).max(1e-12) * 1.05;
+                let mut chart = ChartBuilder::on(area)
+                    .margin(4)
+                    .x_label_area_size(if i == d - 1 { 28 } else { 4 })
+                    .y_label_area_size(4)
+                    .caption(&names[j], ("sans-serif", 13))
+                    .build_cartesian_2d(xl.0..xl.1, 0.0..top)
+                    .map_err(|e| err(e.to_string()))?;
+                chart
+                    .configure_mesh()
+                    .disable_mesh()
+                    .y_labels(0)
+                    .x_labels(if i == d - 1 { 4 } else { 0 })
+                    .x_desc(x_label)
+                    .label_style(("sans-serif", 10))
+                    .draw()
+                    .map_err(|e| err(e.to_string()))?;
+                let w = (xl.1 - xl.0) / BINS as f64;
+                chart
+                    .draw_series(hist.iter().enumerate().map(|(b, &h)| {
+                        let x0 = xl.0 + b as f64 * w;
+                        Rectangle::new([(x0, 0.0), (x0 + w, h)], blue.mix(0.6).filled())
+                    }))
+                    .map_err(|e| err(e.to_string()))?;
+                if let Some(rh) = ref_hist {
+                    chart
+                        .draw_series(LineSeries::new(
+                            rh.iter().enumerate().flat_map(|(b, &h)| {
+                                let x0 = xl.0 + b as f64 * w;
+                                [(x0, h), (x0 + w, h)]
+                            }),
+                            orange.stroke_width(2),
+                        ))
+                        .map_err(|e| err(e.to_string()))?;
+                }
+            } else {
+                let source = if i > j { Some(samples) } else { reference };
+                let Some(source) = source else { continue };
+                let color = if i > j { blue } else { orange };
+                let grid = histogram_2d(source, d, j, i, xl, yl, BINS);
+                let top = grid.iter().copied().fold(0.0, f64::max).max(1e-12);
+                let mut chart = ChartBuilder::on(area)
+                    .margin(4)
+                    .x_label_area_size(if i == d - 1 { 28 } else { 4 })
+                    .y_label_area_size(if j == 0 { 32 } else { 4 })
+                    .build_cartesian_2d(xl.0..xl.1, yl.0..yl.1)
+                    .map_err(|e| err(e.to_string()))?;
+                chart
+                    .configure_mesh()
+                    .disable_mesh()
+                    .x_labels(if i == d - 1 { 4 } else { 0 })
+                    .y_labels(if j == 0 { 4 } else { 0 })
+                    .x_desc(x_label)
+                    .y_desc(if j == 0 { names[i].as_str() } else { "" })
+                    .label_style(("sans-serif", 10))
+                    .draw()
+                    .map_err(|e| err(e.to_string()))?;
+                let (wx, wy) = ((xl.1 - xl.0) / BINS as f64, (yl.1 - yl.0) / BINS as f64);
+                chart
+                    .draw_series(grid.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(k, &v)| {
+                        let (bx, by) = (k % BINS, k / BINS);
+                        let (x0, y0) = (xl.0 + bx as f64 * wx, yl.0 + by as f64 * wy);
+                        Rectangle::new([(x0, y0), (x0 + wx, y0 + wy)], color.mix((v / top).sqrt()).filled())
+                    }))
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+    }
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Normalised histogram (a density) of `v` over `range` in `bins` bins.
+fn histogram(v: &[f64], range: (f64, f64), bins: usize) -> Vec<f64> {
+    let mut h = vec![0.0; bins];
+    let w = (range.1 - range.0) / bins as f64;
+    for &x in v {
+        let b = ((x - range.0) / w).floor();
+        if b >= 0.0 && (b as usize) < bins {
+            h[b as usize] += 1.0;
+        }
+    }
+    let total = v.len().max(1) as f64 * w;
+    h.iter_mut().for_each(|c| *c /= total);
+    h
+}
+
+/// Counts of `(column jx, column jy)` pairs on a `bins × bins` grid (row `by`, column `bx`).
+fn histogram_2d(v: &[f64], d: usize, jx: usize, jy: usize, xr: (f64, f64), yr: (f64, f64), bins: usize) -> Vec<f64> {
+    let mut g = vec![0.0; bins * bins];
+    let (wx, wy) = ((xr.1 - xr.0) / bins as f64, (yr.1 - yr.0) / bins as f64);
+    for row in v.chunks_exact(d) {
+        let (bx, by) = (((row[jx] - xr.0) / wx).floor(), ((row[jy] - yr.0) / wy).floor());
+        if bx >= 0.0 && by >= 0.0 && (bx as usize) < bins && (by as usize) < bins {
+            g[by as usize * bins + bx as usize] += 1.0;
+        }
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_labelled_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.svg");
+        let names = vec!["alpha".to_string(), "beta[0]".to_string()];
+        let samples: Vec<f64> = (0..400).map(|i| ((i * 7919) % 101) as f64 / 100.0).collect();
+        pair_plot(&path, &names, &samples, Some(&samples)).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("alpha") && svg.contains("beta[0]"));
+        assert!(svg.matches("<rect").count() > 50, "the histograms are drawn");
+        assert!(pair_plot(&path, &names, &[1.0, 2.0, 3.0], None).is_err());
+    }
+
+    #[test]
+    fn histograms_are_densities() {
+        let v: Vec<f64> = (0..1000).map(|i| i as f64 / 1000.0).collect();
+        let h = histogram(&v, (0.0, 1.0), 10);
+        assert!((h.iter().sum::<f64>() * 0.1 - 1.0).abs() < 1e-12);
+    }
+}
