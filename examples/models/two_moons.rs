@@ -21,7 +21,7 @@ pub fn two_moons(rng: &mut impl Rng) -> [f64; 2] {
 /// keep θ inside the prior. With a uniform prior every kept draw is exact. Returns
 /// `n × 2` row-major values.
 pub fn reference_posterior(x_o: [f64; 2], n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = sbi_runtime::rng::stream_rng(seed, 0x7265_66);
+    let mut rng = sbi_runtime::rng::stream_rng(seed, 0x0072_6566);
     let mut out = Vec::with_capacity(2 * n);
     let mut tries = 0usize;
     while out.len() < 2 * n {

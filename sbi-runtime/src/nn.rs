@@ -174,6 +174,7 @@ pub(crate) fn ensure_thread_env() {
 /// `tanh` as a rational approximation (the one Eigen uses; |error| < 4e-7 on f32), which the
 /// compiler vectorises; libm's scalar `tanhf` made it the most expensive op of a flow.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the coefficients as published
 fn tanh_f32(x: f32) -> f32 {
     let x = x.clamp(-7.905_311, 7.905_311);
     let x2 = x * x;

@@ -21,7 +21,8 @@ pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], refe
     if d == 0 || samples.is_empty() || samples.len() % d != 0 || reference.is_some_and(|r| r.len() % d != 0) {
         return Err(Error::shape("pair plot samples (rows of one value per name)", d, samples.len() % d.max(1)));
     }
-    let column = |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
+    let column =
+        |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
     // Axis limits: the 0.5% and 99.5% quantiles over both sets, padded.
     let limits: Vec<(f64, f64)> = (0..d)
         .map(|j| {

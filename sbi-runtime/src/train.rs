@@ -93,7 +93,7 @@ impl TrainConfig {
     }
 
     fn validate(&self, n: usize) -> Result<(usize, usize)> {
-        if self.batch_size == 0 || !(self.learning_rate > 0.0) || self.max_epochs == 0 {
+        if self.batch_size == 0 || self.learning_rate.is_nan() || self.learning_rate <= 0.0 || self.max_epochs == 0 {
             return Err(Error::Config("batch size, learning rate and max epochs must be positive".into()));
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
@@ -156,7 +156,7 @@ pub(crate) fn fit(
     let start = Instant::now();
     let n = data.a.dim(0)?;
     let (n_train, n_val) = config.validate(n)?;
-    let mut rng = stream_rng(config.seed, 0x7472_6169_6e);
+    let mut rng = stream_rng(config.seed, 0x0074_7261_696e);
     let mut order: Vec<u32> = (0..n as u32).collect();
     shuffle(&mut order, &mut rng);
     let (train_idx, val_idx) = order.split_at(n_train);

@@ -149,6 +149,11 @@ impl<P: Prior> NpePosterior<P> {
         self
     }
 
+    /// As [`NpePosterior::sample_flat`], with an explicit seed instead of the posterior's.
+    pub fn sample_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> Result<Samples> {
+        Ok(self.sample_many_seeded(x_o, n, seed)?.remove(0))
+    }
+
     /// Bounds the proposals of rejection sampling (default `100·n + 100,000` for `n` draws).
     pub fn with_max_proposals(mut self, max: usize) -> Self {
         self.max_proposals = Some(max);
@@ -200,6 +205,10 @@ impl<P: Prior> NpePosterior<P> {
 
     /// `n` draws for each of several observations (`k × numel` row-major), drawn together.
     pub fn sample_many(&self, observations: &[f64], n: usize) -> Result<Vec<Samples>> {
+        self.sample_many_seeded(observations, n, self.seed)
+    }
+
+    fn sample_many_seeded(&self, observations: &[f64], n: usize, seed: u64) -> Result<Vec<Samples>> {
         let c = self.x_shape.numel();
         if observations.is_empty() || observations.len() % c != 0 {
             return Err(Error::Observation(format!("expected a multiple of {c} values, got {}", observations.len())));
@@ -210,7 +219,7 @@ impl<P: Prior> NpePosterior<P> {
         }
         let d = self.prior.dim();
         let budget = self.max_proposals.unwrap_or(100 * n + 100_000);
-        let mut rng = stream_rng(self.seed, 0x5341_4d50);
+        let mut rng = stream_rng(seed, 0x5341_4d50);
         let mut accepted: Vec<Vec<f64>> = vec![Vec::with_capacity(n * d); k];
         let mut proposed = vec![0usize; k];
         let mut rate = vec![1.0f64; k];

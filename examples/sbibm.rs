@@ -1,0 +1,105 @@
+//! The benchmark runner: one sbibm task, one method, one observation; prints the wall time
+//! of simulation, training and sampling, writes the samples as CSV (a header of parameter
+//! names, one row per sample) and, given a reference file, prints C2ST.
+//!
+//! ```text
+//! cargo run --release --example sbibm -- --task two_moons --method npe \
+//!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
+//!     --samples 10000 --seed 1 --output samples.csv \
+//!     [--density-estimator maf|nsf|mdn] [--reference-file .../reference_posterior_samples.csv]
+//! ```
+
+mod cli;
+mod models;
+
+use std::time::Instant;
+
+use sbi_runtime::prelude::*;
+
+const USAGE: &str = "\
+usage: sbibm --task two_moons|gaussian_linear|slcp --method npe --observation-file FILE
+             [--simulations N] [--samples M] [--seed S] [--output FILE.csv]
+             [--density-estimator maf|nsf|mdn] [--reference-file FILE.csv] [--quiet true]";
+
+fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
+    let n_sims: usize = args.get("simulations", 10_000);
+    let n_samples: usize = args.get("samples", 10_000);
+    let seed: u64 = args.get("seed", 1);
+    let quiet: bool = args.get("quiet", false);
+    let method = args.get("method", "npe".to_string());
+    if method != "npe" {
+        return Err(Error::Config(format!("--method {method}: only npe is available in this version")));
+    }
+    let obs_file =
+        args.opt("observation-file").ok_or_else(|| Error::Config("--observation-file is required".into()))?;
+    let table = sbi_runtime::io::read_csv(&obs_file)?;
+    if table.rows() != 1 {
+        return Err(Error::Observation(format!("{obs_file} holds {} rows, expected one observation", table.rows())));
+    }
+    let x_o = table.row(0).to_vec();
+    let name = args.get("density-estimator", "maf".to_string());
+    let estimator = DensityEstimator::from_name(&name)
+        .ok_or_else(|| Error::Config(format!("unknown density estimator {name:?}")))?;
+
+    let t0 = Instant::now();
+    let sims = simulate(model, n_sims).seed(seed).progress(!quiet).run()?;
+    let t_sim = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let npe = Npe::default()
+        .with_estimator(estimator)
+        .with_training(TrainConfig::default().with_seed(seed).with_progress(!quiet));
+    let posterior = npe.train(model, &sims)?;
+    let t_train = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    let samples = posterior.sample_flat(&x_o, n_samples)?;
+    let t_sample = t2.elapsed().as_secs_f64();
+    let summary = posterior.training_summary().expect("just trained");
+    println!(
+        "simulate_s={t_sim:.3} train_s={t_train:.3} sample_s={t_sample:.3} total_s={:.3} epochs={} ms_per_epoch={:.1} acceptance={:.4}",
+        t_sim + t_train + t_sample,
+        summary.epochs,
+        1e3 * summary.seconds_per_epoch(),
+        samples.acceptance_rate
+    );
+    if let Some(out) = args.opt("output") {
+        samples.write_csv(&out)?;
+    }
+    if let Some(reference) = args.opt("reference-file") {
+        let r = sbi_runtime::io::read_csv(&reference)?;
+        let score = sbi_runtime::diagnostics::c2st(&samples.values, &r.values, samples.names.len())?;
+        println!("c2st={score:.4}");
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = cli::Args::parse(
+        USAGE,
+        &[
+            "task",
+            "method",
+            "simulations",
+            "observation-file",
+            "samples",
+            "seed",
+            "output",
+            "density-estimator",
+            "reference-file",
+            "quiet",
+        ],
+    );
+    let task = args.get("task", String::new());
+    let result = match task.as_str() {
+        "two_moons" => run(&models::two_moons::TwoMoons, &args),
+        "gaussian_linear" => run(&models::gaussian_linear::GaussianLinear, &args),
+        "slcp" => run(&models::slcp::Slcp, &args),
+        other => {
+            eprintln!("unknown task {other:?}\n\n{USAGE}");
+            std::process::exit(2)
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
