@@ -108,11 +108,33 @@ pub struct MafConfig {
     pub blocks: usize,
     /// Hidden activation (tanh).
     pub activation: Activation,
+    /// The permutation between transforms (reversal).
+    pub permutation: Permutation,
+}
+
+/// How features are reordered between autoregressive transforms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Permutation {
+    /// Reverse the order (Papamakarios et al. 2017). Every feature alternates between
+    /// early and late positions, so each is conditioned on the others and on the context
+    /// in every other transform. The default: on two_moons (obs 1 and 7) it scored a better
+    /// C2ST than random orders.
+    #[default]
+    Reverse,
+    /// A fixed random permutation per transform, drawn from the training seed (as `sbi`;
+    /// in two dimensions it leaves the order unchanged half of the time).
+    Random,
 }
 
 impl Default for MafConfig {
     fn default() -> Self {
-        MafConfig { transforms: 5, hidden: 50, blocks: 2, activation: Activation::Tanh }
+        MafConfig {
+            transforms: 5,
+            hidden: 50,
+            blocks: 2,
+            activation: Activation::Tanh,
+            permutation: Permutation::Reverse,
+        }
     }
 }
 
@@ -135,6 +157,11 @@ impl MafConfig {
     /// Sets the activation.
     pub fn with_activation(mut self, a: Activation) -> Self {
         self.activation = a;
+        self
+    }
+    /// Sets the permutation between transforms.
+    pub fn with_permutation(mut self, p: Permutation) -> Self {
+        self.permutation = p;
         self
     }
 }
@@ -211,7 +238,7 @@ impl Made {
 
 /// A masked autoregressive flow (Papamakarios et al. 2017): affine MADE transforms
 /// `z = θ · s(θ_<k) + t(θ_<k)` with `s = softplus(u) + 10⁻³` (nflows' parameterisation),
-/// each followed by a fixed random permutation.
+/// each followed by a fixed permutation ([`Permutation`]).
 pub struct Maf {
     mades: Vec<Made>,
     perms: Vec<(Tensor, Tensor)>,
@@ -232,6 +259,12 @@ pub(crate) fn permutation(features: usize, rng: &mut SimRng) -> candle_core::Res
     Ok((Tensor::new(p, &Device::Cpu)?, Tensor::new(inv, &Device::Cpu)?))
 }
 
+/// The order-reversing permutation (its own inverse).
+pub(crate) fn reversal(features: usize) -> candle_core::Result<(Tensor, Tensor)> {
+    let p: Vec<u32> = (0..features as u32).rev().collect();
+    Ok((Tensor::new(p.as_slice(), &Device::Cpu)?, Tensor::new(p.as_slice(), &Device::Cpu)?))
+}
+
 impl Maf {
     /// Builds the flow; `seed` fixes the permutations.
     pub fn new(vb: VarBuilder, c: &MafConfig, features: usize, context: usize, seed: u64) -> candle_core::Result<Self> {
@@ -239,7 +272,12 @@ impl Maf {
         let mades = (0..c.transforms)
             .map(|i| Made::new(vb.pp(format!("made{i}")), features, context, c.hidden, c.blocks, 2, c.activation))
             .collect::<candle_core::Result<_>>()?;
-        let perms = (0..c.transforms).map(|_| permutation(features, &mut rng)).collect::<candle_core::Result<_>>()?;
+        let perms = (0..c.transforms)
+            .map(|_| match c.permutation {
+                Permutation::Reverse => reversal(features),
+                Permutation::Random => permutation(features, &mut rng),
+            })
+            .collect::<candle_core::Result<_>>()?;
         Ok(Maf { mades, perms, features })
     }
 

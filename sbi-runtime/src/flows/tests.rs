@@ -61,60 +61,130 @@ fn densities_integrate_to_one() {
     }
 }
 
-fn random_maf(features: usize, context: usize, seed: u64) -> (ParamStore, Maf) {
-    let store = ParamStore::new(seed);
-    let maf = Maf::new(
-        store.var_builder(),
-        &MafConfig::default().with_transforms(3).with_hidden(16),
-        features,
-        context,
-        seed,
-    )
-    .unwrap();
-    for v in store.vars() {
-        let t = (v.as_tensor() * 2.0).unwrap();
-        v.set(&t).unwrap();
+/// The two invertible flows, randomly initialised far from the identity, as
+/// (name, forward, inverse) closures.
+type Forward = Box<dyn Fn(&Tensor, &Tensor) -> candle_core::Result<(Tensor, Tensor)>>;
+type Inverse = Box<dyn Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>>;
+
+fn invertible_flows(features: usize, context: usize, seed: u64) -> Vec<(&'static str, ParamStore, Forward, Inverse)> {
+    let scale = |store: &ParamStore| {
+        for v in store.vars() {
+            let t = (v.as_tensor() * 2.0).unwrap();
+            v.set(&t).unwrap();
+        }
+    };
+    let maf_store = ParamStore::new(seed);
+    let maf = std::rc::Rc::new(
+        Maf::new(
+            maf_store.var_builder(),
+            &MafConfig::default().with_transforms(3).with_hidden(16),
+            features,
+            context,
+            seed,
+        )
+        .unwrap(),
+    );
+    scale(&maf_store);
+    let nsf_store = ParamStore::new(seed);
+    let nsf = std::rc::Rc::new(
+        crate::nsf::Nsf::new(
+            nsf_store.var_builder(),
+            &crate::nsf::NsfConfig::default().with_transforms(3).with_hidden(16),
+            features,
+            context,
+        )
+        .unwrap(),
+    );
+    scale(&nsf_store);
+    let (m1, m2, n1, n2) = (maf.clone(), maf, nsf.clone(), nsf);
+    vec![
+        ("maf", maf_store, Box::new(move |x, c| m1.forward(x, c)), Box::new(move |z, c| m2.inverse(z, c))),
+        ("nsf", nsf_store, Box::new(move |x, c| n1.forward(x, c)), Box::new(move |z, c| n2.inverse(z, c))),
+    ]
+}
+
+#[test]
+fn inverse_inverts_forward() {
+    for (name, _store, forward, inverse) in invertible_flows(3, 2, 3) {
+        let n = 64;
+        let ctx = matrix(&(0..2 * n).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect::<Vec<_>>(), n, 2).unwrap();
+        // Noise from N(0, 1.5²) so that some values fall in the NSF's identity tails.
+        let z = (normal_noise(&mut stream_rng(4, 0), n, 3).unwrap() * 1.5).unwrap();
+        let x = inverse(&z, &ctx).unwrap();
+        let (z_back, _) = forward(&x, &ctx).unwrap();
+        let (a, b) = (to_f64(&z).unwrap(), to_f64(&z_back).unwrap());
+        let worst = a.iter().zip(&b).map(|(u, v)| (u - v).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-3, "{name}: round trip error {worst}");
     }
-    (store, maf)
 }
 
 #[test]
-fn maf_inverse_inverts_forward() {
-    let (_s, maf) = random_maf(3, 2, 3);
-    let n = 64;
-    let ctx = matrix(&(0..2 * n).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect::<Vec<_>>(), n, 2).unwrap();
-    let z = normal_noise(&mut stream_rng(4, 0), n, 3).unwrap();
-    let x = maf.inverse(&z, &ctx).unwrap();
-    let (z_back, _) = maf.forward(&x, &ctx).unwrap();
-    let (a, b) = (to_f64(&z).unwrap(), to_f64(&z_back).unwrap());
-    let worst = a.iter().zip(&b).map(|(u, v)| (u - v).abs()).fold(0.0, f64::max);
-    assert!(worst < 1e-4, "round trip error {worst}");
-}
-
-#[test]
-fn maf_log_det_matches_finite_differences() {
-    let (_s, maf) = random_maf(3, 1, 5);
-    let ctx = matrix(&[0.4], 1, 1).unwrap();
-    let x0 = [0.3, -0.8, 1.1];
-    let (_, ld) = maf.forward(&matrix(&x0, 1, 3).unwrap(), &ctx).unwrap();
-    let ld = to_f64(&ld).unwrap()[0];
-    // Central differences of z(x) in f32: a step of 1e-2 balances rounding and curvature.
-    let h = 1e-2;
-    let mut jac = [[0.0; 3]; 3];
-    for j in 0..3 {
-        let (mut xp, mut xm) = (x0, x0);
-        xp[j] += h;
-        xm[j] -= h;
-        let zp = to_f64(&maf.forward(&matrix(&xp, 1, 3).unwrap(), &ctx).unwrap().0).unwrap();
-        let zm = to_f64(&maf.forward(&matrix(&xm, 1, 3).unwrap(), &ctx).unwrap().0).unwrap();
-        for i in 0..3 {
-            jac[i][j] = (zp[i] - zm[i]) / (2.0 * h);
+fn log_det_matches_finite_differences() {
+    for (name, _store, forward, _) in invertible_flows(3, 1, 5) {
+        let ctx = matrix(&[0.4], 1, 1).unwrap();
+        for x0 in [[0.3, -0.8, 1.1], [-2.0, 0.5, 3.5]] {
+            let (_, ld) = forward(&matrix(&x0, 1, 3).unwrap(), &ctx).unwrap();
+            let ld = to_f64(&ld).unwrap()[0];
+            // Central differences in f32: a step of 1e-2 balances rounding and curvature.
+            let h = 1e-2;
+            let mut jac = [[0.0; 3]; 3];
+            for j in 0..3 {
+                let (mut xp, mut xm) = (x0, x0);
+                xp[j] += h;
+                xm[j] -= h;
+                let zp = to_f64(&forward(&matrix(&xp, 1, 3).unwrap(), &ctx).unwrap().0).unwrap();
+                let zm = to_f64(&forward(&matrix(&xm, 1, 3).unwrap(), &ctx).unwrap().0).unwrap();
+                for i in 0..3 {
+                    jac[i][j] = (zp[i] - zm[i]) / (2.0 * h);
+                }
+            }
+            let det = jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1])
+                - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
+                + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0]);
+            assert!(
+                (det.abs().ln() - ld).abs() < 2e-2,
+                "{name} at {x0:?}: log-det {ld} vs finite differences {}",
+                det.abs().ln()
+            );
         }
     }
-    let det = jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1])
-        - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
-        + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0]);
-    assert!((det.abs().ln() - ld).abs() < 1e-2, "log-det {ld} vs finite differences {}", det.abs().ln());
+}
+
+#[test]
+fn samples_follow_the_density() {
+    // 1-D: the mean and variance of 20,000 draws match those of the density by quadrature
+    // (5 standard errors), for every estimator.
+    for e in estimators() {
+        let (_s, flow) = random_flow(&e, 1, 1, 7);
+        let h = 0.002;
+        let xs: Vec<f64> = (0..=15000).map(|i| -15.0 + i as f64 * h).collect();
+        let ctx = matrix(&vec![0.2; xs.len()], xs.len(), 1).unwrap();
+        let p: Vec<f64> = to_f64(&flow.log_prob(&matrix(&xs, xs.len(), 1).unwrap(), &ctx).unwrap())
+            .unwrap()
+            .iter()
+            .map(|l| l.exp())
+            .collect();
+        let mass: f64 = p.iter().sum::<f64>() * h;
+        let mean: f64 = xs.iter().zip(&p).map(|(x, p)| x * p).sum::<f64>() * h / mass;
+        let var: f64 = xs.iter().zip(&p).map(|(x, p)| (x - mean).powi(2) * p).sum::<f64>() * h / mass;
+        let n = 20_000;
+        let draws =
+            to_f64(&flow.sample(&matrix(&vec![0.2; n], n, 1).unwrap(), &mut stream_rng(8, 0)).unwrap()).unwrap();
+        let m = draws.iter().sum::<f64>() / n as f64;
+        let v = draws.iter().map(|d| (d - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let m4 = draws.iter().map(|d| (d - m).powi(4)).sum::<f64>() / n as f64;
+        assert!((m - mean).abs() < 5.0 * (var / n as f64).sqrt(), "{}: sample mean {m} vs {mean}", e.name());
+        assert!((v - var).abs() < 5.0 * ((m4 - v * v) / n as f64).sqrt(), "{}: sample variance {v} vs {var}", e.name());
+    }
+}
+
+#[test]
+fn constant_features_keep_unit_scale() {
+    let s = Standardizer::fit(&[1.0, 5.0, 2.0, 5.0, 3.0, 5.0], 2);
+    assert_eq!(s.mean, [2.0, 5.0]);
+    assert_eq!(s.std, [1.0, 1.0], "the constant column keeps scale 1 instead of dividing by 0");
+    let s = Standardizer::fit(&[0.0, 10.0, 0.0, 30.0], 2);
+    assert!((s.std[1] - 200f64.sqrt()).abs() < 1e-12);
 }
 
 /// θ | x ~ N(A x + b, diag(s²)) with x ~ N(0, I), scaled like the z-scored inputs the
