@@ -19,7 +19,8 @@ use sbi_runtime::prelude::*;
 const USAGE: &str = "\
 usage: sbibm --task two_moons|gaussian_linear|slcp --method npe --observation-file FILE
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv]
-             [--density-estimator maf|nsf|mdn] [--reference-file FILE.csv] [--quiet true]";
+             [--density-estimator maf|nsf|mdn] [--reference-file FILE.csv] [--quiet true]
+             [--observation-row K (row of a file with several observations, default 1)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let n_sims: usize = args.get("simulations", 10_000);
@@ -33,10 +34,14 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let obs_file =
         args.opt("observation-file").ok_or_else(|| Error::Config("--observation-file is required".into()))?;
     let table = sbi_runtime::io::read_csv(&obs_file)?;
-    if table.rows() != 1 {
-        return Err(Error::Observation(format!("{obs_file} holds {} rows, expected one observation", table.rows())));
+    let row: usize = args.get("observation-row", 1);
+    if !(1..=table.rows()).contains(&row) {
+        return Err(Error::Observation(format!(
+            "{obs_file} holds {} rows; --observation-row {row} is not one",
+            table.rows()
+        )));
     }
-    let x_o = table.row(0).to_vec();
+    let x_o = table.row(row - 1).to_vec();
     let name = args.get("density-estimator", "maf".to_string());
     let estimator = DensityEstimator::from_name(&name)
         .ok_or_else(|| Error::Config(format!("unknown density estimator {name:?}")))?;
@@ -86,6 +91,7 @@ fn main() {
             "density-estimator",
             "reference-file",
             "quiet",
+            "observation-row",
         ],
     );
     let task = args.get("task", String::new());
