@@ -454,9 +454,21 @@ impl ConditionalEstimator {
         self.flow.log_prob(&u, &self.embed(context)?)? - self.log_scale
     }
 
-    /// One draw per raw context row: `[B, C]` → `[B, D]`.
+    /// One draw per raw context row: `[B, C]` → `[B, D]`. Rows are drawn in chunks that
+    /// stay in cache (one pass per chunk instead of one over all rows).
     pub fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
-        let u = self.flow.sample(&self.embed(context)?, rng)?;
+        // 512 rows keep every intermediate (512 × 50 f32 = 100 KB) under glibc's mmap threshold:
+        // larger tensors are mapped and unmapped per op, and zeroing fresh pages dominated.
+        const CHUNK: usize = 512;
+        let b = context.dim(0)?;
+        let mut parts = Vec::with_capacity(b.div_ceil(CHUNK));
+        let mut start = 0;
+        while start < b {
+            let len = CHUNK.min(b - start);
+            parts.push(self.flow.sample(&self.embed(&context.narrow(0, start, len)?)?, rng)?);
+            start += len;
+        }
+        let u = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? };
         u.broadcast_mul(&self.input_std)?.broadcast_add(&self.input_mean)
     }
 

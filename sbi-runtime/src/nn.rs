@@ -156,9 +156,16 @@ impl candle_nn::var_builder::SimpleBackend for &ParamStore {
     }
 }
 
-/// candle asks for the thread count on every CPU op and, unless `RAYON_NUM_THREADS` is set,
-/// re-reads the machine's CPU list each time, which costs more than the arithmetic of a
-/// small network. Setting the variable once (to rayon's own default) removes that cost.
+/// Prepares the process for many small tensor operations; called before any network runs.
+///
+/// - candle asks for the thread count on every CPU op and, unless `RAYON_NUM_THREADS` is
+///   set, re-reads the machine's CPU list each time, which costs more than the arithmetic
+///   of a small network. The variable is set once, to rayon's own default.
+/// - glibc returns freed memory to the system as soon as the top of the heap is free, and
+///   maps every block over 128 KiB afresh, so every op of a training step faulted in and
+///   zeroed new pages (half of the time of sampling, measured with `perf`). Raising the trim
+///   and mmap thresholds to 1 GiB keeps freed memory (up to that much) for reuse: training
+///   and sampling ran 1.5–2× faster. Set `SBI_KEEP_MALLOC_DEFAULTS=1` to leave glibc alone.
 pub(crate) fn ensure_thread_env() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -167,6 +174,15 @@ pub(crate) fn ensure_thread_env() {
             // SAFETY: done once, before any network runs; Rust's own environment accesses
             // are serialised by std, and no foreign code of ours reads the environment.
             unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if std::env::var_os("SBI_KEEP_MALLOC_DEFAULTS").is_none() {
+            // SAFETY: mallopt only changes allocator thresholds; it is thread-safe in glibc.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+                libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+            }
         }
     });
 }

@@ -67,12 +67,6 @@ type Forward = Box<dyn Fn(&Tensor, &Tensor) -> candle_core::Result<(Tensor, Tens
 type Inverse = Box<dyn Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>>;
 
 fn invertible_flows(features: usize, context: usize, seed: u64) -> Vec<(&'static str, ParamStore, Forward, Inverse)> {
-    let scale = |store: &ParamStore| {
-        for v in store.vars() {
-            let t = (v.as_tensor() * 2.0).unwrap();
-            v.set(&t).unwrap();
-        }
-    };
     let maf_store = ParamStore::new(seed);
     let maf = std::rc::Rc::new(
         Maf::new(
@@ -84,7 +78,7 @@ fn invertible_flows(features: usize, context: usize, seed: u64) -> Vec<(&'static
         )
         .unwrap(),
     );
-    scale(&maf_store);
+    spread(&maf_store);
     let nsf_store = ParamStore::new(seed);
     let nsf = std::rc::Rc::new(
         crate::nsf::Nsf::new(
@@ -95,7 +89,7 @@ fn invertible_flows(features: usize, context: usize, seed: u64) -> Vec<(&'static
         )
         .unwrap(),
     );
-    scale(&nsf_store);
+    spread(&nsf_store);
     let (m1, m2, n1, n2) = (maf.clone(), maf, nsf.clone(), nsf);
     vec![
         ("maf", maf_store, Box::new(move |x, c| m1.forward(x, c)), Box::new(move |z, c| m2.inverse(z, c))),
