@@ -309,10 +309,12 @@ impl Maf {
             let target = z.index_select(inv, 1)?;
             // Invert the autoregressive map one degree at a time: after pass k, the first
             // k coordinates are exact.
+            // Sampling needs no gradients: detaching each pass lets candle free the pass's
+            // intermediates (otherwise the autograd graph keeps every pass alive).
             let mut x = target.zeros_like()?;
             for _ in 0..self.features {
                 let (scale, shift) = self.scale_shift(made, &x, context)?;
-                x = ((&target - shift)? / scale)?;
+                x = ((&target - shift)? / scale)?.detach();
             }
             z = x;
         }
@@ -465,7 +467,7 @@ impl ConditionalEstimator {
         let mut start = 0;
         while start < b {
             let len = CHUNK.min(b - start);
-            parts.push(self.flow.sample(&self.embed(&context.narrow(0, start, len)?)?, rng)?);
+            parts.push(self.flow.sample(&self.embed(&context.narrow(0, start, len)?)?, rng)?.detach());
             start += len;
         }
         let u = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? };

@@ -25,11 +25,16 @@ fn random_flow(
 ) -> (ParamStore, Box<dyn ConditionalFlow>) {
     let store = ParamStore::new(seed);
     let flow = e.build(store.var_builder(), features, context, seed).unwrap();
+    spread(&store);
+    (store, flow)
+}
+
+/// Doubles every weight, so that a freshly initialised network is far from the identity.
+fn spread(store: &ParamStore) {
     for v in store.vars() {
         let t = (v.as_tensor() * 2.0).unwrap();
         v.set(&t).unwrap();
     }
-    (store, flow)
 }
 
 #[test]
