@@ -95,6 +95,21 @@ fn bad_observations_and_budgets_are_typed_errors() {
 }
 
 #[test]
+fn degenerate_settings_are_typed_errors() {
+    let sims = simulate(&TwoMoons, 500).seed(6).progress(false).run().unwrap();
+    for e in [
+        DensityEstimator::Nsf(NsfConfig { bins: 0, ..NsfConfig::default() }),
+        DensityEstimator::Maf(MafConfig::default().with_hidden(0)),
+        DensityEstimator::Mdn(MdnConfig::default().with_components(0)),
+    ] {
+        let r = Npe::default().with_estimator(e).with_training(quick()).train(&TwoMoons, &sims);
+        assert!(matches!(r, Err(Error::Config(_))), "{:?}", r.err());
+    }
+    let r = Npe::default().with_training(quick().with_batch_size(0)).train(&TwoMoons, &sims);
+    assert!(matches!(r, Err(Error::Config(_))));
+}
+
+#[test]
 fn save_and_load_give_identical_samples() {
     let (_, posterior) = small_two_moons();
     let dir = tempfile::tempdir().unwrap();

@@ -70,11 +70,29 @@ impl DensityEstimator {
         context: usize,
         seed: u64,
     ) -> candle_core::Result<Box<dyn ConditionalFlow>> {
+        self.validate(features)?;
         Ok(match self {
             DensityEstimator::Maf(c) => Box::new(Maf::new(vb, c, features, context, seed)?),
             DensityEstimator::Nsf(c) => Box::new(crate::nsf::Nsf::new(vb, c, features, context)?),
             DensityEstimator::Mdn(c) => Box::new(crate::mdn::Mdn::new(vb, c, features, context)?),
         })
+    }
+
+    /// Checks the settings; a zero size would build a degenerate network (or underflow).
+    pub fn validate(&self, features: usize) -> candle_core::Result<()> {
+        let ok = features > 0
+            && match self {
+                DensityEstimator::Maf(c) => c.transforms > 0 && c.hidden > 0,
+                DensityEstimator::Nsf(c) => c.transforms > 0 && c.hidden > 0 && c.bins >= 2 && c.tail_bound > 0.0,
+                DensityEstimator::Mdn(c) => c.components > 0 && c.hidden > 0,
+            };
+        if !ok {
+            candle_core::bail!(
+                "invalid {} settings {self:?} for {features} parameters: sizes must be positive (NSF: at least 2 bins)",
+                self.name()
+            );
+        }
+        Ok(())
     }
 
     /// The estimator named `maf`, `nsf` or `mdn` with default settings.
@@ -456,11 +474,9 @@ impl ConditionalEstimator {
         self.flow.log_prob(&u, &self.embed(context)?)? - self.log_scale
     }
 
-    /// One draw per raw context row: `[B, C]` → `[B, D]`. Rows are drawn in chunks that
-    /// stay in cache (one pass per chunk instead of one over all rows).
+    /// One draw per raw context row: `[B, C]` → `[B, D]`. Rows are drawn in chunks of 512,
+    /// so that the intermediates of a draw stay small whatever the number of rows.
     pub fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
-        // 512 rows keep every intermediate (512 × 50 f32 = 100 KB) under glibc's mmap threshold:
-        // larger tensors are mapped and unmapped per op, and zeroing fresh pages dominated.
         const CHUNK: usize = 512;
         let b = context.dim(0)?;
         let mut parts = Vec::with_capacity(b.div_ceil(CHUNK));

@@ -30,13 +30,16 @@ pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], refe
             if let Some(r) = reference {
                 all.extend(column(r, j));
             }
+            if all.is_empty() {
+                return Err(Error::Config(format!("pair plot: `{}` has no finite value", names[j])));
+            }
             all.sort_by(f64::total_cmp);
             let q = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
             let (lo, hi) = (q(0.005), q(0.995));
             let pad = 0.05 * (hi - lo).max(1e-12);
-            (lo - pad, hi + pad)
+            Ok((lo - pad, hi + pad))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let size = PANEL * d as u32;
     let root = SVGBackend::new(path, (size, size)).into_drawing_area();
     let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
@@ -166,6 +169,10 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("alpha") && svg.contains("beta[0]"));
         assert!(svg.matches("<rect").count() > 50, "the histograms are drawn");
         assert!(pair_plot(&path, &names, &[1.0, 2.0, 3.0], None).is_err());
+        assert!(
+            pair_plot(&path, &names, &[f64::NAN, 1.0, f64::NAN, 2.0], None).is_err(),
+            "no finite value in a column"
+        );
     }
 
     #[test]

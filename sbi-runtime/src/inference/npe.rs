@@ -70,6 +70,10 @@ impl Npe {
             )));
         }
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
+        if d == 0 || c == 0 {
+            return Err(Error::Config(format!("NPE needs parameters and observations, got {d} and {c} values")));
+        }
+        self.estimator.validate(d).map_err(|e| Error::Config(e.to_string()))?;
         let spec = EstimatorSpec {
             estimator: self.estimator.clone(),
             embedding: self.embedding.describe(),
