@@ -5,7 +5,6 @@
 //! 0.5 when the two distributions are the same and 1.0 when they are disjoint.
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use crate::error::{Error, Result};
 use crate::flows::Standardizer;
@@ -107,7 +106,7 @@ fn fold_accuracy(
     let store = ParamStore::new(config.seed.wrapping_mul(31).wrapping_add(fold));
     let h = 10 * dim;
     let net = Mlp::new(store.var_builder(), &[dim, h, h, 1], Activation::Relu)?;
-    let mut opt = AdamW::new(store.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
+    let mut opt = crate::fused::Adam::new(store.vars(), 1e-3, None);
     let (xt, yt) = gather(x, y, dim, train)?;
     let mut rng = stream_rng(config.seed, 0x1000 + fold);
     let mut idx: Vec<u32> = (0..train.len() as u32).collect();
@@ -121,7 +120,7 @@ fn fold_accuracy(
             let logits = net.forward(&xt.index_select(&i, 0)?)?;
             let loss = bce_with_logits(&logits, &yt.index_select(&i, 0)?)?;
             total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-            opt.backward_step(&loss)?;
+            opt.step(&[loss.backward()?])?;
         }
         let epoch_loss = total / train.len() as f64;
         // scikit-learn's rule: count epochs whose loss is not below best − tol.

@@ -13,7 +13,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nn::{Activation, Linear, MaskedLinear, ones_column};
+use crate::nn::{Activation, Linear, MaskedLinear};
 use crate::rng::SimRng;
 
 pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
@@ -184,11 +184,14 @@ impl MafConfig {
     }
 }
 
-/// Degrees of MADE's hidden units (nflows' deterministic assignment).
+/// Degrees of MADE's hidden units, cycling through `0..D`. A unit of degree `h` sees the
+/// inputs `1..=h` and the context; degree-0 units see the context alone, so that the first
+/// feature's transform depends on the context too. (nflows, and so `sbi`, uses degrees
+/// `1..D`, which leaves the first feature of every MADE with a transform that ignores the
+/// context: the conditional MADE of Papamakarios et al. 2017 connects the context to
+/// every output, as zuko's MAF does.)
 fn hidden_degrees(features: usize, hidden: usize) -> Vec<usize> {
-    let m = features.saturating_sub(1).max(1);
-    let lo = features.saturating_sub(1).min(1);
-    (0..hidden).map(|k| k % m + lo).collect()
+    (0..hidden).map(|k| k % features.max(1)).collect()
 }
 
 /// A 0/1 mask `[out, in]` with `1` where `allowed(out_degree, in_degree)`.
@@ -245,12 +248,11 @@ impl Made {
 
     /// Autoregressive parameters `[B, params_per_feature · D]`, grouped by parameter.
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
-        let ones = ones_column(x)?;
-        let mut h = (self.input.forward_with(x, &ones)? + self.context.forward_with(context, &ones)?)?;
+        let mut h = (self.input.forward_act(x, None)? + self.context.forward(context)?)?;
         for b in &self.blocks {
-            h = self.activation.apply(&b.forward_with(&h, &ones)?)?;
+            h = b.forward_act(&h, Some(self.activation))?;
         }
-        self.output.forward_with(&h, &ones)
+        self.output.forward_act(&h, None)
     }
 }
 
@@ -260,6 +262,8 @@ impl Made {
 pub struct Maf {
     mades: Vec<Made>,
     perms: Vec<(Tensor, Tensor)>,
+    /// The forward permutations as plain indices (for the fused CPU step).
+    orders: Vec<std::sync::Arc<[u32]>>,
     features: usize,
 }
 
@@ -290,13 +294,14 @@ impl Maf {
         let mades = (0..c.transforms)
             .map(|i| Made::new(vb.pp(format!("made{i}")), features, context, c.hidden, c.blocks, 2, c.activation))
             .collect::<candle_core::Result<_>>()?;
-        let perms = (0..c.transforms)
+        let perms: Vec<(Tensor, Tensor)> = (0..c.transforms)
             .map(|_| match c.permutation {
                 Permutation::Reverse => reversal(features),
                 Permutation::Random => permutation(features, &mut rng),
             })
             .collect::<candle_core::Result<_>>()?;
-        Ok(Maf { mades, perms, features })
+        let orders = perms.iter().map(|(p, _)| Ok(p.to_vec1::<u32>()?.into())).collect::<candle_core::Result<_>>()?;
+        Ok(Maf { mades, perms, orders, features })
     }
 
     fn scale_shift(&self, made: &Made, x: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
@@ -312,10 +317,19 @@ impl Maf {
     pub fn forward(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let mut z = inputs.clone();
         let mut log_det = Tensor::zeros(inputs.dim(0)?, inputs.dtype(), inputs.device())?;
-        for (made, (perm, _)) in self.mades.iter().zip(&self.perms) {
-            let (scale, shift) = self.scale_shift(made, &z, context)?;
-            z = ((&z * &scale)? + shift)?.index_select(perm, 1)?;
-            log_det = (log_det + scale.log()?.sum(1)?)?;
+        let fused = inputs.device().is_cpu() && inputs.dtype() == crate::nn::DTYPE;
+        for ((made, (perm, _)), order) in self.mades.iter().zip(&self.perms).zip(&self.orders) {
+            if fused {
+                // Scale, shift, permutation and log-det in one op (see `fused`).
+                let params = made.forward(&z, context)?;
+                let step = z.apply_op2(&params, crate::fused::AffineStep { perm: order.clone() })?;
+                log_det = (log_det + step.narrow(1, self.features, 1)?.squeeze(1)?)?;
+                z = step.narrow(1, 0, self.features)?.contiguous()?;
+            } else {
+                let (scale, shift) = self.scale_shift(made, &z, context)?;
+                z = ((&z * &scale)? + shift)?.index_select(perm, 1)?;
+                log_det = (log_det + scale.log()?.sum(1)?)?;
+            }
         }
         Ok((z, log_det))
     }

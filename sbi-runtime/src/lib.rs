@@ -29,6 +29,7 @@ pub mod diagnostics;
 pub mod distributions;
 pub mod error;
 pub mod flows;
+mod fused;
 pub mod inference;
 pub mod io;
 pub mod mdn;

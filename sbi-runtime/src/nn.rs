@@ -191,7 +191,7 @@ pub(crate) fn ensure_thread_env() {
 /// compiler vectorises; libm's scalar `tanhf` made it the most expensive op of a flow.
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // the coefficients as published
-fn tanh_f32(x: f32) -> f32 {
+pub(crate) fn tanh_f32(x: f32) -> f32 {
     let x = x.clamp(-7.905_311, 7.905_311);
     let x2 = x * x;
     let mut p = x2 * -2.760_768_5e-16 + 2.000_187_9e-13;
@@ -261,8 +261,31 @@ fn torch_bound(fan_in: usize) -> Init {
 
 /// A column of ones `[batch, 1]`: adding the bias as `ones · bᵀ` makes its gradient a
 /// matrix product, much faster in candle than the reduction behind `broadcast_add`.
-pub(crate) fn ones_column(x: &Tensor) -> candle_core::Result<Tensor> {
+fn ones_column(x: &Tensor) -> candle_core::Result<Tensor> {
     Tensor::ones((x.dim(0)?, 1), x.dtype(), x.device())
+}
+
+/// `act(x (W∘M)ᵀ + b)`: one fused op on CPU f32 tensors, candle's ops elsewhere.
+fn dense(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    mask: Option<&(Tensor, std::sync::Arc<[f32]>)>,
+    activation: Option<Activation>,
+) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32 {
+        let op = crate::fused::Dense { mask: mask.map(|(_, m)| m.clone()), activation };
+        return x.contiguous()?.apply_op3(weight, bias, op);
+    }
+    let w = match mask {
+        Some((m, _)) => (weight * m)?,
+        None => weight.clone(),
+    };
+    let y = (x.matmul(&w.t()?)? + ones_column(x)?.matmul(bias)?)?;
+    match activation {
+        Some(a) => a.apply(&y),
+        None => Ok(y),
+    }
 }
 
 /// A dense layer `y = x Wᵀ + b`, initialised as PyTorch's `nn.Linear`.
@@ -282,14 +305,14 @@ impl Linear {
         })
     }
 
-    /// Applies the layer to `x` `[batch, in]`, with `ones` from [`ones_column`].
-    pub fn forward_with(&self, x: &Tensor, ones: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight.t()?)? + ones.matmul(&self.bias)?
+    /// Applies the layer to `x` `[batch, in]`, then `activation` if given.
+    pub fn forward_act(&self, x: &Tensor, activation: Option<Activation>) -> candle_core::Result<Tensor> {
+        dense(x, &self.weight, &self.bias, None, activation)
     }
 
     /// Applies the layer to `x` `[batch, in]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.forward_with(x, &ones_column(x)?)
+        self.forward_act(x, None)
     }
 }
 
@@ -297,19 +320,19 @@ impl Linear {
 #[derive(Debug, Clone)]
 pub struct MaskedLinear {
     linear: Linear,
-    mask: Tensor,
+    mask: (Tensor, std::sync::Arc<[f32]>),
 }
 
 impl MaskedLinear {
     /// Creates the layer with `mask` `[out, in]` (1 where a connection is allowed).
     pub fn new(vb: VarBuilder, mask: Vec<f32>, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
-        let mask = Tensor::from_vec(mask, (outputs, inputs), &Device::Cpu)?;
-        Ok(MaskedLinear { linear: Linear::new(vb, inputs, outputs)?, mask })
+        let tensor = Tensor::from_vec(mask.clone(), (outputs, inputs), &Device::Cpu)?;
+        Ok(MaskedLinear { linear: Linear::new(vb, inputs, outputs)?, mask: (tensor, mask.into()) })
     }
 
-    /// Applies the masked layer.
-    pub fn forward_with(&self, x: &Tensor, ones: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&(&self.linear.weight * &self.mask)?.t()?)? + ones.matmul(&self.linear.bias)?
+    /// Applies the masked layer, then `activation` if given.
+    pub fn forward_act(&self, x: &Tensor, activation: Option<Activation>) -> candle_core::Result<Tensor> {
+        dense(x, &self.linear.weight, &self.linear.bias, Some(&self.mask), activation)
     }
 }
 
@@ -333,13 +356,9 @@ impl Mlp {
 
     /// Applies the network to `x` `[batch, in]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let ones = ones_column(x)?;
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward_with(&h, &ones)?;
-            if i + 1 < self.layers.len() {
-                h = self.activation.apply(&h)?;
-            }
+            h = layer.forward_act(&h, (i + 1 < self.layers.len()).then_some(self.activation))?;
         }
         Ok(h)
     }

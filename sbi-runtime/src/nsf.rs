@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::flows::{ConditionalFlow, normal_noise, softplus, standard_normal_log_prob};
-use crate::nn::{Linear, ones_column};
+use crate::nn::{Activation, Linear};
 use crate::rng::SimRng;
 
 const MIN_BIN: f64 = 1e-3;
@@ -77,13 +77,12 @@ impl ResidualNet {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let ones = ones_column(x)?;
-        let mut h = self.input.forward_with(x, &ones)?;
+        let mut h = self.input.forward(x)?;
         for (a, b) in &self.blocks {
-            let t = a.forward_with(&h.relu()?, &ones)?;
-            h = (h + b.forward_with(&t.relu()?, &ones)?)?;
+            let t = a.forward_act(&h.relu()?, Some(Activation::Relu))?;
+            h = (h + b.forward(&t)?)?;
         }
-        self.output.forward_with(&h, &ones)
+        self.output.forward(&h)
     }
 }
 

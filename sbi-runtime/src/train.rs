@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -150,7 +149,7 @@ pub(crate) fn fit(
     store: &ParamStore,
     data: &Pairs,
     config: &TrainConfig,
-    loss: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+    loss: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor> + Sync,
 ) -> Result<TrainingSummary> {
     crate::nn::ensure_thread_env();
     let start = Instant::now();
@@ -165,9 +164,7 @@ pub(crate) fn fit(
     let mut train_idx = train_idx.to_vec();
     let batch = config.batch_size.min(n_train);
 
-    let vars = store.vars();
-    let mut opt =
-        AdamW::new(vars.clone(), ParamsAdamW { lr: config.learning_rate, weight_decay: 0.0, ..Default::default() })?;
+    let mut opt = crate::fused::Adam::new(store.vars(), config.learning_rate, config.clip_max_norm);
     let bar = progress_bar(config.progress);
     let mut summary = TrainingSummary {
         epochs: 0,
@@ -187,18 +184,11 @@ pub(crate) fn fit(
         let mut batches = 0;
         // Full batches only, as `sbi` (drop_last): a tiny last batch would add noise.
         for chunk in train_idx.chunks_exact(batch) {
-            let idx = Tensor::new(chunk, &Device::Cpu)?;
-            let l = loss(&data.a.index_select(&idx, 0)?, &data.b.index_select(&idx, 0)?)?;
-            let value = l.to_scalar::<f32>()? as f64;
+            let value = step(&mut opt, data, chunk, &loss)?;
             if !value.is_finite() {
                 bar.abandon();
                 return Err(Error::TrainingDiverged { epoch, loss: value });
             }
-            let mut grads = l.backward()?;
-            if let Some(max) = config.clip_max_norm {
-                clip_grad_norm(&vars, &mut grads, max)?;
-            }
-            opt.step(&grads)?;
             total += value;
             batches += 1;
         }
@@ -237,6 +227,41 @@ pub(crate) fn fit(
     Ok(summary)
 }
 
+/// Batches of at least this many rows are split in two halves whose gradients are computed
+/// in parallel (`rayon::join`) and added in a fixed order. Small networks keep one core busy
+/// per batch, so this uses the second core; the split does not depend on the thread count,
+/// so neither do the results.
+const SPLIT_BATCH_FROM: usize = 64;
+
+/// One optimiser step on the rows `idx`; returns the batch's mean loss.
+fn step(
+    opt: &mut crate::fused::Adam,
+    data: &Pairs,
+    idx: &[u32],
+    loss: &(impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor> + Sync),
+) -> Result<f64> {
+    let part = |rows: &[u32]| -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
+        let t = Tensor::new(rows, &Device::Cpu)?;
+        // Each part's mean, weighted by its share of the batch: the parts sum to the batch mean.
+        let l = (loss(&data.a.index_select(&t, 0)?, &data.b.index_select(&t, 0)?)?
+            * (rows.len() as f64 / idx.len() as f64))?;
+        Ok((l.to_scalar::<f32>()? as f64, l.backward()?))
+    };
+    let (value, grads) = if idx.len() >= SPLIT_BATCH_FROM {
+        let (first, second) = idx.split_at(idx.len() / 2);
+        let (a, b) = rayon::join(|| part(first), || part(second));
+        let ((va, ga), (vb, gb)) = (a?, b?);
+        (va + vb, vec![ga, gb])
+    } else {
+        let (v, g) = part(idx)?;
+        (v, vec![g])
+    };
+    if value.is_finite() {
+        opt.step(&grads)?;
+    }
+    Ok(value)
+}
+
 fn validation_loss(
     a: &Tensor,
     b: &Tensor,
@@ -253,27 +278,6 @@ fn validation_loss(
         start += len;
     }
     Ok(total / n as f64)
-}
-
-/// Scales all gradients so that their global L2 norm is at most `max` (as
-/// `torch.nn.utils.clip_grad_norm_`).
-fn clip_grad_norm(vars: &[candle_core::Var], grads: &mut candle_core::backprop::GradStore, max: f64) -> Result<()> {
-    let mut sq = 0.0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = sq.sqrt();
-    if norm > max {
-        let factor = max / (norm + 1e-6);
-        for v in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), (g * factor)?);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn shuffle(v: &mut [u32], rng: &mut SimRng) {

@@ -49,14 +49,14 @@ fn densities_integrate_to_one() {
         let integral: f64 = lp.iter().map(|l| l.exp()).sum::<f64>() * h;
         assert!((integral - 1.0).abs() < 2e-3, "{}: 1-D integral {integral}", e.name());
 
-        // 2-D: midpoint rule on [-8, 8]².
+        // 2-D: midpoint rule on [-16, 16]² (the random flows put mass out to about ±12).
         let (_s, flow) = random_flow(&e, 2, 1, 2);
         let h = 0.04;
-        let m = 400;
+        let m = 800;
         let mut pts = Vec::with_capacity(2 * m * m);
         for i in 0..m {
             for j in 0..m {
-                pts.extend([-8.0 + (i as f64 + 0.5) * h, -8.0 + (j as f64 + 0.5) * h]);
+                pts.extend([-16.0 + (i as f64 + 0.5) * h, -16.0 + (j as f64 + 0.5) * h]);
             }
         }
         let ctx = matrix(&vec![0.5; m * m], m * m, 1).unwrap();
@@ -215,5 +215,32 @@ fn fits_a_known_conditional_gaussian() {
             e.name(),
             summary.best_validation_loss
         );
+    }
+}
+
+/// MADE's outputs for feature k (scale and shift) depend on the inputs before k only, and
+/// every output, the first feature's included, depends on the context.
+#[test]
+fn made_is_autoregressive_and_conditions_every_feature() {
+    let (d, c) = (4, 2);
+    let store = ParamStore::new(7);
+    let made = Made::new(store.var_builder(), d, c, 24, 2, 2, Activation::Tanh).unwrap();
+    spread(&store);
+    let x = candle_core::Var::new(&[[0.3f32, -1.1, 0.7, 2.0]], &Device::Cpu).unwrap();
+    let ctx = candle_core::Var::new(&[[0.5f32, -0.4]], &Device::Cpu).unwrap();
+    let out = made.forward(x.as_tensor(), ctx.as_tensor()).unwrap();
+    for j in 0..2 * d {
+        let k = j % d;
+        let grads = out.narrow(1, j, 1).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = to_f64(grads.get(x.as_tensor()).unwrap()).unwrap();
+        for (i, g) in gx.iter().enumerate() {
+            if i >= k {
+                assert_eq!(*g, 0.0, "output {j} (feature {k}) depends on input {i}");
+            } else {
+                assert!(g.abs() > 1e-6, "output {j} ignores the earlier input {i}");
+            }
+        }
+        let gc = to_f64(grads.get(ctx.as_tensor()).unwrap()).unwrap();
+        assert!(gc.iter().all(|g| g.abs() > 1e-6), "output {j} ignores the context: {gc:?}");
     }
 }

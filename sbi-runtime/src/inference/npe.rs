@@ -134,7 +134,8 @@ pub struct NpePosterior<P: Prior> {
 }
 
 const FORMAT: &str = "sbi-rs/npe";
-const VERSION: u32 = 1;
+/// Version 2: MADE hidden units of degree 0 (context only); version-1 MAFs had none.
+const VERSION: u32 = 2;
 
 impl<P: Prior> NpePosterior<P> {
     /// The training summary (absent for a loaded model).
