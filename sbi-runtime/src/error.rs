@@ -167,6 +167,18 @@ pub enum Error {
         proposed: usize,
     },
 
+    /// An MCMC run used up its budget of potential evaluations.
+    #[error(
+        "MCMC budget exhausted: {evaluations} potential evaluations used of {budget}; raise `max_evaluations`, \
+         use fewer chains or sweeps, or check that the potential is not -inf almost everywhere"
+    )]
+    McmcBudget {
+        /// Evaluations made.
+        evaluations: usize,
+        /// The budget.
+        budget: usize,
+    },
+
     /// An observation has the wrong size or non-finite values.
     #[error("invalid observation: {0}")]
     Observation(String),

@@ -193,7 +193,7 @@ pub(crate) fn fit(
             batches += 1;
         }
         summary.steps += batches;
-        let val = validation_loss(&val_a, &val_b, batch.max(1000), &loss)?;
+        let val = validation_loss(&val_a, &val_b, batch.max(SPLIT_BATCH_FROM), &loss)?;
         summary.train_loss.push(total / batches.max(1) as f64);
         summary.validation_loss.push(val);
         summary.epochs = epoch;
@@ -262,22 +262,26 @@ fn step(
     Ok(value)
 }
 
+/// The mean loss over all rows, in chunks of at most `chunk` rows evaluated in parallel and
+/// added in order (so the result does not depend on the thread count).
 fn validation_loss(
     a: &Tensor,
     b: &Tensor,
-    batch: usize,
-    loss: &impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+    chunk: usize,
+    loss: &(impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor> + Sync),
 ) -> Result<f64> {
+    use rayon::prelude::*;
     let n = a.dim(0)?;
-    let mut total = 0.0;
-    let mut start = 0;
-    while start < n {
-        let len = batch.min(n - start);
-        let l = loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?)?.to_scalar::<f32>()? as f64;
-        total += l * len as f64;
-        start += len;
-    }
-    Ok(total / n as f64)
+    let starts: Vec<usize> = (0..n).step_by(chunk.max(1)).collect();
+    let parts = starts
+        .par_iter()
+        .map(|&start| {
+            let len = chunk.min(n - start);
+            let l = loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?)?.to_scalar::<f32>()? as f64;
+            Ok(l * len as f64)
+        })
+        .collect::<candle_core::Result<Vec<f64>>>()?;
+    Ok(parts.iter().sum::<f64>() / n as f64)
 }
 
 fn shuffle(v: &mut [u32], rng: &mut SimRng) {

@@ -1,0 +1,414 @@
+//! Samplers for a [`Potential`]: MCMC (slice sampling, random-walk Metropolis–Hastings)
+//! and importance sampling (sampling-importance-resampling from the prior).
+//!
+//! MCMC runs many chains in the prior's unconstrained space and moves them together: every
+//! step makes one batched potential call for all chains, which is what makes a neural
+//! potential cheap to sample. Chains start from draws resampled by importance weight, report
+//! split-R̂ and the effective sample size, and stop with [`Error::McmcBudget`] when their
+//! budget of potential evaluations runs out: nothing runs forever.
+
+pub mod diagnostics;
+mod mh;
+mod slice;
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::inference::Samples;
+use crate::model::Prior;
+use crate::potential::{Potential, Unconstrained, check_rows};
+use crate::rng::{SimRng, stream_rng};
+
+/// The MCMC transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum McmcMethod {
+    /// Coordinate-wise slice sampling with stepping out and shrinkage (Neal 2003), widths
+    /// tuned during warm-up (as `sbi`'s `slice_np_vectorized`). The default.
+    #[default]
+    Slice,
+    /// Random-walk Metropolis–Hastings with a Gaussian proposal whose covariance is learned
+    /// from the warm-up and whose scale is tuned towards an acceptance rate of 0.234.
+    Mh,
+}
+
+/// Where chains start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ChainInit {
+    /// Each chain starts at a draw from the prior with a finite potential.
+    Prior,
+    /// Each chain starts at one of `candidates` prior draws, picked with probability
+    /// proportional to its importance weight `exp(potential − log prior)`
+    /// (sampling-importance-resampling; `sbi`'s `sir`).
+    Resample {
+        /// Prior draws per chain.
+        candidates: usize,
+    },
+}
+
+/// MCMC settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McmcConfig {
+    /// The transition (slice sampling).
+    pub method: McmcMethod,
+    /// Chains run side by side (100).
+    pub chains: usize,
+    /// Warm-up sweeps discarded before collecting, used to tune the sampler (100).
+    pub warmup: usize,
+    /// Keep every `thin`-th sweep (5).
+    pub thin: usize,
+    /// Chain initialisation (resampling 1,000 prior draws per chain).
+    pub init: ChainInit,
+    /// Seed of initialisation and transitions.
+    pub seed: u64,
+    /// Budget of potential evaluations (rows), warm-up and initialisation included
+    /// (10⁸). Exhausting it is an error, never a hang.
+    pub max_evaluations: usize,
+    /// Show a progress bar on stderr (true; hidden when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for McmcConfig {
+    fn default() -> Self {
+        McmcConfig {
+            method: McmcMethod::Slice,
+            chains: 100,
+            warmup: 100,
+            thin: 5,
+            init: ChainInit::Resample { candidates: 1000 },
+            seed: 0,
+            max_evaluations: 100_000_000,
+            progress: true,
+        }
+    }
+}
+
+impl McmcConfig {
+    /// Sets the transition.
+    pub fn with_method(mut self, m: McmcMethod) -> Self {
+        self.method = m;
+        self
+    }
+    /// Sets the number of chains.
+    pub fn with_chains(mut self, n: usize) -> Self {
+        self.chains = n;
+        self
+    }
+    /// Sets the number of warm-up sweeps.
+    pub fn with_warmup(mut self, n: usize) -> Self {
+        self.warmup = n;
+        self
+    }
+    /// Sets the thinning.
+    pub fn with_thin(mut self, n: usize) -> Self {
+        self.thin = n;
+        self
+    }
+    /// Sets the initialisation.
+    pub fn with_init(mut self, init: ChainInit) -> Self {
+        self.init = init;
+        self
+    }
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets the budget of potential evaluations.
+    pub fn with_max_evaluations(mut self, n: usize) -> Self {
+        self.max_evaluations = n;
+        self
+    }
+    /// Shows or hides progress.
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.progress = show;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let candidates_ok = match self.init {
+            ChainInit::Resample { candidates } => candidates > 0,
+            ChainInit::Prior => true,
+        };
+        if self.chains == 0 || self.thin == 0 || !candidates_ok {
+            return Err(Error::Config("MCMC needs at least one chain, thin ≥ 1 and one candidate per chain".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Draws from an MCMC run with its diagnostics.
+#[derive(Debug, Clone)]
+pub struct McmcRun {
+    /// The draws (sweep by sweep, all chains of a sweep together), `θ` in the prior's space.
+    pub samples: Samples,
+    /// Split-R̂ per parameter (near 1 when the chains agree; above 1.01–1.05 is a warning).
+    pub rhat: Vec<f64>,
+    /// Effective sample size per parameter.
+    pub ess: Vec<f64>,
+    /// Potential evaluations (rows), initialisation included.
+    pub evaluations: usize,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// A batched log target over the unconstrained space with an evaluation budget.
+pub(crate) struct Target<'a> {
+    potential: &'a dyn Potential,
+    dim: usize,
+    used: usize,
+    budget: usize,
+}
+
+impl<'a> Target<'a> {
+    /// Evaluates rows of `z`; an error when the budget is exhausted.
+    pub fn eval(&mut self, z: &[f64]) -> Result<Vec<f64>> {
+        let rows = z.len() / self.dim;
+        if self.used + rows > self.budget {
+            return Err(Error::McmcBudget { evaluations: self.used, budget: self.budget });
+        }
+        self.used += rows;
+        self.potential.log_potential(z)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+}
+
+/// A transition that moves all chains one sweep; `tune` is true during warm-up.
+pub(crate) trait Transition {
+    fn sweep(&mut self, target: &mut Target, z: &mut [f64], f: &mut [f64], rngs: &mut [SimRng], tune: bool)
+    -> Result<()>;
+}
+
+/// Draws `n` samples from the density proportional to `exp(potential)` over `prior`'s
+/// support by MCMC in its unconstrained space.
+///
+/// # Errors
+/// [`Error::Config`] for invalid settings or when no starting point has a finite potential;
+/// [`Error::McmcBudget`] when the evaluation budget runs out; the potential's errors.
+pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: &McmcConfig) -> Result<McmcRun> {
+    config.validate()?;
+    let start = Instant::now();
+    let unconstrained = Unconstrained::new(prior, potential)?;
+    let d = prior.dim();
+    let chains = config.chains;
+    let mut target = Target { potential: &unconstrained, dim: d, used: 0, budget: config.max_evaluations };
+    let theta0 = initial_points(prior, potential, chains, config, &mut target)?;
+    let mut z = unconstrained.unconstrain(&theta0)?;
+    let mut f = target.eval(&z)?;
+    if let Some(c) = f.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Config(format!("chain {c} starts where the potential is not finite")));
+    }
+    let mut rngs: Vec<SimRng> = (0..chains).map(|c| stream_rng(config.seed, 0x6d63_6d63_0000 + c as u64)).collect();
+    let mut transition: Box<dyn Transition> = match config.method {
+        McmcMethod::Slice => Box::new(slice::Slice::new(&z, chains, d)),
+        McmcMethod::Mh => Box::new(mh::Mh::new(&z, chains, d, config.warmup)),
+    };
+    let per_chain = n.div_ceil(chains);
+    let sweeps = config.warmup + per_chain * config.thin;
+    let bar = progress_bar(config.progress, sweeps as u64);
+    // Kept draws, chain-major per sweep: kept[s] holds all chains at kept sweep s.
+    let mut kept: Vec<Vec<f64>> = Vec::with_capacity(per_chain);
+    for s in 0..sweeps {
+        let tune = s < config.warmup;
+        if let Err(e) = transition.sweep(&mut target, &mut z, &mut f, &mut rngs, tune) {
+            bar.abandon();
+            return Err(e);
+        }
+        if !tune && (s - config.warmup + 1) % config.thin == 0 {
+            kept.push(z.clone());
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let theta: Vec<Vec<f64>> = kept.iter().map(|zs| unconstrained.constrain(zs).map(|(t, _)| t)).collect::<Result<_>>()?;
+    let per_param = |j: usize| -> Vec<Vec<f64>> {
+        (0..chains).map(|c| theta.iter().map(|sweep| sweep[c * d + j]).collect()).collect()
+    };
+    let rhat = (0..d).map(|j| diagnostics::split_rhat(&per_param(j))).collect();
+    let ess = (0..d).map(|j| diagnostics::effective_sample_size(&per_param(j))).collect();
+    let mut values: Vec<f64> = theta.into_iter().flatten().collect();
+    values.truncate(n * d);
+    Ok(McmcRun {
+        samples: Samples { values, names: prior.names(), acceptance_rate: 1.0 },
+        rhat,
+        ess,
+        evaluations: target.used,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Starting points, one per chain, in the prior's space.
+fn initial_points<P: Prior, T: Potential>(
+    prior: &P,
+    potential: &T,
+    chains: usize,
+    config: &McmcConfig,
+    target: &mut Target,
+) -> Result<Vec<f64>> {
+    let d = prior.dim();
+    let mut rng = stream_rng(config.seed, 0x696e_6974);
+    let candidates = match config.init {
+        ChainInit::Prior => 1,
+        ChainInit::Resample { candidates } => candidates,
+    };
+    let mut out = Vec::with_capacity(chains * d);
+    // Candidates are scored in blocks of chains, so memory stays bounded.
+    let block = (100_000 / candidates).clamp(1, chains);
+    let mut c0 = 0;
+    while c0 < chains {
+        let nc = block.min(chains - c0);
+        let mut theta = vec![0.0; nc * candidates * d];
+        for row in theta.chunks_exact_mut(d) {
+            prior.sample_flat(&mut rng, row)?;
+        }
+        if target.used + theta.len() / d > target.budget {
+            return Err(Error::McmcBudget { evaluations: target.used, budget: target.budget });
+        }
+        target.used += theta.len() / d;
+        let lp = potential.log_potential(&theta)?;
+        for c in 0..nc {
+            let range = c * candidates..(c + 1) * candidates;
+            // Importance weight: potential − log prior (the likelihood for a prior proposal).
+            let mut logw = Vec::with_capacity(candidates);
+            for i in range.clone() {
+                let prior_lp = prior.log_prob_flat(&theta[i * d..(i + 1) * d])?;
+                logw.push(if prior_lp.is_finite() { lp[i] - prior_lp } else { f64::NEG_INFINITY });
+            }
+            let pick = match config.init {
+                ChainInit::Prior => logw[0].is_finite().then_some(0),
+                ChainInit::Resample { .. } => pick_weighted(&logw, &mut rng),
+            };
+            let Some(i) = pick else {
+                return Err(Error::Config(format!(
+                    "no starting point for chain {} has a finite potential among {candidates} prior draws",
+                    c0 + c
+                )));
+            };
+            let i = range.start + i;
+            out.extend_from_slice(&theta[i * d..(i + 1) * d]);
+        }
+        c0 += nc;
+    }
+    Ok(out)
+}
+
+/// Index drawn with probability ∝ `exp(logw)`; `None` when no weight is positive.
+fn pick_weighted(logw: &[f64], rng: &mut SimRng) -> Option<usize> {
+    let max = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return None;
+    }
+    let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (i, wi) in w.iter().enumerate() {
+        u -= wi;
+        if u <= 0.0 && *wi > 0.0 {
+            return Some(i);
+        }
+    }
+    w.iter().rposition(|&wi| wi > 0.0)
+}
+
+fn progress_bar(show: bool, len: u64) -> ProgressBar {
+    let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    bar.set_style(
+        ProgressStyle::with_template("MCMC [{elapsed_precise}] {bar:30} {pos}/{len} sweeps").expect("the template is valid"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// Settings of importance sampling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportanceConfig {
+    /// Prior draws per requested sample (100).
+    pub oversampling: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for ImportanceConfig {
+    fn default() -> Self {
+        ImportanceConfig { oversampling: 100, seed: 0 }
+    }
+}
+
+/// Draws from sampling-importance-resampling, with the effective sample size of its weights.
+#[derive(Debug, Clone)]
+pub struct ImportanceRun {
+    /// The resampled draws.
+    pub samples: Samples,
+    /// `(Σw)² / Σw²` of the importance weights: how many independent draws they are worth.
+    pub ess: f64,
+    /// Number of proposals (prior draws).
+    pub proposals: usize,
+}
+
+/// `n` draws by sampling-importance-resampling: `n · oversampling` prior draws weighted by
+/// `exp(potential − log prior)`, resampled with replacement.
+///
+/// # Errors
+/// [`Error::Config`] for no proposals or no proposal with a finite weight.
+pub fn importance_sample<P: Prior, T: Potential>(
+    prior: &P,
+    potential: &T,
+    n: usize,
+    config: &ImportanceConfig,
+) -> Result<ImportanceRun> {
+    let d = prior.dim();
+    if potential.dim() != d {
+        return Err(Error::shape("potential dimension", d, potential.dim()));
+    }
+    let m = n.saturating_mul(config.oversampling);
+    if m == 0 {
+        return Err(Error::Config("importance sampling needs at least one proposal".into()));
+    }
+    let mut rng = stream_rng(config.seed, 0x7369_72);
+    let mut theta = vec![0.0; m * d];
+    for row in theta.chunks_exact_mut(d) {
+        prior.sample_flat(&mut rng, row)?;
+    }
+    check_rows(&theta, d)?;
+    let mut logw = Vec::with_capacity(m);
+    for chunk in theta.chunks(100_000 * d) {
+        let lp = potential.log_potential(chunk)?;
+        for (row, l) in chunk.chunks_exact(d).zip(lp) {
+            let prior_lp = prior.log_prob_flat(row)?;
+            logw.push(if prior_lp.is_finite() { l - prior_lp } else { f64::NEG_INFINITY });
+        }
+    }
+    let max = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return Err(Error::Config("no proposal has a finite importance weight".into()));
+    }
+    let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let ess = total * total / w.iter().map(|x| x * x).sum::<f64>();
+    // Multinomial resampling by sorted uniforms against the cumulative weights.
+    let mut cum = Vec::with_capacity(m);
+    let mut acc = 0.0;
+    for wi in &w {
+        acc += wi / total;
+        cum.push(acc);
+    }
+    let mut values = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let u: f64 = rng.random();
+        let i = cum.partition_point(|&c| c < u).min(m - 1);
+        values.extend_from_slice(&theta[i * d..(i + 1) * d]);
+    }
+    Ok(ImportanceRun { samples: Samples { values, names: prior.names(), acceptance_rate: 1.0 }, ess, proposals: m })
+}
+
+#[cfg(test)]
+mod tests;

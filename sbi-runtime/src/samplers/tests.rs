@@ -1,0 +1,132 @@
+//! The samplers on targets with known moments: a correlated Gaussian, a banana and a
+//! bimodal mixture. Tolerances are Monte Carlo standard errors computed from the reported
+//! effective sample size (5 of them), so a test fails only if the sampler is wrong.
+
+use super::*;
+use crate::potential::FnPotential;
+use crate::prelude::*;
+
+/// Two wide normal sites: the support is the plane, the transform the identity.
+#[simulator]
+fn plane(rng: &mut impl Rng) -> [f64; 1] {
+    let a = sample!(Normal(0.0, 10.0));
+    let b = sample!(Normal(0.0, 10.0));
+    [a + b + rng.random::<f64>()]
+}
+
+/// One bounded site, so that sampling goes through a nonlinear transform.
+#[simulator]
+fn interval(rng: &mut impl Rng) -> [f64; 1] {
+    let a = sample!(Uniform(-10.0, 10.0));
+    [a + rng.random::<f64>()]
+}
+
+fn moments(s: &Samples) -> (Vec<f64>, Vec<f64>) {
+    (s.mean(), s.covariance())
+}
+
+fn quiet(method: McmcMethod) -> McmcConfig {
+    McmcConfig::default().with_method(method).with_progress(false).with_seed(3)
+}
+
+const MEAN: [f64; 2] = [1.0, -1.0];
+const SD: [f64; 2] = [1.0, 2.0];
+const RHO: f64 = 0.8;
+
+fn correlated_gaussian(t: &[f64]) -> f64 {
+    let (u, v) = ((t[0] - MEAN[0]) / SD[0], (t[1] - MEAN[1]) / SD[1]);
+    -(u * u - 2.0 * RHO * u * v + v * v) / (2.0 * (1.0 - RHO * RHO))
+}
+
+fn check_gaussian(s: &Samples, ess: &[f64], what: &str) {
+    let (m, c) = moments(s);
+    for j in 0..2 {
+        let se = SD[j] / ess[j].sqrt();
+        assert!((m[j] - MEAN[j]).abs() < 5.0 * se, "{what}: mean {j} = {} (se {se})", m[j]);
+        let var = SD[j] * SD[j];
+        let rel = (c[j * 2 + j] - var).abs() / var;
+        assert!(rel < 5.0 * (2.0 / ess[j]).sqrt(), "{what}: variance {j} = {} (ESS {})", c[j * 2 + j], ess[j]);
+    }
+    let rho = c[1] / (c[0] * c[3]).sqrt();
+    let se = (1.0 - RHO * RHO) / ess[0].min(ess[1]).sqrt();
+    assert!((rho - RHO).abs() < 5.0 * se, "{what}: correlation {rho}");
+}
+
+#[test]
+fn slice_and_mh_sample_a_correlated_gaussian() {
+    let target = FnPotential::new(2, correlated_gaussian);
+    for method in [McmcMethod::Slice, McmcMethod::Mh] {
+        let run = mcmc(&Plane.prior(), &target, 10_000, &quiet(method)).unwrap();
+        assert_eq!(run.samples.rows(), 10_000);
+        assert!(run.rhat.iter().all(|r| *r < 1.05), "{method:?}: R-hat {:?}", run.rhat);
+        assert!(run.ess.iter().all(|e| *e > 500.0), "{method:?}: ESS {:?}", run.ess);
+        check_gaussian(&run.samples, &run.ess, &format!("{method:?}"));
+    }
+}
+
+/// θ1 ~ N(0, 1), θ2 | θ1 ~ N(θ1², 0.5²): E θ2 = 1, Var θ2 = Var θ1² + 0.25 = 2.25.
+#[test]
+fn slice_samples_a_banana() {
+    let banana = FnPotential::new(2, |t: &[f64]| -0.5 * t[0] * t[0] - 0.5 * ((t[1] - t[0] * t[0]) / 0.5).powi(2));
+    let run = mcmc(&Plane.prior(), &banana, 20_000, &quiet(McmcMethod::Slice)).unwrap();
+    let (m, c) = moments(&run.samples);
+    let se0 = 1.0 / run.ess[0].sqrt();
+    assert!(m[0].abs() < 5.0 * se0, "mean θ1 {}", m[0]);
+    let se1 = 2.25f64.sqrt() / run.ess[1].sqrt();
+    assert!((m[1] - 1.0).abs() < 5.0 * se1, "mean θ2 {} (se {se1})", m[1]);
+    // Var θ1² has a heavy tail; its estimate's relative sd is about √(Var((θ²−1)²)/ESS)/2 ≈ 3.7/√ESS.
+    assert!((c[3] - 2.25).abs() / 2.25 < 5.0 * 3.7 / run.ess[1].sqrt(), "variance θ2 {}", c[3]);
+}
+
+/// 0.3·N(−3, 0.5²) + 0.7·N(3, 0.5²) on (−10, 10): the chains cannot cross between the modes,
+/// so the modes' weights come from the resampled starting points.
+#[test]
+fn resampled_starts_weight_the_modes_of_a_mixture() {
+    let mixture = FnPotential::new(1, |t: &[f64]| {
+        let n = |m: f64| (-0.5 * ((t[0] - m) / 0.5).powi(2)).exp();
+        (0.3 * n(-3.0) + 0.7 * n(3.0)).ln()
+    });
+    for method in [McmcMethod::Slice, McmcMethod::Mh] {
+        let run = mcmc(&Interval.prior(), &mixture, 10_000, &quiet(method)).unwrap();
+        let right = run.samples.values.iter().filter(|v| **v > 0.0).count() as f64 / 10_000.0;
+        // 100 chains: the share of chains in the right mode has sd √(0.21/100) ≈ 0.046.
+        assert!((right - 0.7).abs() < 5.0 * 0.046, "{method:?}: share in the right mode {right}");
+        let inside: Vec<f64> = run.samples.values.iter().copied().filter(|v| *v > 0.0).collect();
+        let mean = inside.iter().sum::<f64>() / inside.len() as f64;
+        assert!((mean - 3.0).abs() < 0.05, "{method:?}: right mode's mean {mean}");
+    }
+}
+
+#[test]
+fn importance_sampling_recovers_a_gaussian() {
+    let target = FnPotential::new(2, correlated_gaussian);
+    let run = importance_sample(&Plane.prior(), &target, 5_000, &ImportanceConfig::default()).unwrap();
+    assert!(run.ess > 1_000.0, "ESS {}", run.ess);
+    // Resampled draws repeat; their precision is that of the weights' ESS.
+    let ess = [run.ess, run.ess];
+    check_gaussian(&run.samples, &ess, "importance sampling");
+}
+
+#[test]
+fn same_seed_same_chains() {
+    let target = FnPotential::new(2, correlated_gaussian);
+    let a = mcmc(&Plane.prior(), &target, 500, &quiet(McmcMethod::Slice)).unwrap();
+    let b = mcmc(&Plane.prior(), &target, 500, &quiet(McmcMethod::Slice)).unwrap();
+    assert_eq!(a.samples.values, b.samples.values);
+    let c = mcmc(&Plane.prior(), &target, 500, &quiet(McmcMethod::Slice).with_seed(4)).unwrap();
+    assert_ne!(a.samples.values, c.samples.values);
+}
+
+#[test]
+fn budgets_and_bad_settings_are_errors() {
+    let target = FnPotential::new(2, correlated_gaussian);
+    let tight = quiet(McmcMethod::Slice).with_max_evaluations(200_000);
+    assert!(matches!(mcmc(&Plane.prior(), &target, 10_000, &tight), Err(Error::McmcBudget { .. })));
+    assert!(matches!(mcmc(&Plane.prior(), &target, 10, &quiet(McmcMethod::Slice).with_chains(0)), Err(Error::Config(_))));
+    let nowhere = FnPotential::new(2, |_: &[f64]| f64::NEG_INFINITY);
+    assert!(matches!(mcmc(&Plane.prior(), &nowhere, 10, &quiet(McmcMethod::Mh)), Err(Error::Config(_))));
+    let nan = FnPotential::new(2, |_: &[f64]| f64::NAN);
+    assert!(importance_sample(&Plane.prior(), &nan, 10, &ImportanceConfig::default()).is_err());
+    let wrong_dim = FnPotential::new(3, |_: &[f64]| 0.0);
+    assert!(mcmc(&Plane.prior(), &wrong_dim, 10, &quiet(McmcMethod::Slice)).is_err());
+}
