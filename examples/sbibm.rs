@@ -3,10 +3,11 @@
 //! names, one row per sample) and, given a reference file, prints C2ST.
 //!
 //! ```text
-//! cargo run --release --example sbibm -- --task two_moons --method npe \
+//! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre \
 //!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
 //!     --samples 10000 --seed 1 --output samples.csv \
-//!     [--density-estimator maf|nsf|mdn] [--reference-file .../reference_posterior_samples.csv]
+//!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|mh|sir] \
+//!     [--reference-file .../reference_posterior_samples.csv]
 //! ```
 
 mod cli;
@@ -17,9 +18,10 @@ use std::time::Instant;
 use sbi_runtime::prelude::*;
 
 const USAGE: &str = "\
-usage: sbibm --task two_moons|gaussian_linear|slcp --method npe --observation-file FILE
+usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observation-file FILE
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv]
-             [--density-estimator maf|nsf|mdn] [--reference-file FILE.csv] [--quiet true]
+             [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
+             [--sampler slice|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
              [--observation-row K (row of a file with several observations, default 1)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
@@ -28,9 +30,6 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let seed: u64 = args.get("seed", 1);
     let quiet: bool = args.get("quiet", false);
     let method = args.get("method", "npe".to_string());
-    if method != "npe" {
-        return Err(Error::Config(format!("--method {method}: only npe is available in this version")));
-    }
     let obs_file =
         args.opt("observation-file").ok_or_else(|| Error::Config("--observation-file is required".into()))?;
     let table = sbi_runtime::io::read_csv(&obs_file)?;
@@ -49,22 +48,61 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let t0 = Instant::now();
     let sims = simulate(model, n_sims).seed(seed).progress(!quiet).run()?;
     let t_sim = t0.elapsed().as_secs_f64();
+    let training = TrainConfig::default().with_seed(seed).with_progress(!quiet);
+    let sampler_name = args.get("sampler", "slice".to_string());
+    let sampler = Sampler::from_name(&sampler_name)
+        .ok_or_else(|| Error::Config(format!("unknown sampler {sampler_name:?}")))?
+        .with_progress(!quiet);
     let t1 = Instant::now();
-    let npe = Npe::default()
-        .with_estimator(estimator)
-        .with_training(TrainConfig::default().with_seed(seed).with_progress(!quiet));
-    let posterior = npe.train(model, &sims)?;
-    let t_train = t1.elapsed().as_secs_f64();
-    let t2 = Instant::now();
-    let samples = posterior.sample_flat(&x_o, n_samples)?;
-    let t_sample = t2.elapsed().as_secs_f64();
-    let summary = posterior.training_summary().expect("just trained");
+    // Train, then sample; `diagnostics` describes the sampler's run (MCMC: R-hat and ESS).
+    let (samples, summary, diagnostics, t_train, t_sample) = match method.as_str() {
+        "npe" => {
+            let posterior = Npe::default().with_estimator(estimator).with_training(training).train(model, &sims)?;
+            let t_train = t1.elapsed().as_secs_f64();
+            let t2 = Instant::now();
+            let samples = posterior.sample_flat(&x_o, n_samples)?;
+            let summary = posterior.training_summary().expect("just trained").clone();
+            let diagnostics = format!("acceptance={:.4}", samples.acceptance_rate);
+            (samples, summary, diagnostics, t_train, t2.elapsed().as_secs_f64())
+        }
+        "nle" | "nre" => {
+            let posterior_run = |run: sbi_runtime::samplers::SamplerRun| {
+                let d = run.describe();
+                (run.into_samples(), d)
+            };
+            let (summary, (samples, diagnostics), t_train, t_sample) = if method == "nle" {
+                let posterior = Nle::default()
+                    .with_estimator(estimator)
+                    .with_training(training)
+                    .with_sampler(sampler)
+                    .train(model, &sims)?;
+                let t_train = t1.elapsed().as_secs_f64();
+                let t2 = Instant::now();
+                let run = posterior_run(posterior.sample_run(&x_o, n_samples)?);
+                (posterior.training_summary().expect("just trained").clone(), run, t_train, t2.elapsed().as_secs_f64())
+            } else {
+                let name = args.get("nre-variant", "b".to_string());
+                let variant = NreVariant::from_name(&name)
+                    .ok_or_else(|| Error::Config(format!("unknown NRE variant {name:?}")))?;
+                let posterior = Nre::default()
+                    .with_variant(variant)
+                    .with_training(training)
+                    .with_sampler(sampler)
+                    .train(model, &sims)?;
+                let t_train = t1.elapsed().as_secs_f64();
+                let t2 = Instant::now();
+                let run = posterior_run(posterior.sample_run(&x_o, n_samples)?);
+                (posterior.training_summary().expect("just trained").clone(), run, t_train, t2.elapsed().as_secs_f64())
+            };
+            (samples, summary, diagnostics, t_train, t_sample)
+        }
+        other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle or nre)"))),
+    };
     println!(
-        "simulate_s={t_sim:.3} train_s={t_train:.3} sample_s={t_sample:.3} total_s={:.3} epochs={} ms_per_epoch={:.1} acceptance={:.4}",
+        "simulate_s={t_sim:.3} train_s={t_train:.3} sample_s={t_sample:.3} total_s={:.3} epochs={} ms_per_epoch={:.1} {diagnostics}",
         t_sim + t_train + t_sample,
         summary.epochs,
         1e3 * summary.seconds_per_epoch(),
-        samples.acceptance_rate
     );
     if let Some(out) = args.opt("output") {
         samples.write_csv(&out)?;
@@ -92,6 +130,8 @@ fn main() {
             "reference-file",
             "quiet",
             "observation-row",
+            "nre-variant",
+            "sampler",
         ],
     );
     let task = args.get("task", String::new());

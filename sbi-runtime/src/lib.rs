@@ -56,11 +56,12 @@ pub mod prelude {
         Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,
     };
     pub use crate::flows::{DensityEstimator, MafConfig};
-    pub use crate::inference::{Npe, NpePosterior, Samples};
+    pub use crate::inference::{Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Samples};
     pub use crate::mdn::MdnConfig;
     pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries};
     pub use crate::nn::EmbeddingNet;
     pub use crate::nsf::NsfConfig;
+    pub use crate::samplers::{ChainInit, ImportanceConfig, McmcConfig, McmcMethod, Sampler};
     pub use crate::simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
     pub use crate::train::TrainConfig;
     pub use crate::transforms::Support;

@@ -364,6 +364,48 @@ impl Mlp {
     }
 }
 
+/// A residual MLP: `h = W₀ x`, then blocks `h += W₂ relu(W₁ relu(h))`, then a linear output
+/// (nflows' `ResidualNet` without batch norm or dropout: `sbi`'s NSF conditioner and classifier).
+pub struct ResidualNet {
+    input: Linear,
+    blocks: Vec<(Linear, Linear)>,
+    output: Linear,
+}
+
+impl ResidualNet {
+    /// `inputs → hidden`, `blocks` residual blocks, `hidden → outputs`.
+    pub fn new(
+        vb: VarBuilder,
+        inputs: usize,
+        hidden: usize,
+        blocks: usize,
+        outputs: usize,
+    ) -> candle_core::Result<Self> {
+        Ok(ResidualNet {
+            input: Linear::new(vb.pp("input"), inputs.max(1), hidden)?,
+            blocks: (0..blocks)
+                .map(|b| {
+                    Ok((
+                        Linear::new(vb.pp(format!("block{b}.0")), hidden, hidden)?,
+                        Linear::new(vb.pp(format!("block{b}.1")), hidden, hidden)?,
+                    ))
+                })
+                .collect::<candle_core::Result<_>>()?,
+            output: Linear::new(vb.pp("output"), hidden, outputs)?,
+        })
+    }
+
+    /// Applies the network to `x` `[batch, inputs]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut h = self.input.forward(x)?;
+        for (a, b) in &self.blocks {
+            let t = a.forward_act(&h.relu()?, Some(Activation::Relu))?;
+            h = (h + b.forward(&t)?)?;
+        }
+        self.output.forward(&h)
+    }
+}
+
 /// A network that turns a (standardised, flattened) observation `[batch, numel]` into
 /// features `[batch, k]`; trained end to end with the density estimator or classifier.
 pub trait Embedding: Send + Sync {

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::flows::{ConditionalFlow, normal_noise, softplus, standard_normal_log_prob};
-use crate::nn::{Activation, Linear};
+use crate::nn::ResidualNet;
 use crate::rng::SimRng;
 
 const MIN_BIN: f64 = 1e-3;
@@ -50,39 +50,6 @@ impl NsfConfig {
     pub fn with_bins(mut self, n: usize) -> Self {
         self.bins = n;
         self
-    }
-}
-
-/// A residual MLP: `h = W₀ [x, c]`, then blocks `h += W₂ relu(W₁ relu(h))`, then a linear output.
-struct ResidualNet {
-    input: Linear,
-    blocks: Vec<(Linear, Linear)>,
-    output: Linear,
-}
-
-impl ResidualNet {
-    fn new(vb: VarBuilder, inputs: usize, hidden: usize, blocks: usize, outputs: usize) -> candle_core::Result<Self> {
-        Ok(ResidualNet {
-            input: Linear::new(vb.pp("input"), inputs.max(1), hidden)?,
-            blocks: (0..blocks)
-                .map(|b| {
-                    Ok((
-                        Linear::new(vb.pp(format!("block{b}.0")), hidden, hidden)?,
-                        Linear::new(vb.pp(format!("block{b}.1")), hidden, hidden)?,
-                    ))
-                })
-                .collect::<candle_core::Result<_>>()?,
-            output: Linear::new(vb.pp("output"), hidden, outputs)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = self.input.forward(x)?;
-        for (a, b) in &self.blocks {
-            let t = a.forward_act(&h.relu()?, Some(Activation::Relu))?;
-            h = (h + b.forward(&t)?)?;
-        }
-        self.output.forward(&h)
     }
 }
 
@@ -315,8 +282,10 @@ impl RqSplineOp {
         let count = (0..k).filter(|&j| x >= knot_at(0, j)).count();
         let i = count.saturating_sub(1).min(k - 1);
         // Slopes: 1 at both ends, softplus(u) + min inside; only the bin's two are needed.
-        let slope = |j: usize| if j == 0 || j == k { 1.0 } else { softplus64(p[2 * k + j - 1] as f64) + MIN_DERIVATIVE };
-        let values = [i as f64, knot_at(0, i), knot_at(0, i + 1), knot_at(1, i), knot_at(1, i + 1), slope(i), slope(i + 1)];
+        let slope =
+            |j: usize| if j == 0 || j == k { 1.0 } else { softplus64(p[2 * k + j - 1] as f64) + MIN_DERIVATIVE };
+        let values =
+            [i as f64, knot_at(0, i), knot_at(0, i + 1), knot_at(1, i), knot_at(1, i + 1), slope(i), slope(i + 1)];
         knot.copy_from_slice(&values);
     }
 }

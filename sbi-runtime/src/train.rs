@@ -149,7 +149,7 @@ pub(crate) fn fit(
     store: &ParamStore,
     data: &Pairs,
     config: &TrainConfig,
-    loss: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor> + Sync,
+    loss: impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync,
 ) -> Result<TrainingSummary> {
     crate::nn::ensure_thread_env();
     let start = Instant::now();
@@ -183,8 +183,8 @@ pub(crate) fn fit(
         let mut total = 0.0;
         let mut batches = 0;
         // Full batches only, as `sbi` (drop_last): a tiny last batch would add noise.
-        for chunk in train_idx.chunks_exact(batch) {
-            let value = step(&mut opt, data, chunk, &loss)?;
+        for (b, chunk) in train_idx.chunks_exact(batch).enumerate() {
+            let value = step(&mut opt, data, chunk, config.seed, (epoch * n + b) as u64, &loss)?;
             if !value.is_finite() {
                 bar.abandon();
                 return Err(Error::TrainingDiverged { epoch, loss: value });
@@ -233,27 +233,32 @@ pub(crate) fn fit(
 /// so neither do the results.
 const SPLIT_BATCH_FROM: usize = 64;
 
-/// One optimiser step on the rows `idx`; returns the batch's mean loss.
+/// One optimiser step on the rows `idx`; returns the batch's mean loss. `key` numbers the
+/// step: each part of the batch gets the random stream `(seed, 2·key + part)` for losses that
+/// draw (contrastive atoms), whatever the thread that runs it.
 fn step(
     opt: &mut crate::fused::Adam,
     data: &Pairs,
     idx: &[u32],
-    loss: &(impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor> + Sync),
+    seed: u64,
+    key: u64,
+    loss: &(impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync),
 ) -> Result<f64> {
-    let part = |rows: &[u32]| -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
+    let part = |rows: &[u32], which: u64| -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
         let t = Tensor::new(rows, &Device::Cpu)?;
+        let mut rng = stream_rng(seed ^ 0x6c6f_7373, 2 * key + which);
         // Each part's mean, weighted by its share of the batch: the parts sum to the batch mean.
-        let l = (loss(&data.a.index_select(&t, 0)?, &data.b.index_select(&t, 0)?)?
+        let l = (loss(&data.a.index_select(&t, 0)?, &data.b.index_select(&t, 0)?, &mut rng)?
             * (rows.len() as f64 / idx.len() as f64))?;
         Ok((l.to_scalar::<f32>()? as f64, l.backward()?))
     };
     let (value, grads) = if idx.len() >= SPLIT_BATCH_FROM {
         let (first, second) = idx.split_at(idx.len() / 2);
-        let (a, b) = rayon::join(|| part(first), || part(second));
+        let (a, b) = rayon::join(|| part(first, 0), || part(second, 1));
         let ((va, ga), (vb, gb)) = (a?, b?);
         (va + vb, vec![ga, gb])
     } else {
-        let (v, g) = part(idx)?;
+        let (v, g) = part(idx, 0)?;
         (v, vec![g])
     };
     if value.is_finite() {
@@ -268,7 +273,7 @@ fn validation_loss(
     a: &Tensor,
     b: &Tensor,
     chunk: usize,
-    loss: &(impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor> + Sync),
+    loss: &(impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync),
 ) -> Result<f64> {
     use rayon::prelude::*;
     let n = a.dim(0)?;
@@ -277,7 +282,9 @@ fn validation_loss(
         .par_iter()
         .map(|&start| {
             let len = chunk.min(n - start);
-            let l = loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?)?.to_scalar::<f32>()? as f64;
+            // The same draws every epoch, so that validation losses compare.
+            let mut rng = stream_rng(0x76_616c_6964, start as u64);
+            let l = loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?, &mut rng)?.to_scalar::<f32>()? as f64;
             Ok(l * len as f64)
         })
         .collect::<candle_core::Result<Vec<f64>>>()?;

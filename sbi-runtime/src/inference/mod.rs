@@ -2,9 +2,100 @@
 //!
 //! - [`Npe`]: neural posterior estimation, a conditional density `q(θ | x)` trained by
 //!   maximum likelihood on `(θ, x) ~ p(θ) p(x | θ)`; sampling is direct.
+//! - [`Nle`]: neural likelihood estimation, a conditional density `q(x | θ)`; the posterior
+//!   `∝ Π_k q(x_k | θ) p(θ)` is sampled by MCMC.
+//! - [`Nre`]: neural ratio estimation, a classifier whose logit estimates
+//!   `log p(x | θ) / p(x)`; the posterior `∝ exp(Σ_k logit(θ, x_k)) p(θ)` is sampled by MCMC.
 
+pub mod nle;
 pub mod npe;
+pub mod nre;
 mod samples;
+pub mod scored;
 
+pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior};
+pub use nre::{Nre, NrePosterior, NreVariant};
 pub use samples::Samples;
+pub use scored::{PotentialPosterior, TrialScore};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Prior, Simulator};
+use crate::simulate::Simulations;
+
+/// The model's prior, after checking that `sims` were simulated from this model and hold
+/// parameters and observations.
+pub(crate) fn checked_prior<M: Simulator>(model: &M, sims: &Simulations, method: &str) -> Result<M::Prior> {
+    let prior = model.prior();
+    if prior.names() != sims.param_names {
+        return Err(Error::Config(format!(
+            "the simulations have parameters {:?}, the model {:?}",
+            sims.param_names,
+            prior.names()
+        )));
+    }
+    let (d, c) = (sims.theta_dim(), sims.x_dim());
+    if d == 0 || c == 0 {
+        return Err(Error::Config(format!("{method} needs parameters and observations, got {d} and {c} values")));
+    }
+    Ok(prior)
+}
+
+/// Per-feature minimum and maximum of the training observations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FeatureRange {
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+}
+
+impl FeatureRange {
+    /// The range of each of `cols` columns of row-major `x`.
+    pub fn of(x: &[f64], cols: usize) -> Self {
+        let mut min = vec![f64::INFINITY; cols];
+        let mut max = vec![f64::NEG_INFINITY; cols];
+        for row in x.chunks_exact(cols) {
+            for j in 0..cols {
+                min[j] = min[j].min(row[j]);
+                max[j] = max[j].max(row[j]);
+            }
+        }
+        FeatureRange { min, max }
+    }
+
+    /// Checks one row: finite values and, with `range_check`, inside the training range.
+    pub fn check(&self, row: &[f64], range_check: bool) -> Result<()> {
+        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Observation(format!("value {j} is {}", row[j])));
+        }
+        if range_check {
+            for (j, &v) in row.iter().enumerate() {
+                let (lo, hi) = (self.min[j], self.max[j]);
+                if v < lo || v > hi {
+                    return Err(Error::Observation(format!(
+                        "value {j} = {v} lies outside the training range [{lo}, {hi}]: the estimator would \
+                         extrapolate (simulate more widely, or call `without_range_check()` to accept it)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an observation of one or more iid trials of `self.min.len()` values each;
+    /// returns the number of trials.
+    pub fn check_trials(&self, x_o: &[f64], range_check: bool) -> Result<usize> {
+        let f = self.min.len();
+        if x_o.is_empty() || x_o.len() % f != 0 {
+            return Err(Error::Observation(format!(
+                "expected one or more trials of {f} values, got {} values",
+                x_o.len()
+            )));
+        }
+        for trial in x_o.chunks_exact(f) {
+            self.check(trial, range_check)?;
+        }
+        Ok(x_o.len() / f)
+    }
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
-use crate::inference::Samples;
+use crate::inference::{FeatureRange, Samples};
 use crate::io::{SafetensorsFile, write_safetensors};
 use crate::model::{Parameters, Prior, Shape, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore, matrix, to_f64};
@@ -61,18 +61,8 @@ impl Npe {
     /// [`Error::Config`] when the simulations do not belong to `model` or are too few;
     /// [`Error::TrainingDiverged`]; tensor errors.
     pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NpePosterior<M::Prior>> {
-        let prior = model.prior();
-        if prior.names() != sims.param_names {
-            return Err(Error::Config(format!(
-                "the simulations have parameters {:?}, the model {:?}",
-                sims.param_names,
-                prior.names()
-            )));
-        }
+        let prior = crate::inference::checked_prior(model, sims, "NPE")?;
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
-        if d == 0 || c == 0 {
-            return Err(Error::Config(format!("NPE needs parameters and observations, got {d} and {c} values")));
-        }
         self.estimator.validate(d).map_err(|e| Error::Config(e.to_string()))?;
         let spec = EstimatorSpec {
             estimator: self.estimator.clone(),
@@ -85,8 +75,9 @@ impl Npe {
         };
         let estimator = ConditionalEstimator::build(ParamStore::new(self.training.seed), spec, &self.embedding)?;
         let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, c)? };
-        let summary =
-            fit(&estimator.store, &data, &self.training, |theta, x| estimator.log_prob(theta, x)?.mean_all()?.neg())?;
+        let summary = fit(&estimator.store, &data, &self.training, |theta, x, _| {
+            estimator.log_prob(theta, x)?.mean_all()?.neg()
+        })?;
         Ok(NpePosterior {
             prior,
             estimator,
@@ -97,27 +88,6 @@ impl Npe {
             max_proposals: None,
             range_check: true,
         })
-    }
-}
-
-/// Per-feature minimum and maximum of the training observations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct FeatureRange {
-    min: Vec<f64>,
-    max: Vec<f64>,
-}
-
-impl FeatureRange {
-    fn of(x: &[f64], cols: usize) -> Self {
-        let mut min = vec![f64::INFINITY; cols];
-        let mut max = vec![f64::NEG_INFINITY; cols];
-        for row in x.chunks_exact(cols) {
-            for j in 0..cols {
-                min[j] = min[j].min(row[j]);
-                max[j] = max[j].max(row[j]);
-            }
-        }
-        FeatureRange { min, max }
     }
 }
 
@@ -134,8 +104,7 @@ pub struct NpePosterior<P: Prior> {
 }
 
 const FORMAT: &str = "sbi-rs/npe";
-/// Version 2: MADE hidden units of degree 0 (context only); version-1 MAFs had none.
-const VERSION: u32 = 2;
+const VERSION: u32 = 1;
 
 impl<P: Prior> NpePosterior<P> {
     /// The training summary (absent for a loaded model).
@@ -176,21 +145,7 @@ impl<P: Prior> NpePosterior<P> {
         if x_o.len() != c {
             return Err(Error::Observation(format!("expected {c} values (shape {}), got {}", self.x_shape, x_o.len())));
         }
-        if let Some(j) = x_o.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Observation(format!("value {j} is {}", x_o[j])));
-        }
-        if self.range_check {
-            for (j, &v) in x_o.iter().enumerate() {
-                let (lo, hi) = (self.x_range.min[j], self.x_range.max[j]);
-                if v < lo || v > hi {
-                    return Err(Error::Observation(format!(
-                        "value {j} = {v} lies outside the training range [{lo}, {hi}]: the estimator would \
-                         extrapolate (simulate more widely, or call `without_range_check()` to accept it)"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        self.x_range.check(x_o, self.range_check)
     }
 
     /// `n` draws from `q(θ | x_o)` inside the prior's support, as typed parameters.

@@ -73,7 +73,7 @@ fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
             let s: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
             if i == j {
                 let v = a[i * d + i] - s;
-                if !(v > 0.0) {
+                if v.is_nan() || v <= 0.0 {
                     return None;
                 }
                 l[i * d + i] = v.sqrt();
@@ -86,7 +86,14 @@ fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
 }
 
 impl Transition for Mh {
-    fn sweep(&mut self, target: &mut Target, z: &mut [f64], f: &mut [f64], rngs: &mut [SimRng], tune: bool) -> Result<()> {
+    fn sweep(
+        &mut self,
+        target: &mut Target,
+        z: &mut [f64],
+        f: &mut [f64],
+        rngs: &mut [SimRng],
+        tune: bool,
+    ) -> Result<()> {
         let (n, d) = (self.chains, self.dim);
         let scale = self.log_scale.exp();
         let mut proposals = Vec::with_capacity(n * d);

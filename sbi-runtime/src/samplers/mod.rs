@@ -32,7 +32,8 @@ pub enum McmcMethod {
     #[default]
     Slice,
     /// Random-walk Metropolis–Hastings with a Gaussian proposal whose covariance is learned
-    /// from the warm-up and whose scale is tuned towards an acceptance rate of 0.234.
+    /// from the warm-up and whose scale is tuned towards an acceptance rate of 0.234. It mixes
+    /// more slowly than slice sampling: give it longer runs ([`McmcConfig::mh`]) and watch R̂.
     Mh,
 }
 
@@ -42,12 +43,13 @@ pub enum McmcMethod {
 pub enum ChainInit {
     /// Each chain starts at a draw from the prior with a finite potential.
     Prior,
-    /// Each chain starts at one of `candidates` prior draws, picked with probability
-    /// proportional to its importance weight `exp(potential − log prior)`
-    /// (sampling-importance-resampling; `sbi`'s `sir`).
+    /// Chains start at draws resampled, with replacement, from a pool of `pool` prior draws
+    /// with probability proportional to their importance weight `exp(potential − log prior)`
+    /// (sampling-importance-resampling, as `sbi`'s `sir`, with one pool shared by all chains
+    /// rather than one per chain: the pool's cost does not grow with the number of chains).
     Resample {
-        /// Prior draws per chain.
-        candidates: usize,
+        /// Prior draws in the pool.
+        pool: usize,
     },
 }
 
@@ -56,13 +58,14 @@ pub enum ChainInit {
 pub struct McmcConfig {
     /// The transition (slice sampling).
     pub method: McmcMethod,
-    /// Chains run side by side (100).
+    /// Chains run side by side (200): each step evaluates all of them in one batch, so
+    /// more chains cost little more per step.
     pub chains: usize,
-    /// Warm-up sweeps discarded before collecting, used to tune the sampler (100).
+    /// Warm-up sweeps discarded before collecting, used to tune the sampler (50).
     pub warmup: usize,
-    /// Keep every `thin`-th sweep (5).
+    /// Keep every `thin`-th sweep (2).
     pub thin: usize,
-    /// Chain initialisation (resampling 1,000 prior draws per chain).
+    /// Chain initialisation (resampling from a pool of 10,000 prior draws).
     pub init: ChainInit,
     /// Seed of initialisation and transitions.
     pub seed: u64,
@@ -77,10 +80,10 @@ impl Default for McmcConfig {
     fn default() -> Self {
         McmcConfig {
             method: McmcMethod::Slice,
-            chains: 100,
-            warmup: 100,
-            thin: 5,
-            init: ChainInit::Resample { candidates: 1000 },
+            chains: 200,
+            warmup: 50,
+            thin: 2,
+            init: ChainInit::Resample { pool: 10_000 },
             seed: 0,
             max_evaluations: 100_000_000,
             progress: true,
@@ -89,6 +92,12 @@ impl Default for McmcConfig {
 }
 
 impl McmcConfig {
+    /// Settings for random-walk Metropolis–Hastings: 200 warm-up sweeps and thinning by 10,
+    /// which its slower mixing needs.
+    pub fn mh() -> Self {
+        McmcConfig { method: McmcMethod::Mh, warmup: 200, thin: 10, ..McmcConfig::default() }
+    }
+
     /// Sets the transition.
     pub fn with_method(mut self, m: McmcMethod) -> Self {
         self.method = m;
@@ -131,12 +140,12 @@ impl McmcConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let candidates_ok = match self.init {
-            ChainInit::Resample { candidates } => candidates > 0,
+        let pool_ok = match self.init {
+            ChainInit::Resample { pool } => pool > 0,
             ChainInit::Prior => true,
         };
-        if self.chains == 0 || self.thin == 0 || !candidates_ok {
-            return Err(Error::Config("MCMC needs at least one chain, thin ≥ 1 and one candidate per chain".into()));
+        if self.chains == 0 || self.thin == 0 || !pool_ok {
+            return Err(Error::Config("MCMC needs at least one chain, thin ≥ 1 and a non-empty pool".into()));
         }
         Ok(())
     }
@@ -183,8 +192,14 @@ impl<'a> Target<'a> {
 
 /// A transition that moves all chains one sweep; `tune` is true during warm-up.
 pub(crate) trait Transition {
-    fn sweep(&mut self, target: &mut Target, z: &mut [f64], f: &mut [f64], rngs: &mut [SimRng], tune: bool)
-    -> Result<()>;
+    fn sweep(
+        &mut self,
+        target: &mut Target,
+        z: &mut [f64],
+        f: &mut [f64],
+        rngs: &mut [SimRng],
+        tune: bool,
+    ) -> Result<()>;
 }
 
 /// Draws `n` samples from the density proportional to `exp(potential)` over `prior`'s
@@ -228,7 +243,8 @@ pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: 
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let theta: Vec<Vec<f64>> = kept.iter().map(|zs| unconstrained.constrain(zs).map(|(t, _)| t)).collect::<Result<_>>()?;
+    let theta: Vec<Vec<f64>> =
+        kept.iter().map(|zs| unconstrained.constrain(zs).map(|(t, _)| t)).collect::<Result<_>>()?;
     let per_param = |j: usize| -> Vec<Vec<f64>> {
         (0..chains).map(|c| theta.iter().map(|sweep| sweep[c * d + j]).collect()).collect()
     };
@@ -255,47 +271,45 @@ fn initial_points<P: Prior, T: Potential>(
 ) -> Result<Vec<f64>> {
     let d = prior.dim();
     let mut rng = stream_rng(config.seed, 0x696e_6974);
-    let candidates = match config.init {
-        ChainInit::Prior => 1,
-        ChainInit::Resample { candidates } => candidates,
-    };
-    let mut out = Vec::with_capacity(chains * d);
-    // Candidates are scored in blocks of chains, so memory stays bounded.
-    let block = (100_000 / candidates).clamp(1, chains);
-    let mut c0 = 0;
-    while c0 < chains {
-        let nc = block.min(chains - c0);
-        let mut theta = vec![0.0; nc * candidates * d];
+    let mut draw = |m: usize, target: &mut Target| -> Result<(Vec<f64>, Vec<f64>)> {
+        let mut theta = vec![0.0; m * d];
         for row in theta.chunks_exact_mut(d) {
             prior.sample_flat(&mut rng, row)?;
         }
-        if target.used + theta.len() / d > target.budget {
+        if target.used + m > target.budget {
             return Err(Error::McmcBudget { evaluations: target.used, budget: target.budget });
         }
-        target.used += theta.len() / d;
+        target.used += m;
         let lp = potential.log_potential(&theta)?;
-        for c in 0..nc {
-            let range = c * candidates..(c + 1) * candidates;
-            // Importance weight: potential − log prior (the likelihood for a prior proposal).
-            let mut logw = Vec::with_capacity(candidates);
-            for i in range.clone() {
-                let prior_lp = prior.log_prob_flat(&theta[i * d..(i + 1) * d])?;
-                logw.push(if prior_lp.is_finite() { lp[i] - prior_lp } else { f64::NEG_INFINITY });
+        // Importance weight: potential − log prior (the likelihood, for a prior proposal).
+        let logw = theta
+            .chunks_exact(d)
+            .zip(lp)
+            .map(|(row, l)| {
+                let prior_lp = prior.log_prob_flat(row)?;
+                Ok(if prior_lp.is_finite() { l - prior_lp } else { f64::NEG_INFINITY })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        Ok((theta, logw))
+    };
+    let none = |m: usize| Error::Config(format!("no starting point has a finite potential among {m} prior draws"));
+    let mut out = Vec::with_capacity(chains * d);
+    match config.init {
+        ChainInit::Prior => {
+            // Each chain takes the first of its prior draws with a finite potential.
+            for _ in 0..chains {
+                let (theta, logw) = draw(100, target)?;
+                let i = logw.iter().position(|l| l.is_finite()).ok_or_else(|| none(100))?;
+                out.extend_from_slice(&theta[i * d..(i + 1) * d]);
             }
-            let pick = match config.init {
-                ChainInit::Prior => logw[0].is_finite().then_some(0),
-                ChainInit::Resample { .. } => pick_weighted(&logw, &mut rng),
-            };
-            let Some(i) = pick else {
-                return Err(Error::Config(format!(
-                    "no starting point for chain {} has a finite potential among {candidates} prior draws",
-                    c0 + c
-                )));
-            };
-            let i = range.start + i;
-            out.extend_from_slice(&theta[i * d..(i + 1) * d]);
         }
-        c0 += nc;
+        ChainInit::Resample { pool } => {
+            let (theta, logw) = draw(pool, target)?;
+            for _ in 0..chains {
+                let i = pick_weighted(&logw, &mut rng).ok_or_else(|| none(pool))?;
+                out.extend_from_slice(&theta[i * d..(i + 1) * d]);
+            }
+        }
     }
     Ok(out)
 }
@@ -322,7 +336,8 @@ fn progress_bar(show: bool, len: u64) -> ProgressBar {
     let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(
-        ProgressStyle::with_template("MCMC [{elapsed_precise}] {bar:30} {pos}/{len} sweeps").expect("the template is valid"),
+        ProgressStyle::with_template("MCMC [{elapsed_precise}] {bar:30} {pos}/{len} sweeps")
+            .expect("the template is valid"),
     );
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
@@ -373,7 +388,7 @@ pub fn importance_sample<P: Prior, T: Potential>(
     if m == 0 {
         return Err(Error::Config("importance sampling needs at least one proposal".into()));
     }
-    let mut rng = stream_rng(config.seed, 0x7369_72);
+    let mut rng = stream_rng(config.seed, 0x0073_6972);
     let mut theta = vec![0.0; m * d];
     for row in theta.chunks_exact_mut(d) {
         prior.sample_flat(&mut rng, row)?;
@@ -408,6 +423,101 @@ pub fn importance_sample<P: Prior, T: Potential>(
         values.extend_from_slice(&theta[i * d..(i + 1) * d]);
     }
     Ok(ImportanceRun { samples: Samples { values, names: prior.names(), acceptance_rate: 1.0 }, ess, proposals: m })
+}
+
+/// How a posterior known through its potential is sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Sampler {
+    /// MCMC (slice sampling by default).
+    Mcmc(McmcConfig),
+    /// Sampling-importance-resampling from the prior.
+    Importance(ImportanceConfig),
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::Mcmc(McmcConfig::default())
+    }
+}
+
+impl Sampler {
+    /// The sampler named `slice`, `mh` or `sir` with default settings.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "slice" => Some(Sampler::Mcmc(McmcConfig::default())),
+            "mh" => Some(Sampler::Mcmc(McmcConfig::mh())),
+            "sir" => Some(Sampler::Importance(ImportanceConfig::default())),
+            _ => None,
+        }
+    }
+
+    /// The same sampler with another seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        match &mut self {
+            Sampler::Mcmc(c) => c.seed = seed,
+            Sampler::Importance(c) => c.seed = seed,
+        }
+        self
+    }
+
+    /// Shows or hides progress (MCMC).
+    pub fn with_progress(mut self, show: bool) -> Self {
+        if let Sampler::Mcmc(c) = &mut self {
+            c.progress = show;
+        }
+        self
+    }
+
+    /// Draws `n` samples of `exp(potential)` over `prior`'s support.
+    pub fn run<P: Prior, T: Potential>(&self, prior: &P, potential: &T, n: usize) -> Result<SamplerRun> {
+        Ok(match self {
+            Sampler::Mcmc(c) => SamplerRun::Mcmc(mcmc(prior, potential, n, c)?),
+            Sampler::Importance(c) => SamplerRun::Importance(importance_sample(prior, potential, n, c)?),
+        })
+    }
+}
+
+/// The result of a [`Sampler`], with its diagnostics.
+#[derive(Debug, Clone)]
+pub enum SamplerRun {
+    /// From MCMC: R̂ and ESS per parameter.
+    Mcmc(McmcRun),
+    /// From importance sampling: the weights' ESS.
+    Importance(ImportanceRun),
+}
+
+impl SamplerRun {
+    /// The draws.
+    pub fn samples(&self) -> &Samples {
+        match self {
+            SamplerRun::Mcmc(r) => &r.samples,
+            SamplerRun::Importance(r) => &r.samples,
+        }
+    }
+
+    /// The draws, by value.
+    pub fn into_samples(self) -> Samples {
+        match self {
+            SamplerRun::Mcmc(r) => r.samples,
+            SamplerRun::Importance(r) => r.samples,
+        }
+    }
+
+    /// A one-line summary of the diagnostics.
+    pub fn describe(&self) -> String {
+        let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ");
+        match self {
+            SamplerRun::Mcmc(r) => format!(
+                "MCMC: R-hat [{}], ESS [{}], {} potential evaluations, {:.2} s",
+                fmt(&r.rhat),
+                r.ess.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "),
+                r.evaluations,
+                r.seconds
+            ),
+            SamplerRun::Importance(r) => format!("importance sampling: ESS {:.0} of {} proposals", r.ess, r.proposals),
+        }
+    }
 }
 
 #[cfg(test)]

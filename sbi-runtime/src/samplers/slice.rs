@@ -39,7 +39,14 @@ impl Slice {
     }
 
     /// Evaluates the target for the chains in `active` with coordinate `j` set to `values`.
-    fn eval_at(target: &mut Target, z: &[f64], dim: usize, j: usize, active: &[usize], values: &[f64]) -> Result<Vec<f64>> {
+    fn eval_at(
+        target: &mut Target,
+        z: &[f64],
+        dim: usize,
+        j: usize,
+        active: &[usize],
+        values: &[f64],
+    ) -> Result<Vec<f64>> {
         let mut points = Vec::with_capacity(active.len() * dim);
         for (&c, &v) in active.iter().zip(values) {
             points.extend_from_slice(&z[c * dim..(c + 1) * dim]);
@@ -51,7 +58,14 @@ impl Slice {
 }
 
 impl Transition for Slice {
-    fn sweep(&mut self, target: &mut Target, z: &mut [f64], f: &mut [f64], rngs: &mut [SimRng], tune: bool) -> Result<()> {
+    fn sweep(
+        &mut self,
+        target: &mut Target,
+        z: &mut [f64],
+        f: &mut [f64],
+        rngs: &mut [SimRng],
+        tune: bool,
+    ) -> Result<()> {
         let (n, d) = (self.chains, self.dim);
         debug_assert_eq!(target.dim(), d);
         for j in 0..d {

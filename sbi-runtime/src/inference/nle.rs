@@ -1,0 +1,108 @@
+//! Neural likelihood estimation (Papamakarios et al. 2019): train a conditional density
+//! `q(x | θ)` by maximum likelihood on simulations, then sample the posterior
+//! `p̂(θ | x_o) ∝ Π_k q(x_k | θ) · p(θ)` by MCMC. An observation of several iid trials
+//! multiplies their likelihoods, so one trained model serves any number of trials.
+
+use candle_core::Tensor;
+
+use crate::error::{Error, Result};
+use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
+use crate::model::{Shape, Simulator};
+use crate::nn::{EmbeddingNet, ParamStore, matrix};
+use crate::samplers::Sampler;
+use crate::simulate::Simulations;
+use crate::train::{Pairs, TrainConfig, fit};
+
+/// Neural likelihood estimation: the density estimator of `x` given `θ`, training settings
+/// and the posterior's sampler.
+///
+/// ```no_run
+/// # use sbi_runtime::prelude::*;
+/// # #[simulator] fn m(rng: &mut impl Rng) -> [f64; 1] { let t = sample!(Normal(0.0, 1.0)); [t + rng.random::<f64>()] }
+/// let sims = simulate(&M, 10_000).seed(1).run()?;
+/// let posterior = Nle::default().train(&M, &sims)?;
+/// let draws: Vec<MParams> = posterior.sample(&[0.3], 1_000)?;          // one trial
+/// let pooled = posterior.sample_flat(&[0.3, 0.5, 0.1], 1_000)?;       // three iid trials
+/// # Ok::<(), sbi_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Nle {
+    /// The conditional density estimator of `x` given `θ` (MAF by default, as `sbi`).
+    pub estimator: DensityEstimator,
+    /// Training settings.
+    pub training: TrainConfig,
+    /// How the posterior is sampled (slice-sampling MCMC).
+    pub sampler: Sampler,
+}
+
+impl Nle {
+    /// Sets the density estimator.
+    pub fn with_estimator(mut self, e: DensityEstimator) -> Self {
+        self.estimator = e;
+        self
+    }
+    /// Sets the training settings.
+    pub fn with_training(mut self, t: TrainConfig) -> Self {
+        self.training = t;
+        self
+    }
+    /// Sets the sampler.
+    pub fn with_sampler(mut self, s: Sampler) -> Self {
+        self.sampler = s;
+        self
+    }
+
+    /// Trains `q(x | θ)` on `sims` (simulated from `model`'s prior).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the simulations do not belong to `model` or are too few;
+    /// [`Error::TrainingDiverged`]; tensor errors.
+    pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NlePosterior<M::Prior>> {
+        let prior = crate::inference::checked_prior(model, sims, "NLE")?;
+        let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
+        self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
+        let spec = EstimatorSpec {
+            estimator: self.estimator.clone(),
+            embedding: EmbeddingNet::Identity.describe(),
+            features: f,
+            context_shape: Shape::Vector(d).encode(),
+            seed: self.training.seed,
+            input_std: Standardizer::fit(&sims.x, f),
+            context_std: Standardizer::fit(&sims.theta, d),
+        };
+        let estimator =
+            ConditionalEstimator::build(ParamStore::new(self.training.seed), spec, &EmbeddingNet::Identity)?;
+        let data = Pairs { a: matrix(&sims.x, n, f)?, b: matrix(&sims.theta, n, d)? };
+        let summary = fit(&estimator.store, &data, &self.training, |x, theta, _| {
+            estimator.log_prob(x, theta)?.mean_all()?.neg()
+        })?;
+        Ok(PotentialPosterior {
+            prior,
+            score: LikelihoodScore(estimator),
+            x_range: FeatureRange::of(&sims.x, f),
+            summary: Some(summary),
+            sampler: self.sampler.clone().with_seed(self.training.seed),
+            range_check: true,
+        })
+    }
+}
+
+/// NLE's per-trial score: the trained `log q(x | θ)`.
+pub struct LikelihoodScore(ConditionalEstimator);
+
+impl LikelihoodScore {
+    /// The trained conditional density `q(x | θ)`.
+    pub fn estimator(&self) -> &ConditionalEstimator {
+        &self.0
+    }
+}
+
+impl TrialScore for LikelihoodScore {
+    fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.log_prob(x, theta)
+    }
+}
+
+/// A trained NLE posterior: `log q(x | θ)` summed over trials, plus the log prior.
+pub type NlePosterior<P> = PotentialPosterior<P, LikelihoodScore>;

@@ -1,0 +1,319 @@
+//! Neural ratio estimation: a classifier `l(θ, x)` is trained to tell pairs drawn together,
+//! `(θ, x) ~ p(θ, x)`, from pairs drawn apart, `θ' ~ p(θ)` for an `x`; its logit then
+//! estimates `log p(x | θ) / p(x)` (up to a constant in θ), and the posterior
+//! `∝ exp(Σ_k l(θ, x_k)) · p(θ)` is sampled by MCMC.
+//!
+//! Variants (losses as in `sbi`; the contrasting θ' of each x are drawn without replacement
+//! from the rest of the batch):
+//! - [`NreVariant::A`] (Hermans et al. 2020): binary cross-entropy, one joint and one marginal pair per x;
+//! - [`NreVariant::B`] (Durkan et al. 2020, `sbi`'s default): 1-out-of-K classification of the
+//!   joint pair among K atoms;
+//! - [`NreVariant::C`] (Miller et al. 2022): K + 1 classes, the joint pair among K atoms or none,
+//!   with prior odds γ;
+//! - [`NreVariant::Balanced`] (Delaunoy et al. 2022): NRE-A plus `λ · (E_joint σ(l) + E_marg σ(l) − 1)²`,
+//!   which makes the classifier conservative.
+
+use candle_core::{D, Device, Tensor};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::flows::Standardizer;
+use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
+use crate::model::Simulator;
+use crate::nn::{ParamStore, ResidualNet, matrix};
+use crate::rng::SimRng;
+use crate::samplers::Sampler;
+use crate::simulate::Simulations;
+use crate::train::{Pairs, TrainConfig, fit};
+
+/// The NRE loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum NreVariant {
+    /// NRE-A (AALR): binary classification of joint against marginal pairs.
+    A,
+    /// NRE-B (SRE): the joint pair among `atoms` candidates (10 in `sbi`).
+    B {
+        /// Candidates per observation, the joint one included.
+        atoms: usize,
+    },
+    /// NRE-C (CNRE): `classes` contrastive classes plus the marginal class, prior odds `gamma`
+    /// (5 and 1.0 in `sbi`).
+    C {
+        /// Contrastive classes K.
+        classes: usize,
+        /// Odds of a joint pair against a marginal one.
+        gamma: f64,
+    },
+    /// Balanced NRE: NRE-A with a balancing penalty of strength `regularization` (100 in `sbi`).
+    Balanced {
+        /// The penalty's weight λ.
+        regularization: f64,
+    },
+}
+
+impl Default for NreVariant {
+    fn default() -> Self {
+        NreVariant::B { atoms: 10 }
+    }
+}
+
+impl NreVariant {
+    /// The variant named `a`, `b`, `c` or `bnre` with `sbi`'s settings.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "a" => Some(NreVariant::A),
+            "b" => Some(NreVariant::B { atoms: 10 }),
+            "c" => Some(NreVariant::C { classes: 5, gamma: 1.0 }),
+            "bnre" | "balanced" => Some(NreVariant::Balanced { regularization: 100.0 }),
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            NreVariant::A => true,
+            NreVariant::B { atoms } => atoms >= 2,
+            NreVariant::C { classes, gamma } => classes >= 1 && gamma > 0.0 && gamma.is_finite(),
+            NreVariant::Balanced { regularization } => regularization >= 0.0 && regularization.is_finite(),
+        };
+        if ok { Ok(()) } else { Err(Error::Config(format!("invalid NRE settings {self:?}"))) }
+    }
+}
+
+/// The classifier: a residual network on the z-scored `[θ, x]` (`sbi`'s `resnet` classifier).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierConfig {
+    /// Hidden units (50).
+    pub hidden: usize,
+    /// Residual blocks (2).
+    pub blocks: usize,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig { hidden: 50, blocks: 2 }
+    }
+}
+
+/// Neural ratio estimation: the loss variant, the classifier, training settings and the
+/// posterior's sampler.
+///
+/// ```no_run
+/// # use sbi_runtime::prelude::*;
+/// # #[simulator] fn m(rng: &mut impl Rng) -> [f64; 1] { let t = sample!(Normal(0.0, 1.0)); [t + rng.random::<f64>()] }
+/// let sims = simulate(&M, 10_000).seed(1).run()?;
+/// let posterior = Nre::default().with_variant(NreVariant::C { classes: 5, gamma: 1.0 }).train(&M, &sims)?;
+/// let draws: Vec<MParams> = posterior.sample(&[0.3], 1_000)?;
+/// # Ok::<(), sbi_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Nre {
+    /// The loss (NRE-B with 10 atoms).
+    pub variant: NreVariant,
+    /// The classifier network.
+    pub classifier: ClassifierConfig,
+    /// Training settings.
+    pub training: TrainConfig,
+    /// How the posterior is sampled (slice-sampling MCMC).
+    pub sampler: Sampler,
+}
+
+impl Nre {
+    /// Sets the loss variant.
+    pub fn with_variant(mut self, v: NreVariant) -> Self {
+        self.variant = v;
+        self
+    }
+    /// Sets the classifier.
+    pub fn with_classifier(mut self, c: ClassifierConfig) -> Self {
+        self.classifier = c;
+        self
+    }
+    /// Sets the training settings.
+    pub fn with_training(mut self, t: TrainConfig) -> Self {
+        self.training = t;
+        self
+    }
+    /// Sets the sampler.
+    pub fn with_sampler(mut self, s: Sampler) -> Self {
+        self.sampler = s;
+        self
+    }
+
+    /// Trains the classifier on `sims` (simulated from `model`'s prior).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for invalid settings or simulations that do not belong to `model`;
+    /// [`Error::TrainingDiverged`]; tensor errors.
+    pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NrePosterior<M::Prior>> {
+        self.variant.validate()?;
+        if self.classifier.hidden == 0 {
+            return Err(Error::Config("the classifier needs hidden units".into()));
+        }
+        let prior = crate::inference::checked_prior(model, sims, "NRE")?;
+        let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
+        let store = ParamStore::new(self.training.seed);
+        let classifier =
+            Classifier::new(store, &self.classifier, Standardizer::fit(&sims.theta, d), Standardizer::fit(&sims.x, f))?;
+        let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, f)? };
+        let variant = self.variant;
+        let summary =
+            fit(&classifier.store, &data, &self.training, |theta, x, rng| classifier.loss(variant, theta, x, rng))?;
+        Ok(PotentialPosterior {
+            prior,
+            score: classifier,
+            x_range: FeatureRange::of(&sims.x, f),
+            summary: Some(summary),
+            sampler: self.sampler.clone().with_seed(self.training.seed),
+            range_check: true,
+        })
+    }
+}
+
+/// The trained classifier; its logit is NRE's per-trial score.
+pub struct Classifier {
+    store: ParamStore,
+    net: ResidualNet,
+    theta_mean: Tensor,
+    theta_std: Tensor,
+    x_mean: Tensor,
+    x_std: Tensor,
+}
+
+impl Classifier {
+    fn new(store: ParamStore, c: &ClassifierConfig, theta_std: Standardizer, x_std: Standardizer) -> Result<Self> {
+        let inputs = theta_std.mean.len() + x_std.mean.len();
+        let net = ResidualNet::new(store.var_builder().pp("classifier"), inputs, c.hidden, c.blocks, 1)?;
+        let (theta_mean, theta_std) = theta_std.tensors()?;
+        let (x_mean, x_std) = x_std.tensors()?;
+        Ok(Classifier { store, net, theta_mean, theta_std, x_mean, x_std })
+    }
+
+    /// The logit `l(θ, x)` of raw rows: `[m, d]`, `[m, f]` → `[m]`.
+    pub fn logit(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = theta.broadcast_sub(&self.theta_mean)?.broadcast_div(&self.theta_std)?;
+        let x = x.broadcast_sub(&self.x_mean)?.broadcast_div(&self.x_std)?;
+        self.net.forward(&Tensor::cat(&[&t, &x], 1)?)?.squeeze(1)
+    }
+
+    /// Logits `[B, atoms]` of each x (row i) against its own θ (column 0) and `atoms − 1`
+    /// others drawn without replacement from the rest of the batch.
+    fn atom_logits(&self, theta: &Tensor, x: &Tensor, atoms: usize, rng: &mut SimRng) -> candle_core::Result<Tensor> {
+        let b = theta.dim(0)?;
+        let atoms = atoms.min(b);
+        let mut theta_idx = Vec::with_capacity(b * atoms);
+        let mut x_idx = Vec::with_capacity(b * atoms);
+        for i in 0..b {
+            let start = theta_idx.len();
+            theta_idx.push(i as u32);
+            while theta_idx.len() - start < atoms {
+                // Uniform over the other rows; redraw a row already chosen.
+                let j = rng.random_range(0..b - 1);
+                let j = (if j >= i { j + 1 } else { j }) as u32;
+                if !theta_idx[start..].contains(&j) {
+                    theta_idx.push(j);
+                }
+            }
+            x_idx.extend(std::iter::repeat_n(i as u32, atoms));
+        }
+        let th = theta.index_select(&Tensor::new(theta_idx, &Device::Cpu)?, 0)?;
+        let xs = x.index_select(&Tensor::new(x_idx, &Device::Cpu)?, 0)?;
+        self.logit(&th, &xs)?.reshape((b, atoms))
+    }
+
+    /// The variant's loss on a batch (a scalar mean).
+    fn loss(&self, variant: NreVariant, theta: &Tensor, x: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
+        let b = theta.dim(0)?;
+        if b < 2 {
+            // Nothing to contrast a single pair with (only in a tiny last validation chunk).
+            return Tensor::zeros((), theta.dtype(), theta.device());
+        }
+        match variant {
+            NreVariant::A | NreVariant::Balanced { .. } => {
+                let logits = self.atom_logits(theta, x, 2, rng)?;
+                let labels = Tensor::new(&[1f32, 0.0], &Device::Cpu)?.broadcast_as((b, 2))?.contiguous()?;
+                let bce = crate::diagnostics::bce_with_logits(&logits, &labels)?;
+                match variant {
+                    NreVariant::Balanced { regularization } => {
+                        let p = candle_nn::ops::sigmoid(&logits)?;
+                        let balance = (p.sum(1)? - 1.0)?.mean_all()?.sqr()?;
+                        bce + (balance * regularization)?
+                    }
+                    _ => Ok(bce),
+                }
+            }
+            NreVariant::B { atoms } => {
+                let logits = self.atom_logits(theta, x, atoms, rng)?;
+                (logits.narrow(1, 0, 1)?.squeeze(1)? - log_sum_exp(&logits)?)?.mean_all()?.neg()
+            }
+            NreVariant::C { classes, gamma } => {
+                let k = classes.min(b - 1);
+                let marginal = self.atom_logits(theta, x, k + 1, rng)?.narrow(1, 1, k)?;
+                let joint = self.atom_logits(theta, x, k, rng)?;
+                let (log_gamma, log_k) = (gamma.ln(), (k as f64).ln());
+                let log_k_col = Tensor::full(log_k as f32, (b, 1), &Device::Cpu)?;
+                let lse = |l: &Tensor| log_sum_exp(&Tensor::cat(&[&(l + log_gamma)?, &log_k_col], 1)?);
+                let lp_marginal = (log_k - lse(&marginal)?)?;
+                let lp_joint = ((joint.narrow(1, 0, 1)?.squeeze(1)? + log_gamma)? - lse(&joint)?)?;
+                let (p_marginal, p_joint) = (1.0 / (1.0 + gamma), gamma / (1.0 + gamma));
+                ((lp_marginal * p_marginal)? + (lp_joint * p_joint)?)?.mean_all()?.neg()
+            }
+        }
+    }
+}
+
+/// `log Σ_j exp(l_ij)` over the last dimension.
+fn log_sum_exp(l: &Tensor) -> candle_core::Result<Tensor> {
+    let max = l.max_keepdim(D::Minus1)?.detach();
+    l.broadcast_sub(&max)?.exp()?.sum(D::Minus1)?.log()? + max.squeeze(D::Minus1)?
+}
+
+impl TrialScore for Classifier {
+    fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.logit(theta, x)
+    }
+}
+
+/// A trained NRE posterior: the classifier's logit summed over trials, plus the log prior.
+pub type NrePosterior<P> = PotentialPosterior<P, Classifier>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log-sum-exp matches its definition, also for large logits.
+    #[test]
+    fn log_sum_exp_is_stable() {
+        let l = Tensor::new(&[[1f32, 2.0, 3.0], [1000.0, 1000.0, -1000.0]], &Device::Cpu).unwrap();
+        let v = log_sum_exp(&l).unwrap().to_vec1::<f32>().unwrap();
+        let expected0 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln() as f32;
+        assert!((v[0] - expected0).abs() < 1e-5);
+        assert!((v[1] - (1000.0 + 2f32.ln())).abs() < 1e-3);
+    }
+
+    /// Each x is contrasted with its own θ first and with distinct other rows.
+    #[test]
+    fn atoms_are_distinct_and_exclude_the_own_row() {
+        let store = ParamStore::new(1);
+        let std = |d: usize| Standardizer { mean: vec![0.0; d], std: vec![1.0; d] };
+        let c = Classifier::new(store, &ClassifierConfig::default(), std(1), std(1)).unwrap();
+        // Recover each atom's θ row by matching its logit against (θ_j, x_i) for every j.
+        let theta = Tensor::new(&[[0f32], [1.0], [2.0], [3.0], [4.0]], &Device::Cpu).unwrap();
+        let x = Tensor::new(&[[0.5f32], [1.5], [2.5], [3.5], [4.5]], &Device::Cpu).unwrap();
+        let mut rng = crate::rng::stream_rng(1, 2);
+        let l = c.atom_logits(&theta, &x, 4, &mut rng).unwrap().to_vec2::<f32>().unwrap();
+        for (i, row) in l.iter().enumerate() {
+            let xi = Tensor::new(&[[x.to_vec2::<f32>().unwrap()[i][0]; 1]; 5], &Device::Cpu).unwrap();
+            let all = c.logit(&theta, &xi).unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(row[0], all[i], "row {i}: the first atom is the joint pair");
+            let mut seen = vec![i];
+            for v in &row[1..] {
+                let j = all.iter().position(|a| a == v).expect("an atom is some row's θ");
+                assert!(!seen.contains(&j), "row {i}: atom {j} repeated or own row");
+                seen.push(j);
+            }
+        }
+    }
+}
