@@ -55,7 +55,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         .with_progress(!quiet);
     let t1 = Instant::now();
     // Train, then sample; `diagnostics` describes the sampler's run (MCMC: R-hat and ESS).
-    let (samples, summary, diagnostics, t_train, t_sample) = match method.as_str() {
+    let (samples, summary, diagnostics, t_train, t_sample): Outcome = match method.as_str() {
         "npe" => {
             let posterior = Npe::default().with_estimator(estimator).with_training(training).train(model, &sims)?;
             let t_train = t1.elapsed().as_secs_f64();
@@ -65,36 +65,24 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             let diagnostics = format!("acceptance={:.4}", samples.acceptance_rate);
             (samples, summary, diagnostics, t_train, t2.elapsed().as_secs_f64())
         }
-        "nle" | "nre" => {
-            let posterior_run = |run: sbi_runtime::samplers::SamplerRun| {
-                let d = run.describe();
-                (run.into_samples(), d)
-            };
-            let (summary, (samples, diagnostics), t_train, t_sample) = if method == "nle" {
-                let posterior = Nle::default()
-                    .with_estimator(estimator)
-                    .with_training(training)
-                    .with_sampler(sampler)
-                    .train(model, &sims)?;
-                let t_train = t1.elapsed().as_secs_f64();
-                let t2 = Instant::now();
-                let run = posterior_run(posterior.sample_run(&x_o, n_samples)?);
-                (posterior.training_summary().expect("just trained").clone(), run, t_train, t2.elapsed().as_secs_f64())
-            } else {
-                let name = args.get("nre-variant", "b".to_string());
-                let variant = NreVariant::from_name(&name)
-                    .ok_or_else(|| Error::Config(format!("unknown NRE variant {name:?}")))?;
-                let posterior = Nre::default()
-                    .with_variant(variant)
-                    .with_training(training)
-                    .with_sampler(sampler)
-                    .train(model, &sims)?;
-                let t_train = t1.elapsed().as_secs_f64();
-                let t2 = Instant::now();
-                let run = posterior_run(posterior.sample_run(&x_o, n_samples)?);
-                (posterior.training_summary().expect("just trained").clone(), run, t_train, t2.elapsed().as_secs_f64())
-            };
-            (samples, summary, diagnostics, t_train, t_sample)
+        "nle" => {
+            let posterior = Nle::default()
+                .with_estimator(estimator)
+                .with_training(training)
+                .with_sampler(sampler)
+                .train(model, &sims)?;
+            sample_potential(&posterior, &x_o, n_samples, t1)?
+        }
+        "nre" => {
+            let name = args.get("nre-variant", "b".to_string());
+            let variant =
+                NreVariant::from_name(&name).ok_or_else(|| Error::Config(format!("unknown NRE variant {name:?}")))?;
+            let posterior = Nre::default()
+                .with_variant(variant)
+                .with_training(training)
+                .with_sampler(sampler)
+                .train(model, &sims)?;
+            sample_potential(&posterior, &x_o, n_samples, t1)?
         }
         other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle or nre)"))),
     };
@@ -113,6 +101,26 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         println!("c2st={score:.4}");
     }
     Ok(())
+}
+
+/// What a method's run yields: draws, training summary, sampler diagnostics, train and
+/// sample seconds.
+type Outcome = (Samples, sbi_runtime::train::TrainingSummary, String, f64, f64);
+
+/// Samples an NLE or NRE posterior trained since `t1`.
+fn sample_potential<P: Prior, S: sbi_runtime::inference::TrialScore>(
+    posterior: &sbi_runtime::inference::PotentialPosterior<P, S>,
+    x_o: &[f64],
+    n: usize,
+    t1: Instant,
+) -> sbi_runtime::Result<Outcome> {
+    let t_train = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    let run = posterior.sample_run(x_o, n)?;
+    let t_sample = t2.elapsed().as_secs_f64();
+    let summary = posterior.training_summary().expect("just trained").clone();
+    let diagnostics = run.describe();
+    Ok((run.into_samples(), summary, diagnostics, t_train, t_sample))
 }
 
 fn main() {

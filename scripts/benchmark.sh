@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# C2ST and wall time over sbibm observations 1..10 for the given tasks and estimators.
-# usage: scripts/benchmark.sh "two_moons gaussian_linear slcp" "maf nsf mdn" [simulations] [observations]
+# C2ST and wall time over sbibm observations 1..10 for the given tasks and configurations.
+# usage: scripts/benchmark.sh "two_moons gaussian_linear slcp" "maf nsf nle:maf nre:b nre:c" [simulations] [observations]
+# A configuration is METHOD:SETTING: npe:maf|nsf|mdn (a bare estimator name means npe),
+# nle:maf|nsf|mdn, nre:a|b|c|bnre. SAMPLER=slice|mh|sir picks the sampler of nle and nre.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=${1:-"two_moons gaussian_linear slcp"}
-estimators=${2:-"maf"}
+configs=${2:-"maf"}
 sims=${3:-10000}
 obs=${4:-"1 2 3 4 5 6 7 8 9 10"}
+sampler=${SAMPLER:-slice}
 shared=${SHARED:-../shared/tasks}
 cargo build --release -q --example sbibm
 for task in $tasks; do
-  for est in $estimators; do
+  for config in $configs; do
+    case "$config" in
+      *:*) method=${config%%:*}; setting=${config#*:} ;;
+      *) method=npe; setting=$config ;;
+    esac
+    case "$method" in
+      nre) extra=(--nre-variant "$setting" --sampler "$sampler") ;;
+      nle) extra=(--density-estimator "$setting" --sampler "$sampler") ;;
+      *) extra=(--density-estimator "$setting") ;;
+    esac
     for i in $obs; do
-      line=$(./target/release/examples/sbibm --task "$task" --method npe --density-estimator "$est" \
+      line=$(./target/release/examples/sbibm --task "$task" --method "$method" "${extra[@]}" \
         --simulations "$sims" --samples 10000 --seed "$i" --quiet true \
         --observation-file "$shared/$task/obs$i/observation.csv" \
         --reference-file "$shared/$task/obs$i/reference_posterior_samples.csv" | tr '\n' ' ')
-      echo "task=$task estimator=$est obs=$i $line"
+      echo "task=$task method=$method setting=$setting obs=$i $line"
     done
   done
 done

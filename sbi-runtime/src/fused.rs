@@ -421,6 +421,11 @@ mod tests {
         }
     }
 
+    /// Seeded standard normal values `[rows, cols]`.
+    fn noise(seed: u64, rows: usize, cols: usize) -> Tensor {
+        crate::flows::normal_noise(&mut crate::rng::stream_rng(seed, 0), rows, cols).unwrap()
+    }
+
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
@@ -430,12 +435,12 @@ mod tests {
     fn dense_matches_candle_ops() {
         let dev = Device::Cpu;
         let (batch, inputs, outputs) = (7, 5, 4);
-        let x = Var::randn(0f32, 1.0, (batch, inputs), &dev).unwrap();
-        let w = Var::randn(0f32, 1.0, (outputs, inputs), &dev).unwrap();
-        let b = Var::randn(0f32, 1.0, (1, outputs), &dev).unwrap();
+        let x = Var::from_tensor(&noise(4, batch, inputs)).unwrap();
+        let w = Var::from_tensor(&noise(5, outputs, inputs)).unwrap();
+        let b = Var::from_tensor(&noise(6, 1, outputs)).unwrap();
         let mask_values: Vec<f32> = (0..outputs * inputs).map(|i| ((i * 7) % 3 != 0) as u8 as f32).collect();
         let mask_tensor = Tensor::from_vec(mask_values.clone(), (outputs, inputs), &dev).unwrap();
-        let weights = Tensor::randn(0f32, 1.0, (batch, outputs), &dev).unwrap();
+        let weights = noise(7, batch, outputs);
         for act in [None, Some(Activation::Tanh), Some(Activation::Relu)] {
             for masked in [false, true] {
                 let op = Dense { mask: masked.then(|| mask_values.clone().into()), activation: act };
@@ -457,19 +462,19 @@ mod tests {
     fn affine_step_matches_candle_ops() {
         let dev = Device::Cpu;
         let (batch, d) = (6, 3);
-        let z = Var::randn(0f32, 1.0, (batch, d), &dev).unwrap();
-        let p = Var::randn(0f32, 2.0, (batch, 2 * d), &dev).unwrap();
+        let z = Var::from_tensor(&noise(1, batch, d)).unwrap();
+        let p = Var::from_tensor(&(noise(2, batch, 2 * d) * 2.0).unwrap()).unwrap();
         let perm = [2u32, 0, 1];
         let op = AffineStep { perm: perm.to_vec().into() };
         let fused = z.as_tensor().apply_op2(p.as_tensor(), op).unwrap();
         let u = p.as_tensor().narrow(1, 0, d).unwrap();
-        let s = ((u.exp().unwrap() + 1.0).unwrap().log().unwrap() + 1e-3).unwrap();
+        let s = (crate::flows::softplus(&u).unwrap() + 1e-3).unwrap();
         let moved = ((z.as_tensor() * &s).unwrap() + p.as_tensor().narrow(1, d, d).unwrap()).unwrap();
         let idx = Tensor::new(&perm, &dev).unwrap();
         let plain =
             Tensor::cat(&[moved.index_select(&idx, 1).unwrap(), s.log().unwrap().sum_keepdim(1).unwrap()], 1).unwrap();
         assert!(max_diff(&fused, &plain) < 1e-5);
-        let weights = Tensor::randn(0f32, 1.0, (batch, d + 1), &dev).unwrap();
+        let weights = noise(3, batch, d + 1);
         let gf = (&fused * &weights).unwrap().sum_all().unwrap().backward().unwrap();
         let gp = (&plain * &weights).unwrap().sum_all().unwrap().backward().unwrap();
         for v in [&z, &p] {

@@ -147,7 +147,7 @@ impl Nsf {
                 // The whole spline, values and gradients, in one op (see `RqSplineOp`).
                 let op = RqSplineOp::new(k, self.bound, self.hidden_scale);
                 let out = xs.contiguous()?.apply_op2(&params.contiguous()?, op)?;
-                (out.narrow(1, 0, m)?, out.narrow(1, m, m)?)
+                (out.narrow(1, 0, m)?.contiguous()?, out.narrow(1, m, m)?)
             } else {
                 self.spline(&xs, &params)?
             };

@@ -28,11 +28,8 @@ pub(crate) struct Mh {
 impl Mh {
     pub fn new(z: &[f64], chains: usize, dim: usize, warmup: usize) -> Self {
         let mut chol = vec![0.0; dim * dim];
-        for j in 0..dim {
-            let col: Vec<f64> = (0..chains).map(|c| z[c * dim + j]).collect();
-            let mean = col.iter().sum::<f64>() / chains as f64;
-            let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / chains.max(2) as f64).sqrt();
-            chol[j * dim + j] = if sd.is_finite() && sd > 1e-8 { sd } else { 1.0 };
+        for (j, sd) in super::spread(z, chains, dim).into_iter().enumerate() {
+            chol[j * dim + j] = sd;
         }
         Mh { chains, dim, chol, log_scale: (2.38 / (dim as f64).sqrt()).ln(), sweeps: 0, warmup, history: Vec::new() }
     }
@@ -58,31 +55,17 @@ impl Mh {
         for i in 0..d {
             cov[i * d + i] += 1e-10 + 1e-6 * cov[i * d + i];
         }
-        if let Some(l) = cholesky(&cov, d) {
+        // The lower triangle is filled; mirror it for the factorisation.
+        for i in 0..d {
+            for j in 0..i {
+                cov[j * d + i] = cov[i * d + j];
+            }
+        }
+        if let Some(l) = crate::distributions::cholesky(&cov, d) {
             self.chol = l;
         }
         self.history = Vec::new();
     }
-}
-
-/// Cholesky factor of the lower triangle of `a` (`d × d`), or `None` if not positive definite.
-fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
-            if i == j {
-                let v = a[i * d + i] - s;
-                if v.is_nan() || v <= 0.0 {
-                    return None;
-                }
-                l[i * d + i] = v.sqrt();
-            } else {
-                l[i * d + j] = (a[i * d + j] - s) / l[j * d + j];
-            }
-        }
-    }
-    Some(l)
 }
 
 impl Transition for Mh {

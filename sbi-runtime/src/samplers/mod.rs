@@ -261,6 +261,19 @@ pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: 
     })
 }
 
+/// The standard deviation of each coordinate over the chains' points `z` (`chains × dim`),
+/// 1 where they all agree: the samplers' initial step sizes.
+pub(crate) fn spread(z: &[f64], chains: usize, dim: usize) -> Vec<f64> {
+    (0..dim)
+        .map(|j| {
+            let mean = (0..chains).map(|c| z[c * dim + j]).sum::<f64>() / chains as f64;
+            let var = (0..chains).map(|c| (z[c * dim + j] - mean).powi(2)).sum::<f64>() / chains.max(2) as f64;
+            let sd = var.sqrt();
+            if sd.is_finite() && sd > 1e-8 { sd } else { 1.0 }
+        })
+        .collect()
+}
+
 /// Starting points, one per chain, in the prior's space.
 fn initial_points<P: Prior, T: Potential>(
     prior: &P,

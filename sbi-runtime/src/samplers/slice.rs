@@ -27,15 +27,7 @@ pub(crate) struct Slice {
 impl Slice {
     /// Initial widths: the spread of the chains' starting points (1 where they agree).
     pub fn new(z: &[f64], chains: usize, dim: usize) -> Self {
-        let widths = (0..dim)
-            .map(|j| {
-                let col: Vec<f64> = (0..chains).map(|c| z[c * dim + j]).collect();
-                let mean = col.iter().sum::<f64>() / chains as f64;
-                let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / chains.max(2) as f64).sqrt();
-                if sd.is_finite() && sd > 1e-8 { sd } else { 1.0 }
-            })
-            .collect();
-        Slice { widths, tuned: vec![0; dim], chains, dim }
+        Slice { widths: super::spread(z, chains, dim), tuned: vec![0; dim], chains, dim }
     }
 
     /// Evaluates the target for the chains in `active` with coordinate `j` set to `values`.
