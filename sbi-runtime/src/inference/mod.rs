@@ -14,7 +14,7 @@ mod samples;
 pub mod scored;
 
 pub use nle::{Nle, NlePosterior};
-pub use npe::{Npe, NpePosterior};
+pub use npe::{Npe, NpePosterior, NpePotential};
 pub use nre::{Nre, NrePosterior, NreVariant};
 pub use samples::Samples;
 pub use scored::{PotentialPosterior, TrialScore};

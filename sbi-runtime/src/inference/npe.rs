@@ -245,15 +245,8 @@ impl<P: Prior> NpePosterior<P> {
     /// outside the support (the leakage correction of Greenberg et al. 2019; the acceptance
     /// probability is estimated from `leakage_samples` draws).
     pub fn log_prob(&self, theta: &[f64], x_o: &[f64], leakage_samples: usize) -> Result<Vec<f64>> {
-        self.check_observation(x_o)?;
+        let lq = crate::potential::Potential::log_potential(&self.potential(x_o)?, theta)?;
         let d = self.prior.dim();
-        if theta.is_empty() || theta.len() % d != 0 {
-            return Err(Error::shape("parameter rows", d * (theta.len() / d).max(1), theta.len()));
-        }
-        let m = theta.len() / d;
-        let c = self.x_shape.numel();
-        let context: Vec<f64> = x_o.iter().copied().cycle().take(m * c).collect();
-        let lq = to_f64(&self.estimator.log_prob(&matrix(theta, m, d)?, &matrix(&context, m, c)?)?)?;
         let acceptance = if leakage_samples == 0 {
             1.0
         } else {
@@ -262,13 +255,19 @@ impl<P: Prior> NpePosterior<P> {
             (inside.iter().filter(|v| v.is_finite()).count() as f64 / leakage_samples as f64)
                 .max(1.0 / leakage_samples as f64)
         };
-        theta
-            .chunks_exact(d)
-            .zip(lq)
-            .map(|(row, l)| {
-                Ok(if self.prior.log_prob_flat(row)?.is_finite() { l - acceptance.ln() } else { f64::NEG_INFINITY })
-            })
-            .collect()
+        Ok(lq.into_iter().map(|l| if l.is_finite() { l - acceptance.ln() } else { l }).collect())
+    }
+
+    /// NPE's density at `x_o` as a [`Potential`](crate::potential::Potential):
+    /// `log q(θ | x_o)` inside the prior's support, `-inf` outside (unnormalised: no leakage
+    /// correction). Any sampler takes it, e.g. to refine NPE draws by MCMC or to compare
+    /// samplers on a known density.
+    ///
+    /// # Errors
+    /// As [`NpePosterior::sample_flat`] for a bad observation.
+    pub fn potential<'a>(&'a self, x_o: &'a [f64]) -> Result<NpePotential<'a, P>> {
+        self.check_observation(x_o)?;
+        Ok(NpePotential { posterior: self, x_o })
     }
 
     /// Raw draws from the estimator, without rejection.
@@ -379,6 +378,35 @@ impl<P: Prior> NpePosterior<P> {
             max_proposals: None,
             range_check: true,
         })
+    }
+}
+
+/// An NPE posterior's density at one observation, as a potential (see [`NpePosterior::potential`]).
+pub struct NpePotential<'a, P: Prior> {
+    posterior: &'a NpePosterior<P>,
+    x_o: &'a [f64],
+}
+
+impl<P: Prior> crate::potential::Potential for NpePotential<'_, P> {
+    fn dim(&self) -> usize {
+        self.posterior.prior.dim()
+    }
+
+    fn log_potential(&self, theta: &[f64]) -> Result<Vec<f64>> {
+        let d = self.dim();
+        crate::potential::check_rows(theta, d)?;
+        let m = theta.len() / d;
+        let c = self.x_o.len();
+        let context: Vec<f64> = self.x_o.iter().copied().cycle().take(m * c).collect();
+        let lq = to_f64(&self.posterior.estimator.log_prob(&matrix(theta, m, d)?, &matrix(&context, m, c)?)?)?;
+        theta
+            .chunks_exact(d)
+            .zip(lq)
+            .map(|(row, l)| {
+                let inside = self.posterior.prior.log_prob_flat(row)?.is_finite();
+                Ok(if inside { crate::potential::nan_to_neg_inf(l) } else { f64::NEG_INFINITY })
+            })
+            .collect()
     }
 }
 
