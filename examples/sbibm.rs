@@ -6,7 +6,7 @@
 //! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre \
 //!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
 //!     --samples 10000 --seed 1 --output samples.csv \
-//!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|mh|sir] \
+//!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
 //!     [--reference-file .../reference_posterior_samples.csv]
 //! ```
 
@@ -21,7 +21,7 @@ const USAGE: &str = "\
 usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observation-file FILE
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv]
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
-             [--sampler slice|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
+             [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
              [--observation-row K (row of a file with several observations, default 1)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {

@@ -2,7 +2,7 @@
 # C2ST and wall time over sbibm observations 1..10 for the given tasks and configurations.
 # usage: scripts/benchmark.sh "two_moons gaussian_linear slcp" "maf nsf nle:maf nre:b nre:c" [simulations] [observations]
 # A configuration is METHOD:SETTING: npe:maf|nsf|mdn (a bare estimator name means npe),
-# nle:maf|nsf|mdn, nre:a|b|c|bnre. SAMPLER=slice|mh|sir picks the sampler of nle and nre.
+# nle:maf|nsf|mdn, nre:a|b|c|bnre. SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=${1:-"two_moons gaussian_linear slcp"}

@@ -10,6 +10,7 @@
 mod models;
 
 use models::gaussian_linear::{GaussianLinear, POSTERIOR_VARIANCE, posterior_mean};
+use sbi_runtime::potential::Potential;
 use sbi_runtime::prelude::*;
 use sbi_runtime::samplers::SamplerRun;
 
@@ -119,7 +120,7 @@ fn every_variant_and_sampler_works() {
             .with_sampler(quiet_mcmc())
             .train(&NoisyMean, &sims)
             .unwrap();
-        for sampler in ["slice", "mh", "sir"] {
+        for sampler in ["slice", "nuts", "mh", "sir"] {
             let potential = nre.potential(&x).unwrap();
             let s =
                 Sampler::from_name(sampler).unwrap().with_progress(false).run(&NoisyMean.prior(), &potential, 2_000);
@@ -129,6 +130,36 @@ fn every_variant_and_sampler_works() {
             assert!((m - mean).abs() < 1.5 * sd + 0.1, "NRE-{variant} with {sampler}: mean {m}, closed form {mean}");
         }
     }
+}
+
+/// The potentials' gradients (candle's autograd through the network, summed over iid
+/// trials, plus the prior's) against central differences of their values.
+#[test]
+fn network_potential_gradients_match_finite_differences() {
+    let sims = simulate(&GaussianLinear, 1_000).seed(2).progress(false).run().unwrap();
+    let training = quick().with_max_epochs(3);
+    let nle = Nle::default().with_training(training.clone()).train(&GaussianLinear, &sims).unwrap();
+    let nre = Nre::default().with_training(training).train(&GaussianLinear, &sims).unwrap();
+    let x_o: Vec<f64> = observation().iter().chain(&observation()).map(|v| v * 0.9).collect(); // two trials
+    let theta: Vec<f64> = (0..30).map(|i| 0.3 * ((i as f64) * 0.7).sin()).collect(); // three rows
+    let check = |what: &str, potential: &dyn Potential| {
+        let (values, grad) = potential.log_potential_grad(&theta).unwrap();
+        assert_eq!(values, potential.log_potential(&theta).unwrap(), "{what}");
+        for i in 0..theta.len() {
+            // The networks compute in f32 (rounding ~1e-7 relative, ~1e-4 in the difference at
+            // this step); a larger step meets the curvature and kinks of the ReLU classifier.
+            let h = 1e-3;
+            let mut t = theta.clone();
+            t[i] += h;
+            let up = potential.log_potential(&t).unwrap()[i / 10];
+            t[i] -= 2.0 * h;
+            let down = potential.log_potential(&t).unwrap()[i / 10];
+            let fd = (up - down) / (2.0 * h);
+            assert!((grad[i] - fd).abs() < 0.02 * (1.0 + fd.abs()), "{what}: ∂/∂θ{i} = {}, differences {fd}", grad[i]);
+        }
+    };
+    check("NLE", &nle.potential(&x_o).unwrap());
+    check("NRE", &nre.potential(&x_o).unwrap());
 }
 
 #[test]

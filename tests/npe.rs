@@ -7,6 +7,7 @@ mod models;
 use models::gaussian_linear::{GaussianLinear, POSTERIOR_VARIANCE, posterior_mean};
 use models::two_moons::{TwoMoons, TwoMoonsParams};
 use sbi_runtime::nn::{Embedding, EmbeddingBuilder, Linear};
+use sbi_runtime::potential::Potential;
 use sbi_runtime::prelude::*;
 
 fn quick() -> TrainConfig {
@@ -208,6 +209,19 @@ fn mcmc_on_the_npe_potential_matches_direct_sampling() {
     let x_o = [-0.6, 0.16];
     let direct = posterior.sample_flat(&x_o, 2_000).unwrap();
     let potential = posterior.potential(&x_o).unwrap();
+    // The flow's autograd gradient (for gradient-based samplers) against differences.
+    let theta = [0.1, -0.2, 0.3, 0.25, -0.5, 0.05];
+    let (_, grad) = potential.log_potential_grad(&theta).unwrap();
+    for (i, g) in grad.iter().enumerate() {
+        let h = 1e-3;
+        let mut t = theta.to_vec();
+        t[i] += h;
+        let up = potential.log_potential(&t).unwrap()[i / 2];
+        t[i] -= 2.0 * h;
+        let down = potential.log_potential(&t).unwrap()[i / 2];
+        let fd = (up - down) / (2.0 * h);
+        assert!((g - fd).abs() < 0.01 * (1.0 + fd.abs()), "∂/∂θ{i}: {g}, differences {fd}");
+    }
     let config = McmcConfig::default().with_progress(false).with_seed(5);
     let run = sbi_runtime::samplers::mcmc(&TwoMoons.prior(), &potential, 2_000, &config).unwrap();
     let score = sbi_runtime::diagnostics::c2st(&direct.values, &run.samples.values, 2).unwrap();

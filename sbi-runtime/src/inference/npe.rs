@@ -387,26 +387,57 @@ pub struct NpePotential<'a, P: Prior> {
     x_o: &'a [f64],
 }
 
-impl<P: Prior> crate::potential::Potential for NpePotential<'_, P> {
-    fn dim(&self) -> usize {
-        self.posterior.prior.dim()
-    }
-
-    fn log_potential(&self, theta: &[f64]) -> Result<Vec<f64>> {
-        let d = self.dim();
+impl<P: Prior> NpePotential<'_, P> {
+    /// `log q(θ | x_o)` of each row (`-inf` outside the prior's support) and, when asked,
+    /// its gradient through candle's autograd.
+    fn evaluate(&self, theta: &[f64], with_grad: bool) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        let d = self.posterior.prior.dim();
         crate::potential::check_rows(theta, d)?;
         let m = theta.len() / d;
         let c = self.x_o.len();
-        let context: Vec<f64> = self.x_o.iter().copied().cycle().take(m * c).collect();
-        let lq = to_f64(&self.posterior.estimator.log_prob(&matrix(theta, m, d)?, &matrix(&context, m, c)?)?)?;
-        theta
+        let context = matrix(&self.x_o.iter().copied().cycle().take(m * c).collect::<Vec<f64>>(), m, c)?;
+        let rows = matrix(theta, m, d)?;
+        let (lq, grad) = if with_grad {
+            let var = candle_core::Var::from_tensor(&rows)?;
+            let lq = self.posterior.estimator.log_prob(var.as_tensor(), &context)?;
+            let grads = lq.sum_all()?.backward()?;
+            let g = grads.get(var.as_tensor()).map(to_f64).transpose()?.unwrap_or_else(|| vec![0.0; m * d]);
+            (to_f64(&lq)?, Some(g))
+        } else {
+            (to_f64(&self.posterior.estimator.log_prob(&rows, &context)?)?, None)
+        };
+        let values = theta
             .chunks_exact(d)
             .zip(lq)
             .map(|(row, l)| {
                 let inside = self.posterior.prior.log_prob_flat(row)?.is_finite();
                 Ok(if inside { crate::potential::nan_to_neg_inf(l) } else { f64::NEG_INFINITY })
             })
-            .collect()
+            .collect::<Result<Vec<f64>>>()?;
+        Ok((values, grad))
+    }
+}
+
+impl<P: Prior> crate::potential::Potential for NpePotential<'_, P> {
+    fn dim(&self) -> usize {
+        self.posterior.prior.dim()
+    }
+
+    fn log_potential(&self, theta: &[f64]) -> Result<Vec<f64>> {
+        Ok(self.evaluate(theta, false)?.0)
+    }
+
+    /// The flow's gradient through candle's autograd (zero outside the support).
+    fn log_potential_grad(&self, theta: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let d = self.dim();
+        let (values, grad) = self.evaluate(theta, true)?;
+        let mut grad = grad.unwrap_or_default();
+        for (r, v) in values.iter().enumerate() {
+            if !v.is_finite() {
+                grad[r * d..(r + 1) * d].iter_mut().for_each(|g| *g = 0.0);
+            }
+        }
+        Ok((values, grad))
     }
 }
 

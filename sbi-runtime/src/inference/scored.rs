@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::inference::{FeatureRange, Samples};
 use crate::model::{Parameters, Prior};
 use crate::nn::{matrix, to_f64};
-use crate::potential::{Potential, check_rows, nan_to_neg_inf};
+use crate::potential::{Potential, batched_gradient, check_rows, nan_to_neg_inf};
 use crate::samplers::{Sampler, SamplerRun};
 use crate::train::TrainingSummary;
 
@@ -30,6 +30,50 @@ pub struct TrialPotential<'a, P, S> {
     trials: usize,
 }
 
+impl<P: Prior, S: TrialScore> TrialPotential<'_, P, S> {
+    /// The summed per-trial scores of each row of `chunk` and, when asked, their gradient
+    /// with respect to `θ` through candle's autograd.
+    fn trial_sums(&self, chunk: &[f64], with_grad: bool) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        let d = self.prior.dim();
+        let (k, f) = (self.trials, self.x_o.len() / self.trials);
+        let m = chunk.len() / d;
+        // Row r·k + t pairs parameter set r with trial t.
+        let mut th = Vec::with_capacity(m * k * d);
+        for row in chunk.chunks_exact(d) {
+            for _ in 0..k {
+                th.extend_from_slice(row);
+            }
+        }
+        let xs: Vec<f64> = self.x_o.iter().copied().cycle().take(m * k * f).collect();
+        let x = matrix(&xs, m * k, f)?;
+        let theta = matrix(&th, m * k, d)?;
+        let (s, g) = if with_grad {
+            let var = candle_core::Var::from_tensor(&theta)?;
+            let s = self.score.score(var.as_tensor(), &x)?;
+            let grads = s.sum_all()?.backward()?;
+            let g = match grads.get(var.as_tensor()) {
+                Some(g) => to_f64(g)?,
+                None => vec![0.0; m * k * d],
+            };
+            (to_f64(&s)?, Some(g))
+        } else {
+            (to_f64(&self.score.score(&theta, &x)?)?, None)
+        };
+        let sums = s.chunks_exact(k).map(|per_trial| per_trial.iter().sum()).collect();
+        // The gradient of a row is the sum over its trials' copies.
+        let g = g.map(|g| {
+            g.chunks_exact(k * d)
+                .flat_map(|copies| (0..d).map(move |j| (0..k).map(|t| copies[t * d + j]).sum::<f64>()))
+                .collect()
+        });
+        Ok((sums, g))
+    }
+
+    fn rows_per_chunk(&self) -> usize {
+        (ROWS_PER_CALL / self.trials).max(1)
+    }
+}
+
 impl<P: Prior, S: TrialScore> Potential for TrialPotential<'_, P, S> {
     fn dim(&self) -> usize {
         self.prior.dim()
@@ -38,27 +82,46 @@ impl<P: Prior, S: TrialScore> Potential for TrialPotential<'_, P, S> {
     fn log_potential(&self, theta: &[f64]) -> Result<Vec<f64>> {
         let d = self.prior.dim();
         check_rows(theta, d)?;
-        let (k, f) = (self.trials, self.x_o.len() / self.trials);
-        let rows_per_chunk = (ROWS_PER_CALL / k).max(1);
         let mut out = Vec::with_capacity(theta.len() / d);
-        for chunk in theta.chunks(rows_per_chunk * d) {
-            let m = chunk.len() / d;
-            // Row r·k + t pairs parameter set r with trial t.
-            let mut th = Vec::with_capacity(m * k * d);
-            for row in chunk.chunks_exact(d) {
-                for _ in 0..k {
-                    th.extend_from_slice(row);
-                }
-            }
-            let xs: Vec<f64> = self.x_o.iter().copied().cycle().take(m * k * f).collect();
-            let s = to_f64(&self.score.score(&matrix(&th, m * k, d)?, &matrix(&xs, m * k, f)?)?)?;
-            for (row, per_trial) in chunk.chunks_exact(d).zip(s.chunks_exact(k)) {
+        for chunk in theta.chunks(self.rows_per_chunk() * d) {
+            let (sums, _) = self.trial_sums(chunk, false)?;
+            for (row, s) in chunk.chunks_exact(d).zip(sums) {
                 let prior = self.prior.log_prob_flat(row)?;
-                let total = if prior.is_finite() { prior + per_trial.iter().sum::<f64>() } else { f64::NEG_INFINITY };
-                out.push(nan_to_neg_inf(total));
+                out.push(if prior.is_finite() { nan_to_neg_inf(prior + s) } else { f64::NEG_INFINITY });
             }
         }
         Ok(out)
+    }
+
+    /// The scores' gradient through candle's autograd; the prior's (plain Rust code) by
+    /// central differences.
+    fn log_potential_grad(&self, theta: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let d = self.prior.dim();
+        check_rows(theta, d)?;
+        let prior_lp = |rows: &[f64]| -> Result<Vec<f64>> {
+            rows.chunks_exact(d).map(|r| Ok(nan_to_neg_inf(self.prior.log_prob_flat(r)?))).collect()
+        };
+        let mut grad = batched_gradient(theta, d, prior_lp)?;
+        let prior = prior_lp(theta)?;
+        let mut values = Vec::with_capacity(theta.len() / d);
+        let mut at = 0;
+        for chunk in theta.chunks(self.rows_per_chunk() * d) {
+            let (sums, g) = self.trial_sums(chunk, true)?;
+            let g = g.unwrap_or_default();
+            for (r, s) in sums.into_iter().enumerate() {
+                let row = at + r;
+                let v = if prior[row].is_finite() { nan_to_neg_inf(prior[row] + s) } else { f64::NEG_INFINITY };
+                let gr = &mut grad[row * d..(row + 1) * d];
+                if v.is_finite() {
+                    gr.iter_mut().zip(&g[r * d..(r + 1) * d]).for_each(|(a, b)| *a += b);
+                } else {
+                    gr.iter_mut().for_each(|a| *a = 0.0);
+                }
+                values.push(v);
+            }
+            at += chunk.len() / d;
+        }
+        Ok((values, grad))
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod diagnostics;
 mod mh;
+mod nuts;
 mod slice;
 
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use crate::potential::{Potential, Unconstrained, check_rows};
 use crate::rng::{SimRng, stream_rng};
 
 /// The MCMC transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum McmcMethod {
     /// Coordinate-wise slice sampling with stepping out and shrinkage (Neal 2003), widths
@@ -35,6 +36,17 @@ pub enum McmcMethod {
     /// from the warm-up and whose scale is tuned towards an acceptance rate of 0.234. It mixes
     /// more slowly than slice sampling: give it longer runs ([`McmcConfig::mh`]) and watch R̂.
     Mh,
+    /// The No-U-Turn sampler (Hoffman & Gelman 2014), multinomial as in Stan, on gradients of
+    /// the potential (candle's autograd for networks): step size tuned by dual averaging,
+    /// a diagonal metric learned in warm-up, trees of at most 2^`max_depth` leapfrog steps.
+    /// Its draws are nearly independent: use it with [`McmcConfig::nuts`].
+    Nuts {
+        /// Maximum tree depth (10, as Stan).
+        max_depth: usize,
+        /// The mean acceptance statistic the step size is tuned to (0.8, as Stan and Pyro).
+        /// Raise it towards 0.95 when a run reports divergences: smaller steps, longer trees.
+        target_accept: f64,
+    },
 }
 
 /// Where chains start.
@@ -98,6 +110,18 @@ impl McmcConfig {
         McmcConfig { method: McmcMethod::Mh, warmup: 200, thin: 10, ..McmcConfig::default() }
     }
 
+    /// Settings for NUTS: 100 chains, 100 warm-up iterations, no thinning (its draws are
+    /// nearly independent), trees of depth ≤ 10.
+    pub fn nuts() -> Self {
+        McmcConfig {
+            method: McmcMethod::Nuts { max_depth: 10, target_accept: 0.8 },
+            chains: 100,
+            warmup: 100,
+            thin: 1,
+            ..McmcConfig::default()
+        }
+    }
+
     /// Sets the transition.
     pub fn with_method(mut self, m: McmcMethod) -> Self {
         self.method = m;
@@ -147,6 +171,13 @@ impl McmcConfig {
         if self.chains == 0 || self.thin == 0 || !pool_ok {
             return Err(Error::Config("MCMC needs at least one chain, thin ≥ 1 and a non-empty pool".into()));
         }
+        if let McmcMethod::Nuts { max_depth, target_accept } = self.method
+            && !((1..=30).contains(&max_depth) && target_accept > 0.0 && target_accept < 1.0)
+        {
+            return Err(Error::Config(format!(
+                "NUTS needs a maximum tree depth in 1..=30 and a target acceptance in (0, 1), got {max_depth} and {target_accept}"
+            )));
+        }
         Ok(())
     }
 }
@@ -160,8 +191,11 @@ pub struct McmcRun {
     pub rhat: Vec<f64>,
     /// Effective sample size per parameter.
     pub ess: Vec<f64>,
-    /// Potential evaluations (rows), initialisation included.
+    /// Potential evaluations (rows; with their gradient for NUTS), initialisation included.
     pub evaluations: usize,
+    /// Divergent transitions after warm-up (NUTS; 0 for the others). Many of them mean the
+    /// posterior has regions the sampler cannot explore: do not trust the draws.
+    pub divergences: usize,
     /// Wall time.
     pub seconds: f64,
 }
@@ -183,6 +217,16 @@ impl<'a> Target<'a> {
         }
         self.used += rows;
         self.potential.log_potential(z)
+    }
+
+    /// Evaluates rows of `z` with their gradients (each row counts as one evaluation).
+    pub fn eval_grad(&mut self, z: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let rows = z.len() / self.dim;
+        if self.used + rows > self.budget {
+            return Err(Error::McmcBudget { evaluations: self.used, budget: self.budget });
+        }
+        self.used += rows;
+        self.potential.log_potential_grad(z)
     }
 
     pub fn dim(&self) -> usize {
@@ -216,32 +260,43 @@ pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: 
     let chains = config.chains;
     let mut target = Target { potential: &unconstrained, dim: d, used: 0, budget: config.max_evaluations };
     let theta0 = initial_points(prior, potential, chains, config, &mut target)?;
-    let mut z = unconstrained.unconstrain(&theta0)?;
-    let mut f = target.eval(&z)?;
+    let z = unconstrained.unconstrain(&theta0)?;
+    let f = target.eval(&z)?;
     if let Some(c) = f.iter().position(|v| !v.is_finite()) {
         return Err(Error::Config(format!("chain {c} starts where the potential is not finite")));
     }
     let mut rngs: Vec<SimRng> = (0..chains).map(|c| stream_rng(config.seed, 0x6d63_6d63_0000 + c as u64)).collect();
-    let mut transition: Box<dyn Transition> = match config.method {
-        McmcMethod::Slice => Box::new(slice::Slice::new(&z, chains, d)),
-        McmcMethod::Mh => Box::new(mh::Mh::new(&z, chains, d, config.warmup)),
-    };
     let per_chain = n.div_ceil(chains);
     let sweeps = config.warmup + per_chain * config.thin;
     let bar = progress_bar(config.progress, sweeps as u64);
-    // Kept draws, chain-major per sweep: kept[s] holds all chains at kept sweep s.
-    let mut kept: Vec<Vec<f64>> = Vec::with_capacity(per_chain);
-    for s in 0..sweeps {
-        let tune = s < config.warmup;
-        if let Err(e) = transition.sweep(&mut target, &mut z, &mut f, &mut rngs, tune) {
+    let result = match config.method {
+        McmcMethod::Nuts { max_depth, target_accept } => {
+            let settings =
+                nuts::NutsSettings { warmup: config.warmup, thin: config.thin, per_chain, max_depth, target_accept };
+            nuts::run(&mut target, &z, &f, &mut rngs, &settings, |it| bar.set_position(it as u64))
+                .map(|r| (r.kept, r.divergences))
+        }
+        McmcMethod::Slice => {
+            sweep_chains(&mut slice::Slice::new(&z, chains, d), &mut target, z, f, &mut rngs, config, per_chain, &bar)
+        }
+        McmcMethod::Mh => sweep_chains(
+            &mut mh::Mh::new(&z, chains, d, config.warmup),
+            &mut target,
+            z,
+            f,
+            &mut rngs,
+            config,
+            per_chain,
+            &bar,
+        ),
+    };
+    let (kept, divergences) = match result {
+        Ok(r) => r,
+        Err(e) => {
             bar.abandon();
             return Err(e);
         }
-        if !tune && (s - config.warmup + 1) % config.thin == 0 {
-            kept.push(z.clone());
-        }
-        bar.inc(1);
-    }
+    };
     bar.finish_and_clear();
     let theta: Vec<Vec<f64>> =
         kept.iter().map(|zs| unconstrained.constrain(zs).map(|(t, _)| t)).collect::<Result<_>>()?;
@@ -257,8 +312,34 @@ pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: 
         rhat,
         ess,
         evaluations: target.used,
+        divergences,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs a sweep-based transition (slice, MH): warm-up, then every `thin`-th sweep kept.
+#[allow(clippy::too_many_arguments)]
+fn sweep_chains(
+    transition: &mut dyn Transition,
+    target: &mut Target,
+    mut z: Vec<f64>,
+    mut f: Vec<f64>,
+    rngs: &mut [SimRng],
+    config: &McmcConfig,
+    per_chain: usize,
+    bar: &ProgressBar,
+) -> Result<(Vec<Vec<f64>>, usize)> {
+    // Kept draws, chain-major per sweep: kept[s] holds all chains at kept sweep s.
+    let mut kept: Vec<Vec<f64>> = Vec::with_capacity(per_chain);
+    for s in 0..config.warmup + per_chain * config.thin {
+        let tune = s < config.warmup;
+        transition.sweep(target, &mut z, &mut f, rngs, tune)?;
+        if !tune && (s - config.warmup + 1) % config.thin == 0 {
+            kept.push(z.clone());
+        }
+        bar.inc(1);
+    }
+    Ok((kept, 0))
 }
 
 /// The standard deviation of each coordinate over the chains' points `z` (`chains × dim`),
@@ -455,11 +536,12 @@ impl Default for Sampler {
 }
 
 impl Sampler {
-    /// The sampler named `slice`, `mh` or `sir` with default settings.
+    /// The sampler named `slice`, `nuts`, `mh` or `sir` with default settings.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "slice" => Some(Sampler::Mcmc(McmcConfig::default())),
             "mh" => Some(Sampler::Mcmc(McmcConfig::mh())),
+            "nuts" => Some(Sampler::Mcmc(McmcConfig::nuts())),
             "sir" => Some(Sampler::Importance(ImportanceConfig::default())),
             _ => None,
         }
@@ -522,10 +604,11 @@ impl SamplerRun {
         let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ");
         match self {
             SamplerRun::Mcmc(r) => format!(
-                "MCMC: R-hat [{}], ESS [{}], {} potential evaluations, {:.2} s",
+                "MCMC: R-hat [{}], ESS [{}], {} potential evaluations, {} divergences, {:.2} s",
                 fmt(&r.rhat),
                 r.ess.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "),
                 r.evaluations,
+                r.divergences,
                 r.seconds
             ),
             SamplerRun::Importance(r) => format!("importance sampling: ESS {:.0} of {} proposals", r.ess, r.proposals),
