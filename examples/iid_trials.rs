@@ -4,6 +4,8 @@
 //! likelihood (ratio) once, from single-trial simulations; an observation of K trials then
 //! multiplies K per-trial terms, so the same trained model serves K = 1, 5, 20 and 50. The
 //! exact posterior, computed on a grid, shows how close each gets as the posterior narrows.
+//! Both trained models are saved to `DIR`; NLE is also loaded back from its file and sampled
+//! with NUTS (slice sampling is the default).
 //!
 //! ```text
 //! cargo run --release --example iid_trials -- [--simulations N] [--samples M] [--seed S] [--out DIR]
@@ -71,7 +73,14 @@ fn main() -> sbi_runtime::Result<()> {
     let training = TrainConfig::default().with_seed(seed);
     let nle = Nle::default().with_training(training.clone()).train(&Measurement, &sims)?;
     let nre = Nre::default().with_training(training).train(&Measurement, &sims)?;
-    println!("simulated {n_sims} single trials and trained NLE and NRE in {:.1} s\n", t0.elapsed().as_secs_f64());
+    println!("simulated {n_sims} single trials and trained NLE and NRE in {:.1} s", t0.elapsed().as_secs_f64());
+    // Trained models are files: save both, and sample NLE's also with NUTS from its file.
+    let (nle_file, nre_file) = (out.join("nle.safetensors"), out.join("nre.safetensors"));
+    nle.save(&nle_file)?;
+    nre.save(&nre_file)?;
+    let nle_nuts = NlePosterior::load(&nle_file, &Measurement)?
+        .with_sampler(Sampler::from_name("nuts").expect("NUTS is a sampler").with_seed(seed));
+    println!("saved {} and {}\n", nle_file.display(), nre_file.display());
 
     println!("{:>7} {:>8} {:>22} {:>22} {:>10}", "trials", "method", "mu: mean ± sd", "sigma: mean ± sd", "seconds");
     for k in [1usize, 5, 20, 50] {
@@ -90,6 +99,10 @@ fn main() -> sbi_runtime::Result<()> {
             {
                 let t = Instant::now();
                 ("NLE", nle.sample_flat(x, n_samples)?, t.elapsed().as_secs_f64())
+            },
+            {
+                let t = Instant::now();
+                ("NLE/NUTS", nle_nuts.sample_flat(x, n_samples)?, t.elapsed().as_secs_f64())
             },
             {
                 let t = Instant::now();

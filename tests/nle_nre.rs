@@ -178,6 +178,44 @@ fn same_seed_same_samples() {
     assert_eq!(typed.len(), 10);
 }
 
+/// NLE and NRE posteriors saved and loaded sample and score exactly as before; a file of
+/// another kind, another model's file and a damaged file are clear errors.
+#[test]
+fn nle_and_nre_posteriors_survive_save_and_load() {
+    let sims = simulate(&NoisyMean, 1_000).seed(9).progress(false).run().unwrap();
+    let training = quick().with_max_epochs(3);
+    let nle =
+        Nle::default().with_training(training.clone()).with_sampler(quiet_mcmc()).train(&NoisyMean, &sims).unwrap();
+    let nre = Nre::default()
+        .with_variant(NreVariant::C { classes: 3, gamma: 2.0 })
+        .with_training(training)
+        .with_sampler(Sampler::from_name("nuts").unwrap().with_progress(false))
+        .train(&NoisyMean, &sims)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (nle_path, nre_path) = (dir.path().join("nle.safetensors"), dir.path().join("nre.safetensors"));
+    nle.save(&nle_path).unwrap();
+    nre.save(&nre_path).unwrap();
+    let nle_loaded = NlePosterior::load(&nle_path, &NoisyMean).unwrap();
+    let nre_loaded = NrePosterior::load(&nre_path, &NoisyMean).unwrap();
+    let (x, theta) = ([0.3, 0.5], [-0.5, 0.0, 0.7]);
+    assert_eq!(nle.log_potential(&theta, &x).unwrap(), nle_loaded.log_potential(&theta, &x).unwrap());
+    assert_eq!(nre.log_potential(&theta, &x).unwrap(), nre_loaded.log_potential(&theta, &x).unwrap());
+    assert_eq!(nle.sample_flat(&x, 300).unwrap(), nle_loaded.sample_flat(&x, 300).unwrap());
+    assert_eq!(nre.sample_flat(&x, 300).unwrap(), nre_loaded.sample_flat(&x, 300).unwrap());
+
+    let kind = NrePosterior::load(&nle_path, &NoisyMean);
+    assert!(matches!(&kind, Err(Error::File { reason, .. }) if reason.contains("NRE")), "{:?}", kind.err());
+    assert!(matches!(NpePosterior::load(&nre_path, &NoisyMean), Err(Error::File { .. })));
+    let wrong = NlePosterior::load(&nle_path, &GaussianLinear);
+    assert!(matches!(&wrong, Err(Error::File { reason, .. }) if reason.contains("parameters")), "{:?}", wrong.err());
+    let bytes = std::fs::read(&nre_path).unwrap();
+    std::fs::write(&nre_path, &bytes[..bytes.len() - 100]).unwrap();
+    assert!(matches!(NrePosterior::load(&nre_path, &NoisyMean), Err(Error::File { .. })));
+    std::fs::write(&nle_path, b"not a model").unwrap();
+    assert!(matches!(NlePosterior::load(&nle_path, &NoisyMean), Err(Error::File { .. })));
+}
+
 #[test]
 fn bad_input_is_a_typed_error() {
     let sims = simulate(&NoisyMean, 1_000).seed(9).progress(false).run().unwrap();

@@ -11,13 +11,14 @@ pub mod nle;
 pub mod npe;
 pub mod nre;
 mod samples;
+mod saved;
 pub mod scored;
 
 pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior, NpePotential};
 pub use nre::{Nre, NrePosterior, NreVariant};
 pub use samples::Samples;
-pub use scored::{PotentialPosterior, TrialScore};
+pub use scored::{PotentialPosterior, SavedScore, TrialScore};
 
 use serde::{Deserialize, Serialize};
 

@@ -98,6 +98,26 @@ impl LikelihoodScore {
     }
 }
 
+impl crate::inference::SavedScore for LikelihoodScore {
+    const FORMAT: &'static str = "sbi-rs/nle";
+    const VERSION: u32 = 1;
+    const WHAT: &'static str = "an NLE posterior";
+
+    fn describe(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(&self.0.spec).map_err(|e| Error::Config(format!("cannot describe the estimator ({e})")))
+    }
+
+    fn weights(&self) -> &ParamStore {
+        &self.0.store
+    }
+
+    fn rebuild(description: serde_json::Value, weights: ParamStore) -> Result<Self> {
+        let spec: EstimatorSpec = serde_json::from_value(description)
+            .map_err(|e| Error::Config(format!("unknown estimator description ({e})")))?;
+        Ok(LikelihoodScore(ConditionalEstimator::build(weights, spec, &EmbeddingNet::Identity)?))
+    }
+}
+
 impl TrialScore for LikelihoodScore {
     fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         self.0.log_prob(x, theta)

@@ -2,16 +2,13 @@
 //! train `q(θ | x)` to maximise `E[log q(θ | x)]` over simulations from the prior, then
 //! sample it at the observation, keeping draws inside the prior's support.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
-use crate::inference::{FeatureRange, Samples};
-use crate::io::{SafetensorsFile, write_safetensors};
+use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Shape, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore, matrix, to_f64};
 use crate::rng::stream_rng;
@@ -103,8 +100,7 @@ pub struct NpePosterior<P: Prior> {
     range_check: bool,
 }
 
-const FORMAT: &str = "sbi-rs/npe";
-const VERSION: u32 = 1;
+const FILE: saved::FileKind = saved::FileKind { format: "sbi-rs/npe", version: 1, what: "an NPE posterior" };
 
 impl<P: Prior> NpePosterior<P> {
     /// The training summary (absent for a loaded model).
@@ -281,15 +277,6 @@ impl<P: Prior> NpePosterior<P> {
     /// Saves the weights (safetensors) with a versioned JSON description of the model in
     /// the file's metadata.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let tensors: Vec<(String, Tensor)> = self.estimator.store.named_tensors();
-        let arrays = tensors
-            .iter()
-            .map(|(name, t)| {
-                let values = to_f64(t)?;
-                Ok(crate::io::Array::f64_named(name.clone(), t.dims().to_vec(), &values))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let header = SavedHeader {
             spec: self.estimator.spec.clone(),
             names: self.prior.names(),
@@ -297,11 +284,7 @@ impl<P: Prior> NpePosterior<P> {
             x_range: self.x_range.clone(),
             seed: self.seed,
         };
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), FORMAT.to_string());
-        meta.insert("version".to_string(), VERSION.to_string());
-        meta.insert("model".to_string(), serde_json::to_string(&header).map_err(|e| Error::file(path, e.to_string()))?);
-        write_safetensors(path, &arrays, meta)
+        saved::save(path.as_ref(), &FILE, &self.estimator.store, &header)
     }
 
     /// Loads a posterior saved by [`NpePosterior::save`] for `model`.
@@ -320,24 +303,9 @@ impl<P: Prior> NpePosterior<P> {
         custom: &EmbeddingNet,
     ) -> Result<Self> {
         let path = path.as_ref();
-        let f = SafetensorsFile::open(path)?;
-        let meta = f.metadata()?;
-        if f.require(&meta, "format")? != FORMAT {
-            return Err(Error::file(path, "not an NPE posterior file"));
-        }
-        let version: u32 = f.parse(&meta, "version")?;
-        if version != VERSION {
-            return Err(Error::file(path, format!("format version {version}, this build reads version {VERSION}")));
-        }
-        let header: SavedHeader = serde_json::from_str(f.require(&meta, "model")?)
-            .map_err(|e| Error::file(path, format!("unreadable model description ({e})")))?;
+        let saved::Loaded { header, weights } = saved::load::<SavedHeader>(path, &FILE)?;
         let prior = model.prior();
-        if header.names != prior.names() {
-            return Err(Error::file(
-                path,
-                format!("it was trained for parameters {:?}, this model has {:?}", header.names, prior.names()),
-            ));
-        }
+        saved::check_names(path, &header.names, &prior.names())?;
         let embedding = if header.spec.embedding.starts_with("custom:") {
             if custom.describe() != header.spec.embedding {
                 return Err(Error::file(
@@ -352,22 +320,10 @@ impl<P: Prior> NpePosterior<P> {
         };
         let x_shape = Shape::decode(&header.x_shape)
             .ok_or_else(|| Error::file(path, format!("unknown shape {}", header.x_shape)))?;
-        let mut tensors = HashMap::new();
-        for name in f.names()? {
-            let (shape, values) = f.f64(&name)?;
-            let t = Tensor::from_vec(
-                values.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
-                shape,
-                &candle_core::Device::Cpu,
-            )?;
-            tensors.insert(name, t);
-        }
-        let n_saved = tensors.len();
-        let estimator = ConditionalEstimator::build(ParamStore::from_tensors(tensors), header.spec, &embedding)
+        let n_saved = weights.len();
+        let estimator = ConditionalEstimator::build(ParamStore::from_tensors(weights), header.spec, &embedding)
             .map_err(|e| Error::file(path, format!("the weights do not fit the model ({e})")))?;
-        if estimator.store.vars().len() != n_saved {
-            return Err(Error::file(path, "the file holds weights the model does not use"));
-        }
+        saved::check_all_used(path, &estimator.store, n_saved)?;
         Ok(NpePosterior {
             prior,
             estimator,

@@ -175,6 +175,7 @@ impl Nre {
 /// The trained classifier; its logit is NRE's per-trial score.
 pub struct Classifier {
     store: ParamStore,
+    description: ClassifierDescription,
     net: ResidualNet,
     theta_mean: Tensor,
     theta_std: Tensor,
@@ -182,13 +183,22 @@ pub struct Classifier {
     x_std: Tensor,
 }
 
+/// What rebuilds a classifier from its weights: the network's size and the z-scoring.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ClassifierDescription {
+    config: ClassifierConfig,
+    theta: Standardizer,
+    x: Standardizer,
+}
+
 impl Classifier {
     fn new(store: ParamStore, c: &ClassifierConfig, theta_std: Standardizer, x_std: Standardizer) -> Result<Self> {
         let inputs = theta_std.mean.len() + x_std.mean.len();
         let net = ResidualNet::new(store.var_builder().pp("classifier"), inputs, c.hidden, c.blocks, 1)?;
-        let (theta_mean, theta_std) = theta_std.tensors()?;
-        let (x_mean, x_std) = x_std.tensors()?;
-        Ok(Classifier { store, net, theta_mean, theta_std, x_mean, x_std })
+        let description = ClassifierDescription { config: c.clone(), theta: theta_std, x: x_std };
+        let (theta_mean, theta_std) = description.theta.tensors()?;
+        let (x_mean, x_std) = description.x.tensors()?;
+        Ok(Classifier { store, description, net, theta_mean, theta_std, x_mean, x_std })
     }
 
     /// The logit `l(θ, x)` of raw rows: `[m, d]`, `[m, f]` → `[m]`.
@@ -268,6 +278,27 @@ impl Classifier {
 fn log_sum_exp(l: &Tensor) -> candle_core::Result<Tensor> {
     let max = l.max_keepdim(D::Minus1)?.detach();
     l.broadcast_sub(&max)?.exp()?.sum(D::Minus1)?.log()? + max.squeeze(D::Minus1)?
+}
+
+impl crate::inference::SavedScore for Classifier {
+    const FORMAT: &'static str = "sbi-rs/nre";
+    const VERSION: u32 = 1;
+    const WHAT: &'static str = "an NRE posterior";
+
+    fn describe(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(&self.description)
+            .map_err(|e| Error::Config(format!("cannot describe the classifier ({e})")))
+    }
+
+    fn weights(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn rebuild(description: serde_json::Value, weights: ParamStore) -> Result<Self> {
+        let d: ClassifierDescription = serde_json::from_value(description)
+            .map_err(|e| Error::Config(format!("unknown classifier description ({e})")))?;
+        Classifier::new(weights, &d.config, d.theta, d.x)
+    }
 }
 
 impl TrialScore for Classifier {

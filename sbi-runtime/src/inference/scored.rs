@@ -3,12 +3,15 @@
 //! is a learned log-likelihood (NLE) or log-ratio (NRE). They are sampled by MCMC or
 //! importance sampling ([`Sampler`]).
 
+use std::path::Path;
+
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::inference::{FeatureRange, Samples};
-use crate::model::{Parameters, Prior};
-use crate::nn::{matrix, to_f64};
+use crate::inference::{FeatureRange, Samples, saved};
+use crate::model::{Parameters, Prior, Simulator};
+use crate::nn::{ParamStore, matrix, to_f64};
 use crate::potential::{Potential, batched_gradient, check_rows, nan_to_neg_inf};
 use crate::samplers::{Sampler, SamplerRun};
 use crate::train::TrainingSummary;
@@ -17,6 +20,32 @@ use crate::train::TrainingSummary;
 pub trait TrialScore: Send + Sync {
     /// Scores rows: `theta` `[m, d]`, `x` `[m, f]` (raw values) → `[m]`.
     fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+/// A per-trial score that is saved with its posterior and rebuilt from the file
+/// ([`PotentialPosterior::save`], [`PotentialPosterior::load`]).
+pub trait SavedScore: TrialScore + Sized {
+    /// The `format` tag of its files (`sbi-rs/nle`, `sbi-rs/nre`).
+    const FORMAT: &'static str;
+    /// The file format's version this build writes and reads.
+    const VERSION: u32;
+    /// What the file holds, for error messages ("an NLE posterior").
+    const WHAT: &'static str;
+    /// The score's architecture and fixed transforms, as JSON.
+    fn describe(&self) -> Result<serde_json::Value>;
+    /// The score's trained weights.
+    fn weights(&self) -> &ParamStore;
+    /// Rebuilds the score from [`SavedScore::describe`]'s output and saved weights.
+    fn rebuild(description: serde_json::Value, weights: ParamStore) -> Result<Self>;
+}
+
+/// The JSON description in a potential posterior's file.
+#[derive(Serialize, Deserialize)]
+struct PotentialHeader {
+    names: Vec<String>,
+    x_range: FeatureRange,
+    sampler: Sampler,
+    score: serde_json::Value,
 }
 
 /// Rows per network call when scoring many parameter sets against many trials.
@@ -206,5 +235,51 @@ impl<P: Prior, S: TrialScore> PotentialPosterior<P, S> {
     /// `n` draws at `x_o` as typed parameters.
     pub fn sample(&self, x_o: &[f64], n: usize) -> Result<Vec<P::Params>> {
         P::Params::from_rows(&self.sample_flat(x_o, n)?.values)
+    }
+}
+
+impl<P: Prior, S: SavedScore> PotentialPosterior<P, S> {
+    fn file_kind() -> saved::FileKind {
+        saved::FileKind { format: S::FORMAT, version: S::VERSION, what: S::WHAT }
+    }
+
+    /// Saves the trained score (safetensors weights) with a versioned JSON description of
+    /// the model, the observations' training range and the sampler's settings.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let header = PotentialHeader {
+            names: self.prior.names(),
+            x_range: self.x_range.clone(),
+            sampler: self.sampler.clone(),
+            score: self.score.describe()?,
+        };
+        saved::save(path.as_ref(), &Self::file_kind(), self.score.weights(), &header)
+    }
+
+    /// Loads a posterior saved by [`PotentialPosterior::save`] for `model`. It samples as
+    /// the saved one did (same sampler, same seed).
+    ///
+    /// # Errors
+    /// [`Error::File`] for a corrupt file, another kind of model file or version, another
+    /// model's parameters, or weights that do not fit the described network.
+    pub fn load<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M) -> Result<Self> {
+        let path = path.as_ref();
+        let saved::Loaded { header, weights } = saved::load::<PotentialHeader>(path, &Self::file_kind())?;
+        let prior = model.prior();
+        saved::check_names(path, &header.names, &prior.names())?;
+        let n_saved = weights.len();
+        let score = S::rebuild(header.score, ParamStore::from_tensors(weights))
+            .map_err(|e| Error::file(path, format!("the weights do not fit the model ({e})")))?;
+        saved::check_all_used(path, score.weights(), n_saved)?;
+        Ok(PotentialPosterior {
+            prior,
+            score,
+            x_range: header.x_range,
+            summary: None,
+            sampler: header.sampler,
+            range_check: true,
+        })
     }
 }
