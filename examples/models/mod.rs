@@ -3,6 +3,7 @@
 //! with fixed settings. (A folder without `main.rs`, so Cargo does not build it as an example.)
 #![allow(dead_code)]
 
+pub mod blob;
 pub mod gaussian_linear;
 pub mod hierarchical;
 pub mod sir;

@@ -3,6 +3,9 @@
 //! [`c2st`]: the classifier two-sample test of sbibm (Lueckmann et al. 2021). A classifier
 //! learns to tell posterior samples from reference samples; its cross-validated accuracy is
 //! 0.5 when the two distributions are the same and 1.0 when they are disjoint.
+//!
+//! [`Coverage`]: how often held-out true parameters fall in their posterior's central
+//! credible interval; a calibrated posterior covers them at the nominal rate.
 
 use candle_core::{Device, Tensor};
 
@@ -154,6 +157,61 @@ fn shuffle<T>(v: &mut [T], rng: &mut SimRng) {
     }
 }
 
+/// Empirical coverage of central credible intervals over test simulations: for each
+/// `(θ*, x*)` simulated from the prior, draws from the posterior at `x*` give the central
+/// `level` interval of each parameter, and a hit is `θ*` inside it. A calibrated posterior
+/// hits at the rate `level`, up to the binomial noise [`Coverage::standard_error`]; a lower
+/// rate means overconfident intervals, a higher one underconfident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    /// The intervals' nominal probability (e.g. 0.95).
+    pub level: f64,
+    /// Hits per parameter.
+    pub hits: Vec<usize>,
+    /// Tests recorded.
+    pub tests: usize,
+}
+
+impl Coverage {
+    /// An empty tally for `dim` parameters and intervals of probability `level`.
+    pub fn new(dim: usize, level: f64) -> Self {
+        Coverage { level, hits: vec![0; dim], tests: 0 }
+    }
+
+    /// Records one test: posterior `draws` (`n × dim`, row-major) at a simulation of `truth`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the draws or the truth do not have `dim` columns, or no draws.
+    pub fn add(&mut self, draws: &[f64], truth: &[f64]) -> Result<()> {
+        let d = self.hits.len();
+        if truth.len() != d || draws.is_empty() || draws.len() % d != 0 {
+            return Err(Error::shape("coverage draws and truth (columns)", d, truth.len()));
+        }
+        let n = draws.len() / d;
+        let tail = (1.0 - self.level) / 2.0;
+        for (j, hit) in self.hits.iter_mut().enumerate() {
+            let mut column: Vec<f64> = draws.iter().skip(j).step_by(d).copied().collect();
+            column.sort_by(f64::total_cmp);
+            let at = |q: f64| column[((q * n as f64).floor() as usize).min(n - 1)];
+            if (at(tail)..=at(1.0 - tail)).contains(&truth[j]) {
+                *hit += 1;
+            }
+        }
+        self.tests += 1;
+        Ok(())
+    }
+
+    /// The share of tests covered, per parameter.
+    pub fn rates(&self) -> Vec<f64> {
+        self.hits.iter().map(|&h| h as f64 / self.tests.max(1) as f64).collect()
+    }
+
+    /// The binomial standard error of a rate at the nominal level: `√(level (1 − level) / tests)`.
+    pub fn standard_error(&self) -> f64 {
+        (self.level * (1.0 - self.level) / self.tests.max(1) as f64).sqrt()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +245,31 @@ mod tests {
     fn bad_input_is_an_error() {
         assert!(c2st(&[1.0, 2.0, 3.0], &[1.0, 2.0], 2).is_err());
         assert!(c2st(&[f64::NAN; 20], &[0.0; 20], 2).is_err());
+    }
+
+    /// Draws from the exact posterior cover at the nominal rate; draws from a posterior
+    /// half as wide do not.
+    #[test]
+    fn coverage_of_exact_and_overconfident_posteriors() {
+        use rand::RngExt;
+        use rand_distr::StandardNormal;
+        let mut rng = stream_rng(3, 4);
+        let (mut exact, mut narrow) = (Coverage::new(1, 0.9), Coverage::new(1, 0.9));
+        for _ in 0..2_000 {
+            // θ ~ N(0, 1), x ~ N(θ, 1): the posterior is N(x/2, 1/2).
+            let theta: f64 = rng.sample(StandardNormal);
+            let x = theta + rng.sample::<f64, _>(StandardNormal);
+            let draws = |scale: f64, rng: &mut SimRng| -> Vec<f64> {
+                (0..400).map(|_| x / 2.0 + scale * 0.5f64.sqrt() * rng.sample::<f64, _>(StandardNormal)).collect()
+            };
+            exact.add(&draws(1.0, &mut rng), &[theta]).unwrap();
+            narrow.add(&draws(0.5, &mut rng), &[theta]).unwrap();
+        }
+        let se = exact.standard_error();
+        // 400 draws place the interval's ends with some noise: allow 1% on top of 5 se.
+        assert!((exact.rates()[0] - 0.9).abs() < 5.0 * se + 0.01, "exact: {:?}", exact.rates());
+        // Half-width intervals cover P(|z| < 1.645 / 2) ≈ 0.59.
+        assert!((narrow.rates()[0] - 0.59).abs() < 5.0 * se + 0.01, "narrow: {:?}", narrow.rates());
+        assert!(exact.add(&[1.0, 2.0], &[0.0, 1.0, 2.0]).is_err());
     }
 }

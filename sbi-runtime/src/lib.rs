@@ -27,6 +27,7 @@ extern crate self as sbi_runtime;
 
 pub mod diagnostics;
 pub mod distributions;
+pub mod embedding;
 pub mod error;
 pub mod flows;
 mod fused;

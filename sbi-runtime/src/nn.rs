@@ -15,6 +15,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 
 use crate::error::{Error, Result};
+use crate::model::Shape as ObsShape;
 use crate::rng::SimRng;
 
 /// The dtype of all networks (as in `sbi`).
@@ -436,6 +437,45 @@ pub enum EmbeddingNet {
         /// Output width.
         output: usize,
     },
+    /// A 1-D CNN over a time series ([`Shape::Sequence`](crate::model::Shape)): a
+    /// convolution of width `kernel` per entry of `channels`, each with ReLU and pooling by
+    /// 2, then a linear layer to `output` features.
+    Cnn1d {
+        /// Output channels of each convolution.
+        channels: Vec<usize>,
+        /// Convolution width (odd).
+        kernel: usize,
+        /// Output width.
+        output: usize,
+    },
+    /// A 2-D CNN over images ([`Shape::Image`](crate::model::Shape)): a `kernel × kernel`
+    /// convolution per entry of `channels`, each with ReLU and 2 × 2 max-pooling, then a
+    /// linear layer to `output` features.
+    Cnn2d {
+        /// Output channels of each convolution.
+        channels: Vec<usize>,
+        /// Convolution size (odd).
+        kernel: usize,
+        /// Output width.
+        output: usize,
+    },
+    /// DeepSets over iid trials ([`Shape::Trials`](crate::model::Shape)): an MLP φ per
+    /// trial (widths `hidden`), the mean over trials, an MLP ρ to `output` features.
+    /// Invariant to the order of the trials.
+    DeepSets {
+        /// φ's layer widths.
+        hidden: Vec<usize>,
+        /// Output width.
+        output: usize,
+    },
+    /// A GRU over a time series ([`Shape::Sequence`](crate::model::Shape)); its last
+    /// state, through a linear layer, gives `output` features.
+    Gru {
+        /// Hidden units.
+        hidden: usize,
+        /// Output width.
+        output: usize,
+    },
     /// A user's own network; saved models record its name.
     #[serde(skip)]
     Custom(std::sync::Arc<dyn EmbeddingBuilder>),
@@ -446,6 +486,14 @@ impl std::fmt::Debug for EmbeddingNet {
         match self {
             EmbeddingNet::Identity => f.write_str("Identity"),
             EmbeddingNet::Mlp { hidden, output } => write!(f, "Mlp {{ hidden: {hidden:?}, output: {output} }}"),
+            EmbeddingNet::Cnn1d { channels, kernel, output } => {
+                write!(f, "Cnn1d {{ channels: {channels:?}, kernel: {kernel}, output: {output} }}")
+            }
+            EmbeddingNet::Cnn2d { channels, kernel, output } => {
+                write!(f, "Cnn2d {{ channels: {channels:?}, kernel: {kernel}, output: {output} }}")
+            }
+            EmbeddingNet::DeepSets { hidden, output } => write!(f, "DeepSets {{ hidden: {hidden:?}, output: {output} }}"),
+            EmbeddingNet::Gru { hidden, output } => write!(f, "Gru {{ hidden: {hidden}, output: {output} }}"),
             EmbeddingNet::Custom(b) => write!(f, "Custom({})", b.name()),
         }
     }
@@ -479,7 +527,81 @@ impl EmbeddingNet {
                 let sizes: Vec<usize> = std::iter::once(n).chain(hidden.iter().copied()).chain([*output]).collect();
                 Ok((Box::new(Mlp::new(vb, &sizes, Activation::Relu)?), *output))
             }
+            EmbeddingNet::Cnn1d { channels, kernel, output } => {
+                let ObsShape::Sequence { len, channels: c } = *input else { return Err(self.mismatch(input)) };
+                Ok((Box::new(crate::embedding::Cnn1d::new(vb, len, c, channels, *kernel, *output)?), *output))
+            }
+            EmbeddingNet::Cnn2d { channels, kernel, output } => {
+                let ObsShape::Image { channels: c, height, width } = *input else { return Err(self.mismatch(input)) };
+                Ok((Box::new(crate::embedding::Cnn2d::new(vb, (c, height, width), channels, *kernel, *output)?), *output))
+            }
+            EmbeddingNet::DeepSets { hidden, output } => {
+                let ObsShape::Trials { trials, features } = *input else { return Err(self.mismatch(input)) };
+                Ok((Box::new(crate::embedding::DeepSets::new(vb, trials, features, hidden, *output)?), *output))
+            }
+            EmbeddingNet::Gru { hidden, output } => {
+                let ObsShape::Sequence { len, channels } = *input else { return Err(self.mismatch(input)) };
+                Ok((Box::new(crate::embedding::Gru::new(vb, len, channels, *hidden, *output)?), *output))
+            }
             EmbeddingNet::Custom(b) => b.build(vb, input),
+        }
+    }
+
+    fn mismatch(&self, input: &ObsShape) -> candle_core::Error {
+        candle_core::Error::Msg(self.validate(input).err().map_or_else(String::new, |e| e.to_string()))
+    }
+
+    /// Checks, before anything is built or trained, that this network fits observations of
+    /// `shape`: the CNNs and the GRU need series or images, DeepSets trials; the CNNs need
+    /// an odd kernel, at least one layer, and an input that survives their poolings.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the network and the observations' shape.
+    pub fn validate(&self, shape: &ObsShape) -> Result<()> {
+        let fail = |why: String| Err(Error::Config(format!("{self:?} does not fit observations of shape {shape}: {why}")));
+        let layers_ok = |channels: &[usize], kernel: usize, output: usize| -> std::result::Result<(), String> {
+            if channels.is_empty() || channels.contains(&0) || output == 0 {
+                return Err("it needs at least one layer, and every layer and the output need a width".into());
+            }
+            if kernel % 2 == 0 {
+                return Err(format!("the kernel must be odd (for 'same' padding), got {kernel}"));
+            }
+            Ok(())
+        };
+        match (self, shape) {
+            (EmbeddingNet::Identity | EmbeddingNet::Custom(_), _) => Ok(()),
+            (EmbeddingNet::Mlp { hidden, output }, _) => {
+                if hidden.contains(&0) || *output == 0 { fail("every layer needs a width".into()) } else { Ok(()) }
+            }
+            (EmbeddingNet::Cnn1d { channels, kernel, output }, ObsShape::Sequence { len, .. }) => {
+                layers_ok(channels, *kernel, *output).or_else(fail)?;
+                if len >> channels.len() == 0 {
+                    return fail(format!("{} poolings by 2 leave nothing of {len} steps", channels.len()));
+                }
+                Ok(())
+            }
+            (EmbeddingNet::Cnn2d { channels, kernel, output }, ObsShape::Image { height, width, .. }) => {
+                layers_ok(channels, *kernel, *output).or_else(fail)?;
+                if height >> channels.len() == 0 || width >> channels.len() == 0 {
+                    return fail(format!("{} poolings by 2 leave nothing of {height} × {width} pixels", channels.len()));
+                }
+                Ok(())
+            }
+            (EmbeddingNet::DeepSets { hidden, output }, ObsShape::Trials { .. }) => {
+                if hidden.is_empty() || hidden.contains(&0) || *output == 0 {
+                    fail("φ needs at least one layer, and every layer and the output need a width".into())
+                } else {
+                    Ok(())
+                }
+            }
+            (EmbeddingNet::Gru { hidden, output }, ObsShape::Sequence { .. }) => {
+                if *hidden == 0 || *output == 0 { fail("the GRU and the output need a width".into()) } else { Ok(()) }
+            }
+            (EmbeddingNet::Cnn1d { .. } | EmbeddingNet::Gru { .. }, _) => {
+                fail("it takes a time series (len × channels: a `TimeSeries` observation)".into())
+            }
+            (EmbeddingNet::Cnn2d { .. }, _) => fail("it takes images (channels × height × width)".into()),
+            (EmbeddingNet::DeepSets { .. }, _) => fail("it takes sets of trials (a `Vec<[f64; F]>` observation)".into()),
         }
     }
 

@@ -44,7 +44,9 @@ pub(crate) fn checked_prior<M: Simulator>(model: &M, sims: &Simulations, method:
     Ok(prior)
 }
 
-/// Per-feature minimum and maximum of the training observations.
+/// Minimum and maximum of each value of the training observations: per feature for
+/// vectors; over all values for images, series and trials, whose positions are alike (a
+/// per-pixel range would reject most held-out images for noise in a single pixel).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct FeatureRange {
     pub min: Vec<f64>,
@@ -63,6 +65,18 @@ impl FeatureRange {
             }
         }
         FeatureRange { min, max }
+    }
+
+    /// The range of observations of `shape` (see the type's description).
+    pub fn of_shape(x: &[f64], shape: &crate::model::Shape) -> Self {
+        let cols = shape.numel();
+        let mut r = Self::of(x, cols);
+        if !matches!(shape, crate::model::Shape::Vector(_)) {
+            let lo = r.min.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.max.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            r = FeatureRange { min: vec![lo; cols], max: vec![hi; cols] };
+        }
+        r
     }
 
     /// Checks one row: finite values and, with `range_check`, inside the training range.

@@ -55,12 +55,14 @@ impl Npe {
     /// Trains `q(θ | x)` on `sims` (simulated from `model`'s prior) and returns the posterior.
     ///
     /// # Errors
-    /// [`Error::Config`] when the simulations do not belong to `model` or are too few;
+    /// [`Error::Config`] when the simulations do not belong to `model` or are too few, or
+    /// when the embedding does not fit the observations' shape;
     /// [`Error::TrainingDiverged`]; tensor errors.
     pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NpePosterior<M::Prior>> {
         let prior = crate::inference::checked_prior(model, sims, "NPE")?;
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(d).map_err(|e| Error::Config(e.to_string()))?;
+        self.embedding.validate(&sims.x_shape)?;
         let spec = EstimatorSpec {
             estimator: self.estimator.clone(),
             embedding: self.embedding.describe(),
@@ -79,7 +81,7 @@ impl Npe {
             prior,
             estimator,
             x_shape: sims.x_shape.clone(),
-            x_range: FeatureRange::of(&sims.x, c),
+            x_range: FeatureRange::of_shape(&sims.x, &sims.x_shape),
             summary: Some(summary),
             seed: self.training.seed,
             max_proposals: None,

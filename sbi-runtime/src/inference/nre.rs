@@ -164,7 +164,7 @@ impl Nre {
         Ok(PotentialPosterior {
             prior,
             score: classifier,
-            x_range: FeatureRange::of(&sims.x, f),
+            x_range: FeatureRange::of_shape(&sims.x, &sims.x_shape),
             summary: Some(summary),
             sampler: self.sampler.clone().with_seed(self.training.seed),
             range_check: true,
