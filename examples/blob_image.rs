@@ -65,11 +65,7 @@ fn main() -> sbi_runtime::Result<()> {
             println!("test 0: truth {truth:.2?}; pair plot in {}", svg.display());
         }
     }
-    println!(
-        "{} held-out images, {n_samples} draws each, in {:.1} s\n",
-        tests.len(),
-        t1.elapsed().as_secs_f64()
-    );
+    println!("{} held-out images, {n_samples} draws each, in {:.1} s\n", tests.len(), t1.elapsed().as_secs_f64());
     println!("{:>12} {:>16} {:>22}", "parameter", "coverage (95%)", "posterior mean RMSE");
     for (j, name) in tests.param_names.iter().enumerate() {
         println!("{name:>12} {:>16} {:>22.3}", format!("{:.2}", coverage.rates()[j]), sq_err[j].sqrt());

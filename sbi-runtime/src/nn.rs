@@ -492,7 +492,9 @@ impl std::fmt::Debug for EmbeddingNet {
             EmbeddingNet::Cnn2d { channels, kernel, output } => {
                 write!(f, "Cnn2d {{ channels: {channels:?}, kernel: {kernel}, output: {output} }}")
             }
-            EmbeddingNet::DeepSets { hidden, output } => write!(f, "DeepSets {{ hidden: {hidden:?}, output: {output} }}"),
+            EmbeddingNet::DeepSets { hidden, output } => {
+                write!(f, "DeepSets {{ hidden: {hidden:?}, output: {output} }}")
+            }
             EmbeddingNet::Gru { hidden, output } => write!(f, "Gru {{ hidden: {hidden}, output: {output} }}"),
             EmbeddingNet::Custom(b) => write!(f, "Custom({})", b.name()),
         }
@@ -533,7 +535,10 @@ impl EmbeddingNet {
             }
             EmbeddingNet::Cnn2d { channels, kernel, output } => {
                 let ObsShape::Image { channels: c, height, width } = *input else { return Err(self.mismatch(input)) };
-                Ok((Box::new(crate::embedding::Cnn2d::new(vb, (c, height, width), channels, *kernel, *output)?), *output))
+                Ok((
+                    Box::new(crate::embedding::Cnn2d::new(vb, (c, height, width), channels, *kernel, *output)?),
+                    *output,
+                ))
             }
             EmbeddingNet::DeepSets { hidden, output } => {
                 let ObsShape::Trials { trials, features } = *input else { return Err(self.mismatch(input)) };
@@ -558,7 +563,8 @@ impl EmbeddingNet {
     /// # Errors
     /// [`Error::Config`] naming the network and the observations' shape.
     pub fn validate(&self, shape: &ObsShape) -> Result<()> {
-        let fail = |why: String| Err(Error::Config(format!("{self:?} does not fit observations of shape {shape}: {why}")));
+        let fail =
+            |why: String| Err(Error::Config(format!("{self:?} does not fit observations of shape {shape}: {why}")));
         let layers_ok = |channels: &[usize], kernel: usize, output: usize| -> std::result::Result<(), String> {
             if channels.is_empty() || channels.contains(&0) || output == 0 {
                 return Err("it needs at least one layer, and every layer and the output need a width".into());
@@ -571,7 +577,11 @@ impl EmbeddingNet {
         match (self, shape) {
             (EmbeddingNet::Identity | EmbeddingNet::Custom(_), _) => Ok(()),
             (EmbeddingNet::Mlp { hidden, output }, _) => {
-                if hidden.contains(&0) || *output == 0 { fail("every layer needs a width".into()) } else { Ok(()) }
+                if hidden.contains(&0) || *output == 0 {
+                    fail("every layer needs a width".into())
+                } else {
+                    Ok(())
+                }
             }
             (EmbeddingNet::Cnn1d { channels, kernel, output }, ObsShape::Sequence { len, .. }) => {
                 layers_ok(channels, *kernel, *output).or_else(fail)?;
@@ -583,7 +593,10 @@ impl EmbeddingNet {
             (EmbeddingNet::Cnn2d { channels, kernel, output }, ObsShape::Image { height, width, .. }) => {
                 layers_ok(channels, *kernel, *output).or_else(fail)?;
                 if height >> channels.len() == 0 || width >> channels.len() == 0 {
-                    return fail(format!("{} poolings by 2 leave nothing of {height} × {width} pixels", channels.len()));
+                    return fail(format!(
+                        "{} poolings by 2 leave nothing of {height} × {width} pixels",
+                        channels.len()
+                    ));
                 }
                 Ok(())
             }
@@ -595,13 +608,19 @@ impl EmbeddingNet {
                 }
             }
             (EmbeddingNet::Gru { hidden, output }, ObsShape::Sequence { .. }) => {
-                if *hidden == 0 || *output == 0 { fail("the GRU and the output need a width".into()) } else { Ok(()) }
+                if *hidden == 0 || *output == 0 {
+                    fail("the GRU and the output need a width".into())
+                } else {
+                    Ok(())
+                }
             }
             (EmbeddingNet::Cnn1d { .. } | EmbeddingNet::Gru { .. }, _) => {
                 fail("it takes a time series (len × channels: a `TimeSeries` observation)".into())
             }
             (EmbeddingNet::Cnn2d { .. }, _) => fail("it takes images (channels × height × width)".into()),
-            (EmbeddingNet::DeepSets { .. }, _) => fail("it takes sets of trials (a `Vec<[f64; F]>` observation)".into()),
+            (EmbeddingNet::DeepSets { .. }, _) => {
+                fail("it takes sets of trials (a `Vec<[f64; F]>` observation)".into())
+            }
         }
     }
 
