@@ -48,24 +48,22 @@ fn main() -> sbi_runtime::Result<()> {
 
     // Held-out simulations from the prior, with another seed.
     let tests = simulate(&Blob, n_tests).seed(seed + 1_000_000).progress(false).run()?;
-    let (d, f) = (tests.theta_dim(), tests.x_dim());
-    let mut coverage = Coverage::new(d, 0.95);
+    let d = tests.theta_dim();
     let mut sq_err = vec![0.0; d];
     let t1 = Instant::now();
-    for k in 0..tests.len() {
-        let (truth, x) = (&tests.theta[k * d..(k + 1) * d], &tests.x[k * f..(k + 1) * f]);
+    let coverage = Coverage::of(&tests, 0.95, |truth, x| {
         let draws = posterior.sample_flat(x, n_samples)?;
-        coverage.add(&draws.values, truth)?;
         for (j, m) in draws.mean().iter().enumerate() {
-            sq_err[j] += (m - truth[j]).powi(2) / tests.len() as f64;
+            sq_err[j] += (m - truth[j]).powi(2) / n_tests as f64;
         }
-        if k == 0 {
-            let svg = out.join("posterior_test_0.svg");
-            sbi_runtime::plot::pair_plot(&svg, &draws.names, &draws.values, None)?;
-            println!("test 0: truth {truth:.2?}; pair plot in {}", svg.display());
-        }
-    }
-    println!("{} held-out images, {n_samples} draws each, in {:.1} s\n", tests.len(), t1.elapsed().as_secs_f64());
+        Ok(draws.values)
+    })?;
+    println!("{} held-out images, {n_samples} draws each, in {:.1} s", tests.len(), t1.elapsed().as_secs_f64());
+    let x0 = &tests.x[..tests.x_dim()];
+    let svg = out.join("posterior_test_0.svg");
+    let draws = posterior.sample_flat(x0, n_samples)?;
+    sbi_runtime::plot::pair_plot(&svg, &draws.names, &draws.values, None)?;
+    println!("test 0: truth {:.2?}; pair plot in {}\n", &tests.theta[..d], svg.display());
     println!("{:>12} {:>16} {:>22}", "parameter", "coverage (95%)", "posterior mean RMSE");
     for (j, name) in tests.param_names.iter().enumerate() {
         println!("{name:>12} {:>16} {:>22.3}", format!("{:.2}", coverage.rates()[j]), sq_err[j].sqrt());

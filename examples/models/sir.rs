@@ -1,5 +1,6 @@
 //! A stochastic SIR epidemic (chain binomial) with fixed settings: population size and
-//! number of days. The observation is the daily fraction of the population infected.
+//! number of days. The observation is the daily fraction of the population infected, as a
+//! vector (`Sir`) or as a time series (`SirSeries`).
 
 use rand_distr::{Binomial, Distribution};
 use sbi_runtime::prelude::*;
@@ -10,6 +11,20 @@ use sbi_runtime::prelude::*;
 pub fn sir(rng: &mut impl Rng, population: u32, days: usize) -> Vec<f64> {
     let beta = sample!(LogNormal(0.4f64.ln(), 0.5));
     let gamma = sample!(LogNormal((1.0f64 / 8.0).ln(), 0.2));
+    epidemic(beta, gamma, population, days, rng)
+}
+
+/// The same epidemic observed as a time series (one channel per day), for sequence
+/// embeddings (1-D CNN, GRU).
+#[simulator]
+pub fn sir_series(rng: &mut impl Rng, population: u32, days: usize) -> TimeSeries<1> {
+    let beta = sample!(LogNormal(0.4f64.ln(), 0.5));
+    let gamma = sample!(LogNormal((1.0f64 / 8.0).ln(), 0.2));
+    TimeSeries(epidemic(beta, gamma, population, days, rng).into_iter().map(|v| [v]).collect())
+}
+
+/// Chain-binomial SIR with 10 initial infections: the daily fraction infected.
+fn epidemic(beta: f64, gamma: f64, population: u32, days: usize, rng: &mut impl Rng) -> Vec<f64> {
     let n = population as u64;
     let (mut s, mut i) = (n - 10.min(n), 10.min(n));
     let mut series = Vec::with_capacity(days);

@@ -201,6 +201,24 @@ impl Coverage {
         Ok(())
     }
 
+    /// The coverage over held-out simulations `tests`: `draws(truth, x)` returns posterior
+    /// draws (`n × dim`) at the observation `x` of the parameters `truth`.
+    ///
+    /// # Errors
+    /// The errors of `draws`; [`Error::Shape`] for draws of the wrong width.
+    pub fn of(
+        tests: &crate::simulate::Simulations,
+        level: f64,
+        mut draws: impl FnMut(&[f64], &[f64]) -> Result<Vec<f64>>,
+    ) -> Result<Coverage> {
+        let (d, f) = (tests.theta_dim(), tests.x_dim());
+        let mut c = Coverage::new(d, level);
+        for (truth, x) in tests.theta.chunks_exact(d).zip(tests.x.chunks_exact(f)) {
+            c.add(&draws(truth, x)?, truth)?;
+        }
+        Ok(c)
+    }
+
     /// The share of tests covered, per parameter.
     pub fn rates(&self) -> Vec<f64> {
         self.hits.iter().map(|&h| h as f64 / self.tests.max(1) as f64).collect()
