@@ -7,8 +7,13 @@
 //!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
 //!     --samples 10000 --seed 1 --output samples.csv \
 //!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
-//!     [--reference-file .../reference_posterior_samples.csv]
+//!     [--reference-file .../reference_posterior_samples.csv] [--rounds R [--c2st-per-round true]]
 //! ```
+//!
+//! With `--rounds R` the simulations are split over R rounds of sequential inference for the
+//! observation (TSNPE for npe, SNLE for nle, SNRE for nre); simulation time is then part of
+//! the training time, and `--c2st-per-round true` also scores every earlier round's posterior
+//! (that scoring then counts in the training time too).
 
 mod cli;
 mod models;
@@ -22,7 +27,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observ
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv]
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
-             [--observation-row K (row of a file with several observations, default 1)]";
+             [--observation-row K (row of a file with several observations, default 1)]
+             [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round true]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let n_sims: usize = args.get("simulations", 10_000);
@@ -45,19 +51,42 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let estimator = DensityEstimator::from_name(&name)
         .ok_or_else(|| Error::Config(format!("unknown density estimator {name:?}")))?;
 
+    let n_rounds: usize = args.get("rounds", 1);
+    let rounds = Rounds::split(n_sims, n_rounds).with_seed(seed).with_progress(!quiet);
     let t0 = Instant::now();
-    let sims = simulate(model, n_sims).seed(seed).progress(!quiet).run()?;
+    let sims = if n_rounds > 1 { None } else { Some(simulate(model, n_sims).seed(seed).progress(!quiet).run()?) };
     let t_sim = t0.elapsed().as_secs_f64();
     let training = TrainConfig::default().with_seed(seed).with_progress(!quiet);
     let sampler_name = args.get("sampler", "slice".to_string());
     let sampler = Sampler::from_name(&sampler_name)
         .ok_or_else(|| Error::Config(format!("unknown sampler {sampler_name:?}")))?
         .with_progress(!quiet);
+    let reference = args.opt("reference-file").map(|f| sbi_runtime::io::read_csv(&f)).transpose()?;
+    let per_round = reference.is_some() && args.get("c2st-per-round", false);
+    // Scores an earlier round's draws against the reference.
+    let score_round = |k: usize, samples: &Samples| -> sbi_runtime::Result<()> {
+        if let (true, Some(r)) = (per_round, &reference) {
+            let score = sbi_runtime::diagnostics::c2st(&samples.values, &r.values, samples.names.len())?;
+            println!("round={k} c2st={score:.4}");
+        }
+        Ok(())
+    };
     let t1 = Instant::now();
-    // Train, then sample; `diagnostics` describes the sampler's run (MCMC: R-hat and ESS).
+    // Train (one round, or several for x_o), then sample; `diagnostics` describes the
+    // sampler's run (MCMC: R-hat and ESS).
     let (samples, summary, diagnostics, t_train, t_sample): Outcome = match method.as_str() {
         "npe" => {
-            let posterior = Npe::default().with_estimator(estimator).with_training(training).train(model, &sims)?;
+            let npe = Npe::default().with_estimator(estimator).with_training(training);
+            let posterior = match &sims {
+                Some(sims) => npe.train(model, sims)?,
+                None => {
+                    let run = npe.train_rounds(model, &x_o, &rounds)?;
+                    for (k, round) in run.rounds.iter().enumerate().take(n_rounds - 1) {
+                        score_round(k + 1, &round.posterior.sample_flat(&x_o, n_samples)?)?;
+                    }
+                    run.into_posterior()
+                }
+            };
             let t_train = t1.elapsed().as_secs_f64();
             let t2 = Instant::now();
             let samples = posterior.sample_flat(&x_o, n_samples)?;
@@ -66,22 +95,34 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             (samples, summary, diagnostics, t_train, t2.elapsed().as_secs_f64())
         }
         "nle" => {
-            let posterior = Nle::default()
-                .with_estimator(estimator)
-                .with_training(training)
-                .with_sampler(sampler)
-                .train(model, &sims)?;
+            let nle = Nle::default().with_estimator(estimator).with_training(training).with_sampler(sampler);
+            let posterior = match &sims {
+                Some(sims) => nle.train(model, sims)?,
+                None => {
+                    let run = nle.train_rounds(model, &x_o, &rounds)?;
+                    for (k, round) in run.rounds.iter().enumerate().take(n_rounds - 1) {
+                        score_round(k + 1, &round.posterior.sample_flat(&x_o, n_samples)?)?;
+                    }
+                    run.into_posterior()
+                }
+            };
             sample_potential(&posterior, &x_o, n_samples, t1)?
         }
         "nre" => {
             let name = args.get("nre-variant", "b".to_string());
             let variant =
                 NreVariant::from_name(&name).ok_or_else(|| Error::Config(format!("unknown NRE variant {name:?}")))?;
-            let posterior = Nre::default()
-                .with_variant(variant)
-                .with_training(training)
-                .with_sampler(sampler)
-                .train(model, &sims)?;
+            let nre = Nre::default().with_variant(variant).with_training(training).with_sampler(sampler);
+            let posterior = match &sims {
+                Some(sims) => nre.train(model, sims)?,
+                None => {
+                    let run = nre.train_rounds(model, &x_o, &rounds)?;
+                    for (k, round) in run.rounds.iter().enumerate().take(n_rounds - 1) {
+                        score_round(k + 1, &round.posterior.sample_flat(&x_o, n_samples)?)?;
+                    }
+                    run.into_posterior()
+                }
+            };
             sample_potential(&posterior, &x_o, n_samples, t1)?
         }
         other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle or nre)"))),
@@ -95,8 +136,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     if let Some(out) = args.opt("output") {
         samples.write_csv(&out)?;
     }
-    if let Some(reference) = args.opt("reference-file") {
-        let r = sbi_runtime::io::read_csv(&reference)?;
+    if let Some(r) = &reference {
         let score = sbi_runtime::diagnostics::c2st(&samples.values, &r.values, samples.names.len())?;
         println!("c2st={score:.4}");
     }
@@ -140,6 +180,8 @@ fn main() {
             "observation-row",
             "nre-variant",
             "sampler",
+            "rounds",
+            "c2st-per-round",
         ],
     );
     let task = args.get("task", String::new());

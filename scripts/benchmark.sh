@@ -2,7 +2,8 @@
 # C2ST and wall time over sbibm observations 1..10 for the given tasks and configurations.
 # usage: scripts/benchmark.sh "two_moons gaussian_linear slcp" "maf nsf nle:maf nre:b nre:c" [simulations] [observations]
 # A configuration is METHOD:SETTING: npe:maf|nsf|mdn (a bare estimator name means npe),
-# nle:maf|nsf|mdn, nre:a|b|c|bnre. SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre.
+# nle:maf|nsf|mdn, nre:a|b|c|bnre. SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre;
+# ROUNDS=R splits the simulations over R sequential rounds (TSNPE, SNLE, SNRE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=${1:-"two_moons gaussian_linear slcp"}
@@ -10,6 +11,7 @@ configs=${2:-"maf"}
 sims=${3:-10000}
 obs=${4:-"1 2 3 4 5 6 7 8 9 10"}
 sampler=${SAMPLER:-slice}
+rounds=${ROUNDS:-1}
 shared=${SHARED:-../shared/tasks}
 cargo build --release -q --example sbibm
 for task in $tasks; do
@@ -25,10 +27,10 @@ for task in $tasks; do
     esac
     for i in $obs; do
       line=$(./target/release/examples/sbibm --task "$task" --method "$method" "${extra[@]}" \
-        --simulations "$sims" --samples 10000 --seed "$i" --quiet true \
+        --simulations "$sims" --samples 10000 --seed "$i" --quiet true --rounds "$rounds" \
         --observation-file "$shared/$task/obs$i/observation.csv" \
         --reference-file "$shared/$task/obs$i/reference_posterior_samples.csv" | tr '\n' ' ')
-      echo "task=$task method=$method setting=$setting obs=$i $line"
+      echo "task=$task method=$method setting=$setting rounds=$rounds obs=$i $line"
     done
   done
 done

@@ -57,7 +57,9 @@ pub mod prelude {
         Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,
     };
     pub use crate::flows::{DensityEstimator, MafConfig};
-    pub use crate::inference::{Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Samples};
+    pub use crate::inference::{
+        Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Rounds, Samples, SequentialRun,
+    };
     pub use crate::mdn::MdnConfig;
     pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries};
     pub use crate::nn::EmbeddingNet;

@@ -132,6 +132,24 @@ impl Simulations {
         P::from_rows(&self.theta)
     }
 
+    /// Appends the rows (and excluded simulations) of `other`, a run of the same model.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the parameters' names or the observations' shape differ.
+    pub fn append(&mut self, other: &Simulations) -> Result<()> {
+        if other.param_names != self.param_names || other.x_shape != self.x_shape {
+            return Err(Error::Config(format!(
+                "cannot append simulations of parameters {:?} and shape {} to ones of {:?} and {}",
+                other.param_names, other.x_shape, self.param_names, self.x_shape
+            )));
+        }
+        self.theta.extend_from_slice(&other.theta);
+        self.x.extend_from_slice(&other.x);
+        self.index.extend_from_slice(&other.index);
+        self.invalid.extend(other.invalid.iter().cloned());
+        Ok(())
+    }
+
     /// Counts of excluded simulations by cause.
     pub fn invalid_counts(&self) -> InvalidCounts {
         let mut c = InvalidCounts::default();

@@ -6,6 +6,8 @@
 //!   `∝ Π_k q(x_k | θ) p(θ)` is sampled by MCMC.
 //! - [`Nre`]: neural ratio estimation, a classifier whose logit estimates
 //!   `log p(x | θ) / p(x)`; the posterior `∝ exp(Σ_k logit(θ, x_k)) p(θ)` is sampled by MCMC.
+//! - [`sequential`]: several rounds for one observation (TSNPE, SNLE, SNRE), each
+//!   simulating where the last round's posterior puts its mass.
 
 pub mod nle;
 pub mod npe;
@@ -13,12 +15,14 @@ pub mod nre;
 mod samples;
 mod saved;
 pub mod scored;
+pub mod sequential;
 
 pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior, NpePotential};
 pub use nre::{Nre, NrePosterior, NreVariant};
 pub use samples::Samples;
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};
+pub use sequential::{Round, Rounds, SequentialRun};
 
 use serde::{Deserialize, Serialize};
 

@@ -7,6 +7,7 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
 use crate::model::{Shape, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore, matrix};
@@ -85,6 +86,29 @@ impl Nle {
             sampler: self.sampler.clone().with_seed(self.training.seed),
             range_check: true,
         })
+    }
+
+    /// Sequential NLE (SNLE) for the observation `x_o`: round 1 simulates from the
+    /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
+    /// every round retrains on all simulations so far. See [`crate::inference::sequential`].
+    ///
+    /// # Errors
+    /// As [`Nle::train`]; the sampler's errors; [`Error::Config`] for no rounds;
+    /// [`Error::Observation`] for a bad `x_o`.
+    pub fn train_rounds<M: Simulator>(
+        &self,
+        model: &M,
+        x_o: &[f64],
+        rounds: &Rounds,
+    ) -> Result<SequentialRun<NlePosterior<M::Prior>>> {
+        sequential::run_rounds(
+            model,
+            x_o,
+            sequential::Observed::Trials,
+            rounds,
+            |sims| self.train(model, sims),
+            |posterior, n, seed| sequential::posterior_draws(posterior, x_o, n, seed),
+        )
     }
 }
 

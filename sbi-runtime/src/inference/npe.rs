@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Shape, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore, matrix, to_f64};
@@ -88,11 +89,35 @@ impl Npe {
             range_check: true,
         })
     }
+
+    /// Truncated sequential NPE (TSNPE) for the observation `x_o`: round 1 simulates from
+    /// the prior; each later round from the prior truncated to the last posterior's region
+    /// of highest density at `x_o` (all but 10⁻⁴ of its mass); every round retrains on all
+    /// simulations so far. See [`crate::inference::sequential`].
+    ///
+    /// # Errors
+    /// As [`Npe::train`]; [`Error::Config`] for no rounds, or when the truncated region
+    /// holds too little of the prior to draw from; [`Error::Observation`] for a bad `x_o`.
+    pub fn train_rounds<M: Simulator>(
+        &self,
+        model: &M,
+        x_o: &[f64],
+        rounds: &Rounds,
+    ) -> Result<SequentialRun<NpePosterior<M::Prior>>> {
+        sequential::run_rounds(
+            model,
+            x_o,
+            sequential::Observed::One,
+            rounds,
+            |sims| self.train(model, sims),
+            |posterior, n, seed| sequential::truncated_prior(posterior, x_o, n, seed),
+        )
+    }
 }
 
 /// A trained NPE posterior for one model.
 pub struct NpePosterior<P: Prior> {
-    prior: P,
+    pub(crate) prior: P,
     estimator: ConditionalEstimator,
     x_shape: Shape,
     x_range: FeatureRange,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::flows::Standardizer;
+use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
 use crate::model::Simulator;
 use crate::nn::{ParamStore, ResidualNet, matrix};
@@ -169,6 +170,29 @@ impl Nre {
             sampler: self.sampler.clone().with_seed(self.training.seed),
             range_check: true,
         })
+    }
+
+    /// Sequential NRE (SNRE) for the observation `x_o`: round 1 simulates from the
+    /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
+    /// every round retrains on all simulations so far. See [`crate::inference::sequential`].
+    ///
+    /// # Errors
+    /// As [`Nre::train`]; the sampler's errors; [`Error::Config`] for no rounds;
+    /// [`Error::Observation`] for a bad `x_o`.
+    pub fn train_rounds<M: Simulator>(
+        &self,
+        model: &M,
+        x_o: &[f64],
+        rounds: &Rounds,
+    ) -> Result<SequentialRun<NrePosterior<M::Prior>>> {
+        sequential::run_rounds(
+            model,
+            x_o,
+            sequential::Observed::Trials,
+            rounds,
+            |sims| self.train(model, sims),
+            |posterior, n, seed| sequential::posterior_draws(posterior, x_o, n, seed),
+        )
     }
 }
 

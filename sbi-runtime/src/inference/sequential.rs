@@ -1,0 +1,220 @@
+//! Multi-round (sequential) inference for one observation `x_o`: the first round simulates
+//! from the prior; each later round simulates from a proposal focused on `x_o`, built from
+//! the previous round's posterior, and retrains on every simulation so far.
+//!
+//! - NPE: truncated sequential NPE (TSNPE, Deistler et al. 2022). The proposal is the prior
+//!   truncated to the highest-density region of the last posterior at `x_o` that holds all
+//!   but `10⁻⁴` of its mass. Within that region the truncated prior is proportional to the
+//!   prior, so NPE's ordinary loss stays valid: no importance weights, no atomic loss.
+//! - NLE (SNLE, Papamakarios et al. 2019): the proposal is the last posterior at `x_o`,
+//!   drawn by its sampler. The likelihood `q(x | θ)` does not depend on where θ came from.
+//! - NRE (SNRE, Durkan et al. 2020): the same proposal. The classifier then estimates
+//!   `p(x | θ) / p̃(x)` for the proposals' marginal `p̃`, still `p(x | θ)` up to a factor
+//!   constant in θ, so the posterior remains prior × ratio (as `sbi`'s SNRE).
+
+use crate::error::{Error, Result};
+use crate::inference::{NpePosterior, PotentialPosterior, TrialScore};
+use crate::model::{Prior, Simulator};
+use crate::rng::stream_rng;
+use crate::simulate::{Simulations, simulate, simulate_from_flat};
+
+/// Posterior mass left outside TSNPE's truncation region (the paper's ε).
+pub const TRUNCATION_MASS: f64 = 1e-4;
+/// Posterior draws that place the truncation threshold.
+const THRESHOLD_DRAWS: usize = 10_000;
+/// Prior draws allowed per accepted proposal before TSNPE gives up: the region would hold
+/// less than 0.1% of the prior.
+const MAX_PRIOR_DRAWS_PER_PROPOSAL: usize = 1_000;
+
+/// How many rounds, and how many simulations in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rounds {
+    /// Number of rounds (1 is ordinary, single-round inference).
+    pub rounds: usize,
+    /// Simulations per round.
+    pub simulations_per_round: usize,
+    /// Seed of the simulations and proposals (round `r` uses streams derived from `seed + r`).
+    pub seed: u64,
+    /// Show simulation progress.
+    pub progress: bool,
+}
+
+impl Rounds {
+    /// `rounds` rounds of `simulations_per_round` simulations, seed 0, with progress.
+    pub fn new(rounds: usize, simulations_per_round: usize) -> Self {
+        Rounds { rounds, simulations_per_round, seed: 0, progress: true }
+    }
+
+    /// A budget of `total` simulations split evenly over `rounds` rounds.
+    pub fn split(total: usize, rounds: usize) -> Self {
+        Self::new(rounds, total / rounds.max(1))
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Shows or hides simulation progress.
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.progress = show;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.rounds == 0 || self.simulations_per_round == 0 {
+            return Err(Error::Config(format!(
+                "sequential inference needs at least one round of at least one simulation, got {} rounds of {}",
+                self.rounds, self.simulations_per_round
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One round: the posterior trained after it and the simulations it added.
+pub struct Round<Post> {
+    /// The posterior trained on this round's and all earlier rounds' simulations.
+    pub posterior: Post,
+    /// The simulations of this round (from the prior in round 1, from the proposal later).
+    pub simulations: Simulations,
+}
+
+/// Every round of a sequential run, in order.
+pub struct SequentialRun<Post> {
+    /// The rounds.
+    pub rounds: Vec<Round<Post>>,
+}
+
+impl<Post> SequentialRun<Post> {
+    /// The last round's posterior: the result.
+    pub fn posterior(&self) -> &Post {
+        &self.rounds.last().expect("a run has at least one round").posterior
+    }
+
+    /// The last round's posterior, by value.
+    pub fn into_posterior(self) -> Post {
+        self.rounds.into_iter().last().expect("a run has at least one round").posterior
+    }
+}
+
+/// What an observation for sequential inference may be: one simulation's values, or (for
+/// NLE and NRE) several iid trials of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Observed {
+    One,
+    Trials,
+}
+
+/// Checks `x_o` against the first round's simulations before any training: the right
+/// number of values, all finite.
+fn check_observation(x_o: &[f64], sims: &Simulations, observed: Observed) -> Result<()> {
+    let f = sims.x_dim();
+    let fits = match observed {
+        Observed::One => x_o.len() == f,
+        Observed::Trials => !x_o.is_empty() && x_o.len() % f == 0,
+    };
+    if !fits {
+        return Err(Error::Observation(format!(
+            "the observation has {} values; a simulation of shape {} has {f}",
+            x_o.len(),
+            sims.x_shape
+        )));
+    }
+    if let Some(j) = x_o.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Observation(format!("value {j} is {}", x_o[j])));
+    }
+    Ok(())
+}
+
+/// The rounds' loop: simulate (prior, then `propose`), append, retrain.
+pub(crate) fn run_rounds<M: Simulator, Post>(
+    model: &M,
+    x_o: &[f64],
+    observed: Observed,
+    rounds: &Rounds,
+    mut train: impl FnMut(&Simulations) -> Result<Post>,
+    mut propose: impl FnMut(&Post, usize, u64) -> Result<Vec<f64>>,
+) -> Result<SequentialRun<Post>> {
+    rounds.validate()?;
+    let n = rounds.simulations_per_round;
+    let mut out: Vec<Round<Post>> = Vec::with_capacity(rounds.rounds);
+    let mut all: Option<Simulations> = None;
+    for r in 0..rounds.rounds {
+        let seed = rounds.seed.wrapping_add(r as u64);
+        let sims = match out.last() {
+            None => {
+                let sims = simulate(model, n).seed(seed).progress(rounds.progress).run()?;
+                check_observation(x_o, &sims, observed)?;
+                sims
+            }
+            Some(last) => {
+                let theta = propose(&last.posterior, n, seed)?;
+                simulate_from_flat(model, &theta).seed(seed).progress(rounds.progress).run()?
+            }
+        };
+        let pooled = match all.take() {
+            None => sims.clone(),
+            Some(mut a) => {
+                a.append(&sims)?;
+                a
+            }
+        };
+        let posterior = train(&pooled)?;
+        all = Some(pooled);
+        out.push(Round { posterior, simulations: sims });
+    }
+    Ok(SequentialRun { rounds: out })
+}
+
+/// TSNPE's proposal: `n` prior draws inside the region where `log q(θ | x_o)` exceeds its
+/// [`TRUNCATION_MASS`] quantile under the posterior itself.
+pub(crate) fn truncated_prior<P: Prior>(
+    posterior: &NpePosterior<P>,
+    x_o: &[f64],
+    n: usize,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    let d = posterior.prior.dim();
+    let draws = posterior.sample_with_seed(x_o, THRESHOLD_DRAWS, seed)?;
+    let mut lq = posterior.log_prob(&draws.values, x_o, 0)?;
+    lq.sort_by(f64::total_cmp);
+    let threshold = lq[((TRUNCATION_MASS * lq.len() as f64) as usize).min(lq.len() - 1)];
+    let mut rng = stream_rng(seed, 0x7473_6e70);
+    let mut out = Vec::with_capacity(n * d);
+    let mut drawn = 0usize;
+    let batch = n.clamp(1_000, 100_000);
+    let mut theta = vec![0.0; batch * d];
+    while out.len() < n * d {
+        if drawn >= n.saturating_mul(MAX_PRIOR_DRAWS_PER_PROPOSAL) {
+            return Err(Error::Config(format!(
+                "TSNPE: the truncated region holds too little of the prior ({} of {drawn} prior draws accepted); \
+                 use more simulations per round or fewer rounds",
+                out.len() / d
+            )));
+        }
+        for row in theta.chunks_exact_mut(d) {
+            posterior.prior.sample_flat(&mut rng, row)?;
+        }
+        drawn += batch;
+        let lp = posterior.log_prob(&theta, x_o, 0)?;
+        for (row, l) in theta.chunks_exact(d).zip(lp) {
+            if l >= threshold && out.len() < n * d {
+                out.extend_from_slice(row);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// SNLE's and SNRE's proposal: `n` draws of the posterior at `x_o` with its sampler, seeded.
+pub(crate) fn posterior_draws<P: Prior, S: TrialScore>(
+    posterior: &PotentialPosterior<P, S>,
+    x_o: &[f64],
+    n: usize,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    let potential = posterior.potential(x_o)?;
+    Ok(posterior.sampler.clone().with_seed(seed).run(&posterior.prior, &potential, n)?.into_samples().values)
+}

@@ -1,0 +1,101 @@
+//! Sequential (multi-round) inference for one observation: TSNPE, SNLE and SNRE recover
+//! closed-form posteriors, later rounds simulate where the posterior lies, and bad settings
+//! or observations are typed errors before any training.
+//!
+//! Tolerances are those of the single-round tests (a quarter posterior standard deviation
+//! for means, 25% for variances), plus five Monte Carlo standard errors for MCMC draws.
+
+#[path = "../examples/models/mod.rs"]
+mod models;
+
+use models::gaussian_linear::{GaussianLinear, POSTERIOR_VARIANCE, posterior_mean};
+use sbi_runtime::prelude::*;
+use sbi_runtime::samplers::SamplerRun;
+
+fn quick() -> TrainConfig {
+    TrainConfig::default().with_progress(false).with_seed(3)
+}
+
+fn rounds(n: usize, per_round: usize) -> Rounds {
+    Rounds::new(n, per_round).with_seed(1).with_progress(false)
+}
+
+fn observation() -> Vec<f64> {
+    let table = sbi_runtime::io::read_csv(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/gaussian_linear_observations.csv"
+    ))
+    .unwrap();
+    table.row(0).to_vec()
+}
+
+/// The share of rows of `theta` (10 columns) farther than `radius²` (squared) from `centre`.
+fn share_beyond(theta: &[f64], centre: &[f64], radius2: f64) -> f64 {
+    let rows = theta.len() / 10;
+    let d2 = |r: &[f64]| r.iter().zip(centre).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
+    theta.chunks_exact(10).filter(|r| d2(r) > radius2).count() as f64 / rows as f64
+}
+
+/// TSNPE, two rounds of 3,000 on gaussian_linear: the final posterior matches the closed
+/// form, and the second round's parameters stay inside the region holding all but 10⁻⁴ of
+/// the posterior: a squared distance of χ²₁₀(1 − 10⁻⁴) · 0.05 ≈ 1.78 from its mean, 2.5 with
+/// room for the first round's estimation error, where many prior draws lie beyond.
+#[test]
+fn tsnpe_matches_the_closed_form_and_focuses_its_simulations() {
+    let x_o = observation();
+    let run = Npe::default().with_training(quick()).train_rounds(&GaussianLinear, &x_o, &rounds(2, 3_000)).unwrap();
+    assert_eq!(run.rounds.len(), 2);
+    let truth = posterior_mean(&x_o);
+    let (first, second) = (&run.rounds[0].simulations, &run.rounds[1].simulations);
+    assert_eq!((first.len(), second.len()), (3_000, 3_000));
+    let (prior, truncated) = (share_beyond(&first.theta, &truth, 2.5), share_beyond(&second.theta, &truth, 2.5));
+    assert!(prior > 0.05 && truncated < 0.01, "beyond the region: prior draws {prior}, round 2 {truncated}");
+
+    let draws = run.posterior().sample_flat(&x_o, 10_000).unwrap();
+    let (mean, cov) = (draws.mean(), draws.covariance());
+    let sd = POSTERIOR_VARIANCE.sqrt();
+    for k in 0..10 {
+        assert!((mean[k] - truth[k]).abs() < 0.25 * sd, "mean[{k}] = {}, closed form {}", mean[k], truth[k]);
+        let v = cov[k * 10 + k];
+        assert!((v / POSTERIOR_VARIANCE - 1.0).abs() < 0.25, "var[{k}] = {v}");
+    }
+}
+
+/// SNLE and SNRE, two rounds of 2,000 on gaussian_linear: the closed form again.
+#[test]
+fn snle_and_snre_match_the_closed_form() {
+    let x_o = observation();
+    let sampler = Sampler::Mcmc(McmcConfig::default().with_progress(false));
+    let nle = Nle::default().with_training(quick()).with_sampler(sampler.clone());
+    let nre = Nre::default().with_training(quick()).with_sampler(sampler);
+    let snle = nle.train_rounds(&GaussianLinear, &x_o, &rounds(2, 2_500)).unwrap().into_posterior();
+    let snre = nre.train_rounds(&GaussianLinear, &x_o, &rounds(2, 5_000)).unwrap().into_posterior();
+    let truth = posterior_mean(&x_o);
+    let sd = POSTERIOR_VARIANCE.sqrt();
+    for (what, run) in
+        [("SNLE", snle.sample_run(&x_o, 5_000).unwrap()), ("SNRE", snre.sample_run(&x_o, 5_000).unwrap())]
+    {
+        let SamplerRun::Mcmc(r) = &run else { panic!("MCMC") };
+        let (mean, cov) = (r.samples.mean(), r.samples.covariance());
+        for k in 0..10 {
+            let tol = 0.25 * sd + 5.0 * sd / r.ess[k].sqrt();
+            assert!((mean[k] - truth[k]).abs() < tol, "{what}: mean[{k}] = {}, closed form {}", mean[k], truth[k]);
+            let v = cov[k * 10 + k];
+            let tol = 0.25 + 5.0 * (2.0 / r.ess[k]).sqrt();
+            assert!((v / POSTERIOR_VARIANCE - 1.0).abs() < tol, "{what}: var[{k}] = {v}");
+        }
+    }
+}
+
+#[test]
+fn bad_rounds_and_observations_are_typed_errors() {
+    let x_o = observation();
+    let npe = Npe::default().with_training(quick().with_max_epochs(2));
+    assert!(matches!(npe.train_rounds(&GaussianLinear, &x_o, &rounds(0, 100)), Err(Error::Config(_))));
+    assert!(matches!(npe.train_rounds(&GaussianLinear, &x_o, &rounds(2, 0)), Err(Error::Config(_))));
+    assert!(matches!(npe.train_rounds(&GaussianLinear, &x_o[..3], &rounds(2, 100)), Err(Error::Observation(_))));
+    let mut nan = x_o.clone();
+    nan[2] = f64::NAN;
+    let nle = Nle::default().with_training(quick().with_max_epochs(2));
+    assert!(matches!(nle.train_rounds(&GaussianLinear, &nan, &rounds(2, 100)), Err(Error::Observation(_))));
+}
