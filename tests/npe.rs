@@ -248,6 +248,37 @@ fn structured_embeddings_train_save_and_check_shapes() {
     }
 }
 
+/// Simulations of 1 to 50 trials keep their absent trials as NaN rows; DeepSets trains on
+/// them; an observation may hold any number of trials up to 50 (padded, or given padded);
+/// other embeddings, NLE and partly missing trials are refused with typed errors.
+#[test]
+fn a_varying_number_of_trials_is_masked() {
+    use models::measurement::{MAX_TRIALS, MeasurementTrials};
+    let model = MeasurementTrials { trials: 0 };
+    let sims = simulate(&model, 600).seed(6).progress(false).run().unwrap();
+    assert_eq!(sims.len(), 600, "absent trials do not make a simulation invalid");
+    let absent = sims.x.chunks_exact(MAX_TRIALS).map(|r| r.iter().filter(|v| v.is_nan()).count());
+    assert!(absent.clone().any(|a| a > 0) && absent.clone().all(|a| a < MAX_TRIALS));
+
+    let npe = Npe::default()
+        .with_embedding(EmbeddingNet::DeepSets { hidden: vec![16], output: 4 })
+        .with_training(quick().with_max_epochs(3));
+    let posterior = npe.train(&model, &sims).unwrap();
+    let few = [0.9, 1.3, 0.4];
+    let mut padded = few.to_vec();
+    padded.resize(MAX_TRIALS, f64::NAN);
+    assert_eq!(posterior.sample_flat(&few, 100).unwrap(), posterior.sample_flat(&padded, 100).unwrap());
+    padded[10] = 0.5; // a trial after an absent one: still a set of four
+    assert!(posterior.sample_flat(&padded, 10).is_ok());
+    assert!(matches!(posterior.sample_flat(&[f64::NAN; MAX_TRIALS], 10), Err(Error::Observation(_))));
+    assert!(matches!(posterior.sample_flat(&[0.1; MAX_TRIALS + 1], 10), Err(Error::Observation(_))));
+
+    let identity = Npe::default().with_training(quick().with_max_epochs(1)).train(&model, &sims);
+    assert!(matches!(&identity, Err(Error::Config(m)) if m.contains("DeepSets")), "{:?}", identity.err());
+    let nle = Nle::default().with_training(quick().with_max_epochs(1)).train(&model, &sims);
+    assert!(matches!(nle, Err(Error::Config(_))));
+}
+
 /// NPE's density as a potential: slice-sampling MCMC on it draws the same distribution as
 /// direct sampling (C2ST near 0.5; two samples of 2,000 from one distribution score within
 /// 0.5 ± 0.03 at 3 standard deviations of a chance classifier, plus a little for overfitting).

@@ -220,3 +220,32 @@ fn an_interrupted_run_resumes_without_redoing_work() {
     let err = simulate(&fresh_model, n + 1).seed(21).checkpoint(&ckpt).progress(false).run().unwrap_err();
     assert!(matches!(&err, Error::File { reason, .. } if reason.contains("size")), "{err}");
 }
+
+/// Two features, up to three trials: the second trial is absent (all NaN) when θ > 0.5,
+/// and partly NaN when θ < 0.1.
+#[simulator]
+fn gappy(rng: &mut impl Rng) -> VarTrials<2, 3> {
+    let theta = sample!(Uniform(0.0, 1.0));
+    let noise: f64 = rng.random();
+    if theta < 0.1 {
+        VarTrials(vec![[theta, noise], [f64::NAN, 1.0]])
+    } else if theta > 0.5 {
+        VarTrials(vec![[theta, noise]])
+    } else {
+        VarTrials(vec![[theta, noise], [noise, theta], [1.0, 2.0]])
+    }
+}
+
+/// Whole absent trials are data; a trial only partly NaN makes the simulation invalid.
+#[test]
+fn absent_trials_are_kept_and_partial_ones_are_invalid() {
+    let sims = simulate(&Gappy, 2_000).seed(3).progress(false).run().unwrap();
+    assert_eq!(sims.x_shape, Shape::Trials { trials: 3, features: 2 });
+    let counts = sims.invalid_counts();
+    assert!(counts.nan > 100 && counts.nan < 300, "{counts:?}");
+    assert_eq!(sims.len() + counts.nan, 2_000);
+    for (theta, x) in sims.theta.iter().zip(sims.x.chunks_exact(6)) {
+        assert!(*theta >= 0.1);
+        assert_eq!(x[2..].iter().all(|v| v.is_nan()), *theta > 0.5);
+    }
+}

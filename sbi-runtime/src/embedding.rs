@@ -5,7 +5,7 @@
 //! - [`Cnn1d`]: a 1-D CNN over a time series (`Shape::Sequence`, `len × channels`);
 //! - [`Cnn2d`]: a 2-D CNN over images (`Shape::Image`, `channels × height × width`);
 //! - [`DeepSets`]: a permutation-invariant network over iid trials (`Shape::Trials`):
-//!   `ρ(mean_k φ(x_k))`;
+//!   `ρ(mean_k φ(x_k))` over the trials present (absent ones are NaN rows and masked out);
 //! - [`Gru`]: a gated recurrent network over a time series (candle-nn's GRU), its last state.
 //!
 //! Each is chosen through [`crate::nn::EmbeddingNet`], which checks at configuration time
@@ -311,12 +311,19 @@ impl DeepSets {
 }
 
 impl Embedding for DeepSets {
+    /// Absent trials (rows of NaN, from [`VarTrials`](crate::model::VarTrials)) are left out
+    /// of the mean.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let b = x.dim(0)?;
+        let rows = x.reshape((b * self.trials, self.features))?;
+        let finite = rows.eq(&rows)?; // 0 where NaN
+        let present = finite.min_keepdim(1)?.to_dtype(x.dtype())?; // [B·T, 1]
+        let clean = finite.where_cond(&rows, &rows.zeros_like()?)?;
         // φ's last layer is linear in `Mlp`; the ReLU after it makes every layer nonlinear.
-        let per_trial = self.phi.forward(&x.reshape((b * self.trials, self.features))?)?.relu()?;
-        let pooled = per_trial.reshape((b, self.trials, ()))?.mean(1)?;
-        self.rho.forward(&pooled)
+        let per_trial = self.phi.forward(&clean)?.relu()?.broadcast_mul(&present)?;
+        let sum = per_trial.reshape((b, self.trials, ()))?.sum(1)?;
+        let count = present.reshape((b, self.trials))?.sum_keepdim(1)?.clamp(1.0, f64::MAX)?;
+        self.rho.forward(&sum.broadcast_div(&count)?)
     }
 }
 
@@ -472,6 +479,34 @@ mod tests {
         }
         let other = e.forward(&noise(5, 2, 21)).unwrap().to_vec2::<f32>().unwrap();
         assert_ne!(a, other);
+    }
+
+    /// Absent trials (NaN rows) do not change DeepSets' output: three trials padded to seven
+    /// give the features of the same three trials with the others absent in another order,
+    /// and gradients stay finite.
+    #[test]
+    fn deep_sets_mask_absent_trials() {
+        let (net, shape) = cases().remove(2); // 7 trials of 3 features
+        let store = ParamStore::new(6);
+        let (e, _) = net.build(store.var_builder(), &shape).unwrap();
+        let present = noise(12, 1, 9).to_vec2::<f32>().unwrap().remove(0);
+        let nan = [f32::NAN; 3];
+        let pad = |order: &[usize]| -> Vec<f32> {
+            order.iter().flat_map(|&t| if t < 3 { present[3 * t..3 * t + 3].to_vec() } else { nan.to_vec() }).collect()
+        };
+        let a = Tensor::from_vec(pad(&[0, 1, 2, 3, 4, 5, 6]), (1, 21), &candle_core::Device::Cpu).unwrap();
+        let b = Tensor::from_vec(pad(&[5, 2, 3, 0, 6, 1, 4]), (1, 21), &candle_core::Device::Cpu).unwrap();
+        let (ya, yb) = (e.forward(&a).unwrap(), e.forward(&b).unwrap());
+        let diff = (&ya - &yb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "{diff}");
+        let grads = ya.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, t) in store.named_tensors() {
+            let g = grads.get(&t).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(g.is_finite(), "{name}: {g}");
+        }
+        // All seven present differs from three.
+        let full = noise(13, 1, 21);
+        assert!(e.forward(&full).unwrap().to_vec2::<f32>().unwrap() != ya.to_vec2::<f32>().unwrap());
     }
 
     /// A network applied to data of the wrong shape is refused before anything is built.

@@ -378,23 +378,30 @@ pub struct Standardizer {
 impl Standardizer {
     /// Statistics of `values` (`rows × cols` row-major).
     pub fn fit(values: &[f64], cols: usize) -> Standardizer {
-        let rows = values.len() / cols.max(1);
-        let mut mean = vec![0.0; cols];
+        // NaN values (absent trials) are left out; a column without values keeps (0, 1).
+        let mut sum = vec![0.0; cols];
+        let mut count = vec![0usize; cols];
         for row in values.chunks_exact(cols) {
-            for (m, v) in mean.iter_mut().zip(row) {
-                *m += v;
+            for ((s, c), v) in sum.iter_mut().zip(count.iter_mut()).zip(row) {
+                if !v.is_nan() {
+                    *s += v;
+                    *c += 1;
+                }
             }
         }
-        mean.iter_mut().for_each(|m| *m /= rows.max(1) as f64);
+        let mean: Vec<f64> = sum.iter().zip(&count).map(|(s, &c)| if c > 0 { s / c as f64 } else { 0.0 }).collect();
         let mut var = vec![0.0; cols];
         for row in values.chunks_exact(cols) {
             for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (v - m) * (v - m);
+                if !v.is_nan() {
+                    *s += (v - m) * (v - m);
+                }
             }
         }
         let std = var
             .iter()
-            .map(|s| (s / (rows.saturating_sub(1)).max(1) as f64).sqrt())
+            .zip(&count)
+            .map(|(s, &c)| (s / (c.saturating_sub(1)).max(1) as f64).sqrt())
             .map(|s| if s < 1e-14 { 1.0 } else { s })
             .collect();
         Standardizer { mean, std }

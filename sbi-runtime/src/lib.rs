@@ -47,7 +47,7 @@ pub mod transforms;
 
 pub use distributions::{IntoDistribution, PriorDistribution};
 pub use error::{Error, InvalidKind, Result};
-pub use model::{Observation, Parameters, Prior, Shape, Simulator, SiteVisitor, TimeSeries};
+pub use model::{Observation, Parameters, Prior, Shape, Simulator, SiteVisitor, TimeSeries, VarTrials};
 pub use sbi_macros::{sample, simulator};
 pub use simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
 
@@ -61,7 +61,7 @@ pub mod prelude {
         Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Rounds, Samples, SequentialRun,
     };
     pub use crate::mdn::MdnConfig;
-    pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries};
+    pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries, VarTrials};
     pub use crate::nn::EmbeddingNet;
     pub use crate::nsf::NsfConfig;
     pub use crate::samplers::{ChainInit, ImportanceConfig, McmcConfig, McmcMethod, Sampler};

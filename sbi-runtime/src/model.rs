@@ -194,6 +194,47 @@ impl<const F: usize> Observation for Vec<[f64; F]> {
     }
 }
 
+/// Between 1 and `MAX` iid trials of `F` values each, their number varying from one
+/// simulation to the next (an observation of shape `Trials { trials: MAX, features: F }`).
+/// Absent trials are written as rows of NaN, which the [`DeepSets`](crate::nn::EmbeddingNet)
+/// embedding masks out; more than `MAX` trials is a shape error at simulation time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarTrials<const F: usize, const MAX: usize>(pub Vec<[f64; F]>);
+
+impl<const F: usize, const MAX: usize> Observation for VarTrials<F, MAX> {
+    fn shape(&self) -> Shape {
+        Shape::Trials { trials: MAX, features: F }
+    }
+    fn write_flat(&self, out: &mut Vec<f64>) {
+        self.0.iter().for_each(|t| out.extend_from_slice(t));
+        let absent = MAX.saturating_sub(self.0.len());
+        out.extend(std::iter::repeat_n(f64::NAN, absent * F));
+    }
+}
+
+/// For observations of trials: each trial's values, with `None` for an absent trial (all
+/// NaN). Other shapes, or a trial only partly NaN, give `Err(position)` of a NaN value.
+pub(crate) fn present_trials<'a>(shape: &Shape, x: &'a [f64]) -> std::result::Result<Vec<Option<&'a [f64]>>, usize> {
+    let Shape::Trials { features, .. } = *shape else {
+        return match x.iter().position(|v| v.is_nan()) {
+            Some(j) => Err(j),
+            None => Ok(vec![Some(x)]),
+        };
+    };
+    x.chunks(features.max(1))
+        .enumerate()
+        .map(|(t, trial)| {
+            if trial.iter().all(|v| v.is_nan()) {
+                Ok(None)
+            } else if let Some(j) = trial.iter().position(|v| v.is_nan()) {
+                Err(t * features + j)
+            } else {
+                Ok(Some(trial))
+            }
+        })
+        .collect()
+}
+
 /// A time series of `C` channels per step (an observation of shape `Sequence`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeSeries<const C: usize>(pub Vec<[f64; C]>);

@@ -587,7 +587,13 @@ impl Partial {
                         self.scratch.len(),
                     ));
                 }
-                let kind = if self.scratch.iter().any(|v| v.is_nan()) {
+                // NaN marks a failed simulation, except whole absent trials (`VarTrials`)
+                // when at least one trial is present.
+                let nan_ok = match crate::model::present_trials(&shape, &self.scratch) {
+                    Ok(trials) => trials.iter().any(Option::is_some),
+                    Err(_) => false,
+                };
+                let kind = if !nan_ok {
                     Some(InvalidKind::Nan)
                 } else if self.scratch.iter().any(|v| v.is_infinite()) {
                     Some(InvalidKind::Infinite)

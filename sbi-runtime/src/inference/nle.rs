@@ -61,6 +61,12 @@ impl Nle {
     /// [`Error::TrainingDiverged`]; tensor errors.
     pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NlePosterior<M::Prior>> {
         let prior = crate::inference::checked_prior(model, sims, "NLE")?;
+        if sims.x.iter().any(|v| v.is_nan()) {
+            return Err(Error::Config(
+                "the simulations have absent trials: NLE and NRE take one trial per simulation and add up trials themselves"
+                    .into(),
+            ));
+        }
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
         let spec = EstimatorSpec {

@@ -64,6 +64,11 @@ impl Npe {
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(d).map_err(|e| Error::Config(e.to_string()))?;
         self.embedding.validate(&sims.x_shape)?;
+        if sims.x.iter().any(|v| v.is_nan()) && !matches!(self.embedding, EmbeddingNet::DeepSets { .. }) {
+            return Err(Error::Config(
+                "the simulations have absent trials (a varying number of them): use the DeepSets embedding".into(),
+            ));
+        }
         let spec = EstimatorSpec {
             estimator: self.estimator.clone(),
             embedding: self.embedding.describe(),
@@ -148,7 +153,7 @@ impl<P: Prior> NpePosterior<P> {
 
     /// As [`NpePosterior::sample_flat`], with an explicit seed instead of the posterior's.
     pub fn sample_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> Result<Samples> {
-        Ok(self.sample_many_seeded(x_o, n, seed)?.remove(0))
+        Ok(self.sample_many_seeded(&self.padded(x_o), n, seed)?.remove(0))
     }
 
     /// Bounds the proposals of rejection sampling (default `100·n + 100,000` for `n` draws).
@@ -168,7 +173,31 @@ impl<P: Prior> NpePosterior<P> {
         if x_o.len() != c {
             return Err(Error::Observation(format!("expected {c} values (shape {}), got {}", self.x_shape, x_o.len())));
         }
-        self.x_range.check(x_o, self.range_check)
+        // Trials may be absent (NaN rows) when the model has a varying number of them.
+        let trials = crate::model::present_trials(&self.x_shape, x_o)
+            .map_err(|j| Error::Observation(format!("value {j} is NaN (only whole trials may be absent)")))?;
+        if trials.iter().all(Option::is_none) {
+            return Err(Error::Observation("no trial is present".into()));
+        }
+        for trial in trials.into_iter().flatten() {
+            self.x_range.check(trial, self.range_check)?;
+        }
+        Ok(())
+    }
+
+    /// An observation of fewer trials than the model's maximum, padded with absent (NaN)
+    /// trials; any other observation unchanged.
+    fn padded<'a>(&self, x_o: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
+        match self.x_shape {
+            Shape::Trials { trials, features }
+                if !x_o.is_empty() && x_o.len() < trials * features && x_o.len() % features == 0 =>
+            {
+                let mut v = x_o.to_vec();
+                v.resize(trials * features, f64::NAN);
+                std::borrow::Cow::Owned(v)
+            }
+            _ => std::borrow::Cow::Borrowed(x_o),
+        }
     }
 
     /// `n` draws from `q(θ | x_o)` inside the prior's support, as typed parameters.
@@ -181,9 +210,10 @@ impl<P: Prior> NpePosterior<P> {
     /// # Errors
     /// [`Error::Observation`] for an observation of the wrong size, with non-finite values or
     /// outside the training range; [`Error::SamplingBudget`] when too few proposals land in
-    /// the prior's support.
+    /// the prior's support. For a model of a varying number of trials (`VarTrials`), `x_o`
+    /// may hold fewer trials than the maximum.
     pub fn sample_flat(&self, x_o: &[f64], n: usize) -> Result<Samples> {
-        Ok(self.sample_many(x_o, n)?.remove(0))
+        Ok(self.sample_many(&self.padded(x_o), n)?.remove(0))
     }
 
     /// `n` draws for each of several observations (`k × numel` row-major), drawn together.
@@ -289,7 +319,8 @@ impl<P: Prior> NpePosterior<P> {
     /// # Errors
     /// As [`NpePosterior::sample_flat`] for a bad observation.
     pub fn potential<'a>(&'a self, x_o: &'a [f64]) -> Result<NpePotential<'a, P>> {
-        self.check_observation(x_o)?;
+        let x_o = self.padded(x_o);
+        self.check_observation(&x_o)?;
         Ok(NpePotential { posterior: self, x_o })
     }
 
@@ -367,7 +398,7 @@ impl<P: Prior> NpePosterior<P> {
 /// An NPE posterior's density at one observation, as a potential (see [`NpePosterior::potential`]).
 pub struct NpePotential<'a, P: Prior> {
     posterior: &'a NpePosterior<P>,
-    x_o: &'a [f64],
+    x_o: std::borrow::Cow<'a, [f64]>,
 }
 
 impl<P: Prior> NpePotential<'_, P> {

@@ -154,6 +154,12 @@ impl Nre {
             return Err(Error::Config("the classifier needs hidden units".into()));
         }
         let prior = crate::inference::checked_prior(model, sims, "NRE")?;
+        if sims.x.iter().any(|v| v.is_nan()) {
+            return Err(Error::Config(
+                "the simulations have absent trials: NLE and NRE take one trial per simulation and add up trials themselves"
+                    .into(),
+            ));
+        }
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
         let store = ParamStore::new(self.training.seed);
         let classifier =
