@@ -11,7 +11,8 @@
 //! ```
 //!
 //! With `--rounds R` the simulations are split over R rounds of sequential inference for the
-//! observation (TSNPE for npe, SNLE for nle, SNRE for nre); simulation time is then part of
+//! observation (TSNPE for npe, or SNPE-C with `--sequential apt`; SNLE for nle, SNRE for
+//! nre); simulation time is then part of
 //! the training time, and `--c2st-per-round true` also scores every earlier round's posterior
 //! (that scoring then counts in the training time too).
 
@@ -28,7 +29,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observ
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
              [--observation-row K (row of a file with several observations, default 1)]
-             [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round true]";
+             [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round true]
+             [--sequential tsnpe|apt (npe with rounds)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let n_sims: usize = args.get("simulations", 10_000);
@@ -76,7 +78,12 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     // sampler's run (MCMC: R-hat and ESS).
     let (samples, summary, diagnostics, t_train, t_sample): Outcome = match method.as_str() {
         "npe" => {
-            let npe = Npe::default().with_estimator(estimator).with_training(training);
+            let sequential = match args.get("sequential", "tsnpe".to_string()).as_str() {
+                "tsnpe" => SequentialNpe::Truncated,
+                "apt" | "snpe-c" => SequentialNpe::Atomic { atoms: 10 },
+                other => return Err(Error::Config(format!("unknown sequential NPE {other:?} (tsnpe or apt)"))),
+            };
+            let npe = Npe::default().with_estimator(estimator).with_training(training).with_sequential(sequential);
             let posterior = match &sims {
                 Some(sims) => npe.train(model, sims)?,
                 None => {
@@ -182,6 +189,7 @@ fn main() {
             "sampler",
             "rounds",
             "c2st-per-round",
+            "sequential",
         ],
     );
     let task = args.get("task", String::new());

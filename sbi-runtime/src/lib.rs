@@ -58,7 +58,8 @@ pub mod prelude {
     };
     pub use crate::flows::{DensityEstimator, MafConfig};
     pub use crate::inference::{
-        Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Rounds, Samples, SequentialRun,
+        Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Rounds, Samples, SequentialNpe,
+        SequentialRun,
     };
     pub use crate::mdn::MdnConfig;
     pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries, VarTrials};

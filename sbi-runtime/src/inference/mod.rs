@@ -18,7 +18,7 @@ pub mod scored;
 pub mod sequential;
 
 pub use nle::{Nle, NlePosterior};
-pub use npe::{Npe, NpePosterior, NpePotential};
+pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe};
 pub use nre::{Nre, NrePosterior, NreVariant};
 pub use samples::Samples;
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};

@@ -112,7 +112,7 @@ impl Nle {
             x_o,
             sequential::Observed::Trials,
             rounds,
-            |sims| self.train(model, sims),
+            |sims, _| self.train(model, sims),
             |posterior, n, seed| sequential::posterior_draws(posterior, x_o, n, seed),
         )
     }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -34,6 +35,25 @@ pub struct Npe {
     pub embedding: EmbeddingNet,
     /// Training settings.
     pub training: TrainConfig,
+    /// How later rounds of [`Npe::train_rounds`] propose and train (TSNPE).
+    pub sequential: SequentialNpe,
+}
+
+/// The sequential variant of NPE used by [`Npe::train_rounds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SequentialNpe {
+    /// Truncated sequential NPE (Deistler et al. 2022): proposals from the prior truncated
+    /// to the last posterior's highest-density region; NPE's ordinary loss. The default.
+    #[default]
+    Truncated,
+    /// SNPE-C / APT (Greenberg et al. 2019): proposals from the last posterior itself; from
+    /// round 2 on, the atomic loss `−log [q(θ_i|x_i)/p(θ_i) / Σ_j q(θ_j|x_i)/p(θ_j)]` over
+    /// `atoms` parameter sets per observation (its own and others from the batch; 10 in `sbi`).
+    Atomic {
+        /// Parameter sets per observation in the atomic loss, its own included.
+        atoms: usize,
+    },
 }
 
 impl Npe {
@@ -52,6 +72,11 @@ impl Npe {
         self.training = t;
         self
     }
+    /// Sets the sequential variant (TSNPE or SNPE-C).
+    pub fn with_sequential(mut self, s: SequentialNpe) -> Self {
+        self.sequential = s;
+        self
+    }
 
     /// Trains `q(θ | x)` on `sims` (simulated from `model`'s prior) and returns the posterior.
     ///
@@ -60,6 +85,17 @@ impl Npe {
     /// when the embedding does not fit the observations' shape;
     /// [`Error::TrainingDiverged`]; tensor errors.
     pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NpePosterior<M::Prior>> {
+        self.train_with(model, sims, None)
+    }
+
+    /// Trains with NPE's maximum-likelihood loss, or with APT's atomic loss over `atoms`
+    /// parameter sets per observation.
+    fn train_with<M: Simulator>(
+        &self,
+        model: &M,
+        sims: &Simulations,
+        atoms: Option<usize>,
+    ) -> Result<NpePosterior<M::Prior>> {
         let prior = crate::inference::checked_prior(model, sims, "NPE")?;
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(d).map_err(|e| Error::Config(e.to_string()))?;
@@ -79,10 +115,26 @@ impl Npe {
             context_std: Standardizer::fit(&sims.x, c),
         };
         let estimator = ConditionalEstimator::build(ParamStore::new(self.training.seed), spec, &self.embedding)?;
-        let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, c)? };
-        let summary = fit(&estimator.store, &data, &self.training, |theta, x, _| {
-            estimator.log_prob(theta, x)?.mean_all()?.neg()
-        })?;
+        let summary = match atoms {
+            None => {
+                let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, c)? };
+                fit(&estimator.store, &data, &self.training, |theta, x, _| {
+                    estimator.log_prob(theta, x)?.mean_all()?.neg()
+                })?
+            }
+            Some(atoms) => {
+                // Each row carries its log prior in an extra column: the atomic loss divides by it.
+                let mut with_prior = Vec::with_capacity(n * (d + 1));
+                for row in sims.theta.chunks_exact(d) {
+                    with_prior.extend_from_slice(row);
+                    with_prior.push(prior.log_prob_flat(row)?);
+                }
+                let data = Pairs { a: matrix(&with_prior, n, d + 1)?, b: matrix(&sims.x, n, c)? };
+                fit(&estimator.store, &data, &self.training, |theta_lp, x, rng| {
+                    atomic_loss(&estimator, theta_lp, x, atoms, rng)
+                })?
+            }
+        };
         Ok(NpePosterior {
             prior,
             estimator,
@@ -95,10 +147,11 @@ impl Npe {
         })
     }
 
-    /// Truncated sequential NPE (TSNPE) for the observation `x_o`: round 1 simulates from
-    /// the prior; each later round from the prior truncated to the last posterior's region
-    /// of highest density at `x_o` (all but 10⁻⁴ of its mass); every round retrains on all
-    /// simulations so far. See [`crate::inference::sequential`].
+    /// Sequential NPE for the observation `x_o`: round 1 simulates from the prior; each
+    /// later round from a proposal built from the last posterior at `x_o`, and every round
+    /// retrains on all simulations so far. TSNPE by default (the prior truncated to the last
+    /// posterior's region of highest density holding all but 10⁻⁴ of its mass), SNPE-C with
+    /// [`SequentialNpe::Atomic`]. See [`crate::inference::sequential`].
     ///
     /// # Errors
     /// As [`Npe::train`]; [`Error::Config`] for no rounds, or when the truncated region
@@ -109,15 +162,54 @@ impl Npe {
         x_o: &[f64],
         rounds: &Rounds,
     ) -> Result<SequentialRun<NpePosterior<M::Prior>>> {
-        sequential::run_rounds(
-            model,
-            x_o,
-            sequential::Observed::One,
-            rounds,
-            |sims| self.train(model, sims),
-            |posterior, n, seed| sequential::truncated_prior(posterior, x_o, n, seed),
-        )
+        match self.sequential {
+            SequentialNpe::Truncated => sequential::run_rounds(
+                model,
+                x_o,
+                sequential::Observed::One,
+                rounds,
+                |sims, _| self.train(model, sims),
+                |posterior, n, seed| sequential::truncated_prior(posterior, x_o, n, seed),
+            ),
+            SequentialNpe::Atomic { atoms } => {
+                if atoms < 2 {
+                    return Err(Error::Config(format!("the atomic loss needs at least 2 atoms, got {atoms}")));
+                }
+                sequential::run_rounds(
+                    model,
+                    x_o,
+                    sequential::Observed::One,
+                    rounds,
+                    |sims, round| self.train_with(model, sims, (round > 0).then_some(atoms)),
+                    |posterior, n, seed| Ok(posterior.sample_with_seed(x_o, n, seed)?.values),
+                )
+            }
+        }
     }
+}
+
+/// APT's atomic loss on a batch: rows of `theta_lp` are `[θ, log p(θ)]`; each observation
+/// is scored against its own θ and `atoms − 1` others from the batch.
+fn atomic_loss(
+    estimator: &ConditionalEstimator,
+    theta_lp: &Tensor,
+    x: &Tensor,
+    atoms: usize,
+    rng: &mut crate::rng::SimRng,
+) -> candle_core::Result<Tensor> {
+    let (b, d1) = theta_lp.dims2()?;
+    if b < 2 {
+        // Nothing to contrast a single pair with (only in a tiny last validation chunk).
+        return Tensor::zeros((), theta_lp.dtype(), theta_lp.device());
+    }
+    let k = atoms.min(b);
+    let (theta_idx, x_idx) = crate::inference::nre::atom_indices(b, k, rng)?;
+    let rows = theta_lp.index_select(&theta_idx, 0)?;
+    let theta = rows.narrow(1, 0, d1 - 1)?;
+    let log_prior = rows.narrow(1, d1 - 1, 1)?.squeeze(1)?;
+    let lq = estimator.log_prob(&theta.contiguous()?, &x.index_select(&x_idx, 0)?)?;
+    let logits = (lq - log_prior)?.reshape((b, k))?;
+    (logits.narrow(1, 0, 1)?.squeeze(1)? - crate::inference::nre::log_sum_exp(&logits)?)?.mean_all()?.neg()
 }
 
 /// A trained NPE posterior for one model.

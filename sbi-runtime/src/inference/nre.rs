@@ -196,7 +196,7 @@ impl Nre {
             x_o,
             sequential::Observed::Trials,
             rounds,
-            |sims| self.train(model, sims),
+            |sims, _| self.train(model, sims),
             |posterior, n, seed| sequential::posterior_draws(posterior, x_o, n, seed),
         )
     }
@@ -243,24 +243,8 @@ impl Classifier {
     fn atom_logits(&self, theta: &Tensor, x: &Tensor, atoms: usize, rng: &mut SimRng) -> candle_core::Result<Tensor> {
         let b = theta.dim(0)?;
         let atoms = atoms.min(b);
-        let mut theta_idx = Vec::with_capacity(b * atoms);
-        let mut x_idx = Vec::with_capacity(b * atoms);
-        for i in 0..b {
-            let start = theta_idx.len();
-            theta_idx.push(i as u32);
-            while theta_idx.len() - start < atoms {
-                // Uniform over the other rows; redraw a row already chosen.
-                let j = rng.random_range(0..b - 1);
-                let j = (if j >= i { j + 1 } else { j }) as u32;
-                if !theta_idx[start..].contains(&j) {
-                    theta_idx.push(j);
-                }
-            }
-            x_idx.extend(std::iter::repeat_n(i as u32, atoms));
-        }
-        let th = theta.index_select(&Tensor::new(theta_idx, &Device::Cpu)?, 0)?;
-        let xs = x.index_select(&Tensor::new(x_idx, &Device::Cpu)?, 0)?;
-        self.logit(&th, &xs)?.reshape((b, atoms))
+        let (theta_idx, x_idx) = atom_indices(b, atoms, rng)?;
+        self.logit(&theta.index_select(&theta_idx, 0)?, &x.index_select(&x_idx, 0)?)?.reshape((b, atoms))
     }
 
     /// The variant's loss on a batch (a scalar mean).
@@ -304,8 +288,30 @@ impl Classifier {
     }
 }
 
+/// Contrastive atoms for a batch of `b` pairs: for each row i, `atoms` parameter rows (i
+/// first, then `atoms − 1` others drawn without replacement from the rest of the batch) and
+/// `atoms` copies of i for the observations. Returns both index vectors (`b · atoms`).
+pub(crate) fn atom_indices(b: usize, atoms: usize, rng: &mut SimRng) -> candle_core::Result<(Tensor, Tensor)> {
+    let mut theta_idx = Vec::with_capacity(b * atoms);
+    let mut x_idx = Vec::with_capacity(b * atoms);
+    for i in 0..b {
+        let start = theta_idx.len();
+        theta_idx.push(i as u32);
+        while theta_idx.len() - start < atoms {
+            // Uniform over the other rows; redraw a row already chosen.
+            let j = rng.random_range(0..b - 1);
+            let j = (if j >= i { j + 1 } else { j }) as u32;
+            if !theta_idx[start..].contains(&j) {
+                theta_idx.push(j);
+            }
+        }
+        x_idx.extend(std::iter::repeat_n(i as u32, atoms));
+    }
+    Ok((Tensor::new(theta_idx, &Device::Cpu)?, Tensor::new(x_idx, &Device::Cpu)?))
+}
+
 /// `log Σ_j exp(l_ij)` over the last dimension.
-fn log_sum_exp(l: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn log_sum_exp(l: &Tensor) -> candle_core::Result<Tensor> {
     let max = l.max_keepdim(D::Minus1)?.detach();
     l.broadcast_sub(&max)?.exp()?.sum(D::Minus1)?.log()? + max.squeeze(D::Minus1)?
 }

@@ -6,6 +6,8 @@
 //!   truncated to the highest-density region of the last posterior at `x_o` that holds all
 //!   but `10⁻⁴` of its mass. Within that region the truncated prior is proportional to the
 //!   prior, so NPE's ordinary loss stays valid: no importance weights, no atomic loss.
+//!   Or SNPE-C (APT, Greenberg et al. 2019): proposals from the last posterior, and from
+//!   round 2 on the atomic loss, which corrects for the proposal without evaluating it.
 //! - NLE (SNLE, Papamakarios et al. 2019): the proposal is the last posterior at `x_o`,
 //!   drawn by its sampler. The likelihood `q(x | θ)` does not depend on where θ came from.
 //! - NRE (SNRE, Durkan et al. 2020): the same proposal. The classifier then estimates
@@ -128,13 +130,14 @@ fn check_observation(x_o: &[f64], sims: &Simulations, observed: Observed) -> Res
     Ok(())
 }
 
-/// The rounds' loop: simulate (prior, then `propose`), append, retrain.
+/// The rounds' loop: simulate (prior, then `propose`), append, retrain (`train` is told the
+/// round, from 0).
 pub(crate) fn run_rounds<M: Simulator, Post>(
     model: &M,
     x_o: &[f64],
     observed: Observed,
     rounds: &Rounds,
-    mut train: impl FnMut(&Simulations) -> Result<Post>,
+    mut train: impl FnMut(&Simulations, usize) -> Result<Post>,
     mut propose: impl FnMut(&Post, usize, u64) -> Result<Vec<f64>>,
 ) -> Result<SequentialRun<Post>> {
     rounds.validate()?;
@@ -161,7 +164,7 @@ pub(crate) fn run_rounds<M: Simulator, Post>(
                 a
             }
         };
-        let posterior = train(&pooled)?;
+        let posterior = train(&pooled, r)?;
         all = Some(pooled);
         out.push(Round { posterior, simulations: sims });
     }
