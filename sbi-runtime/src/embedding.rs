@@ -5,7 +5,8 @@
 //! - [`Cnn1d`]: a 1-D CNN over a time series (`Shape::Sequence`, `len × channels`);
 //! - [`Cnn2d`]: a 2-D CNN over images (`Shape::Image`, `channels × height × width`);
 //! - [`DeepSets`]: a permutation-invariant network over iid trials (`Shape::Trials`):
-//!   `ρ(mean_k φ(x_k))` over the trials present (absent ones are NaN rows and masked out);
+//!   `ρ(mean_k φ(x_k), k/K)` over the k trials present of at most K (absent ones are NaN
+//!   rows, masked out; the count tells ρ how much evidence the mean carries);
 //! - [`Gru`]: a gated recurrent network over a time series (candle-nn's GRU), its last state.
 //!
 //! Each is chosen through [`crate::nn::EmbeddingNet`], which checks at configuration time
@@ -283,7 +284,7 @@ impl Embedding for Cnn2d {
     }
 }
 
-/// `ρ(mean_k φ(x_k))` over the trials `x_k` of an observation: invariant to their order.
+/// `ρ(mean_k φ(x_k), k/K)` over the trials `x_k` present: invariant to their order.
 pub struct DeepSets {
     trials: usize,
     features: usize,
@@ -293,8 +294,8 @@ pub struct DeepSets {
 
 impl DeepSets {
     /// φ: an MLP from a trial's `features` through `hidden` (ReLU after every layer); the
-    /// trials' mean; ρ: an MLP from the last hidden width through one more hidden layer of
-    /// that width to `output` features.
+    /// mean over the trials present, with the share of trials present appended; ρ: an MLP
+    /// from there through one more hidden layer of the last width to `output` features.
     pub fn new(
         vb: VarBuilder,
         trials: usize,
@@ -305,7 +306,9 @@ impl DeepSets {
         let phi_sizes: Vec<usize> = std::iter::once(features).chain(hidden.iter().copied()).collect();
         let last = *phi_sizes.last().expect("at least the input width");
         let phi = Mlp::new(vb.pp("phi"), &phi_sizes, Activation::Relu)?;
-        let rho = Mlp::new(vb.pp("rho"), &[last, last, output], Activation::Relu)?;
+        // ρ also sees the share of trials present: a mean alone cannot tell 5 trials from 50,
+        // and the posterior's width depends on how many there are.
+        let rho = Mlp::new(vb.pp("rho"), &[last + 1, last, output], Activation::Relu)?;
         Ok(DeepSets { trials, features, phi, rho })
     }
 }
@@ -323,7 +326,8 @@ impl Embedding for DeepSets {
         let per_trial = self.phi.forward(&clean)?.relu()?.broadcast_mul(&present)?;
         let sum = per_trial.reshape((b, self.trials, ()))?.sum(1)?;
         let count = present.reshape((b, self.trials))?.sum_keepdim(1)?.clamp(1.0, f64::MAX)?;
-        self.rho.forward(&sum.broadcast_div(&count)?)
+        let share = (&count / self.trials as f64)?;
+        self.rho.forward(&Tensor::cat(&[&sum.broadcast_div(&count)?, &share], 1)?)
     }
 }
 
