@@ -131,7 +131,7 @@ impl std::fmt::Display for Shape {
     message = "`{Self}` cannot be the observation of a simulator",
     label = "this return type is not an observation",
     note = "observations are `f64`, `[f64; N]`, `Vec<f64>`, images `[[f64; W]; H]` or `[[[f64; W]; H]; C]`, \
-            sets of trials `Vec<[f64; F]>`, time series `TimeSeries<C>`; or implement `sbi_runtime::Observation`"
+            sets of trials `Vec<[f64; F]>` or `VarTrials<F, MAX>`, time series `TimeSeries<C>`; or implement `sbi_runtime::Observation`"
 )]
 pub trait Observation: Send + 'static {
     /// The shape of this observation.
