@@ -216,6 +216,29 @@ fn nle_and_nre_posteriors_survive_save_and_load() {
     assert!(matches!(NlePosterior::load(&nle_path, &NoisyMean), Err(Error::File { .. })));
 }
 
+/// NRE with an embedding of `x` (a 1-D CNN on an epidemic's series) trains end to end, saves
+/// and loads; an embedding that does not fit the series is refused before training.
+#[test]
+fn nre_with_an_embedding_trains_saves_and_checks_shapes() {
+    use models::sir::SirSeries;
+    let model = SirSeries { population: 1_000, days: 20 };
+    let sims = simulate(&model, 800).seed(4).progress(false).run().unwrap();
+    let cnn = EmbeddingNet::Cnn1d { channels: vec![4], kernel: 3, output: 6 };
+    let nre = Nre::default().with_embedding(cnn).with_training(quick().with_max_epochs(4)).with_sampler(quiet_mcmc());
+    let posterior = nre.train(&model, &sims).unwrap();
+    let s = posterior.training_summary().unwrap();
+    assert!(s.train_loss[3] < s.train_loss[0], "{:?}", s.train_loss);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nre-cnn.safetensors");
+    posterior.save(&path).unwrap();
+    let loaded = NrePosterior::load(&path, &model).unwrap();
+    let (x, theta) = (&sims.x[..20], [0.4, 0.12, 0.6, 0.1]);
+    assert_eq!(posterior.log_potential(&theta, x).unwrap(), loaded.log_potential(&theta, x).unwrap());
+    let image = EmbeddingNet::Cnn2d { channels: vec![4], kernel: 3, output: 6 };
+    let wrong = Nre::default().with_embedding(image).train(&model, &sims);
+    assert!(matches!(&wrong, Err(Error::Config(m)) if m.contains("shape")), "{:?}", wrong.err());
+}
+
 #[test]
 fn bad_input_is_a_typed_error() {
     let sims = simulate(&NoisyMean, 1_000).seed(9).progress(false).run().unwrap();

@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 use crate::flows::Standardizer;
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
+use crate::model::Shape;
 use crate::model::Simulator;
-use crate::nn::{ParamStore, ResidualNet, matrix};
+use crate::nn::{Embedding, EmbeddingNet, ParamStore, ResidualNet, matrix};
 use crate::rng::SimRng;
 use crate::samplers::Sampler;
 use crate::simulate::Simulations;
@@ -119,9 +120,17 @@ pub struct Nre {
     pub training: TrainConfig,
     /// How the posterior is sampled (slice-sampling MCMC).
     pub sampler: Sampler,
+    /// The embedding network applied to (z-scored) `x` before the classifier (identity by
+    /// default); any built-in one (custom ones are not yet saved with NRE models).
+    pub embedding: EmbeddingNet,
 }
 
 impl Nre {
+    /// Sets the embedding network of `x`.
+    pub fn with_embedding(mut self, e: EmbeddingNet) -> Self {
+        self.embedding = e;
+        self
+    }
     /// Sets the loss variant.
     pub fn with_variant(mut self, v: NreVariant) -> Self {
         self.variant = v;
@@ -161,9 +170,21 @@ impl Nre {
             ));
         }
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
+        if matches!(self.embedding, EmbeddingNet::Custom(_)) {
+            return Err(Error::Config(
+                "NRE takes the built-in embeddings (custom ones are not yet saved with it)".into(),
+            ));
+        }
+        self.embedding.validate(&sims.x_shape)?;
         let store = ParamStore::new(self.training.seed);
-        let classifier =
-            Classifier::new(store, &self.classifier, Standardizer::fit(&sims.theta, d), Standardizer::fit(&sims.x, f))?;
+        let description = ClassifierDescription {
+            config: self.classifier.clone(),
+            theta: Standardizer::fit(&sims.theta, d),
+            x: Standardizer::fit(&sims.x, f),
+            embedding: self.embedding.clone(),
+            x_shape: sims.x_shape.encode(),
+        };
+        let classifier = Classifier::new(store, description)?;
         let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, f)? };
         let variant = self.variant;
         let summary =
@@ -206,6 +227,7 @@ impl Nre {
 pub struct Classifier {
     store: ParamStore,
     description: ClassifierDescription,
+    embedding: Box<dyn Embedding>,
     net: ResidualNet,
     theta_mean: Tensor,
     theta_std: Tensor,
@@ -213,28 +235,36 @@ pub struct Classifier {
     x_std: Tensor,
 }
 
-/// What rebuilds a classifier from its weights: the network's size and the z-scoring.
+/// What rebuilds a classifier from its weights: the network's size, the z-scoring and the
+/// embedding of `x` (absent from files saved before embeddings: identity).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ClassifierDescription {
     config: ClassifierConfig,
     theta: Standardizer,
     x: Standardizer,
+    #[serde(default)]
+    embedding: EmbeddingNet,
+    #[serde(default)]
+    x_shape: String,
 }
 
 impl Classifier {
-    fn new(store: ParamStore, c: &ClassifierConfig, theta_std: Standardizer, x_std: Standardizer) -> Result<Self> {
-        let inputs = theta_std.mean.len() + x_std.mean.len();
+    fn new(store: ParamStore, description: ClassifierDescription) -> Result<Self> {
+        let c = &description.config;
+        let f = description.x.mean.len();
+        let x_shape = Shape::decode(&description.x_shape).unwrap_or(Shape::Vector(f));
+        let (embedding, width) = description.embedding.build(store.var_builder().pp("embedding"), &x_shape)?;
+        let inputs = description.theta.mean.len() + width;
         let net = ResidualNet::new(store.var_builder().pp("classifier"), inputs, c.hidden, c.blocks, 1)?;
-        let description = ClassifierDescription { config: c.clone(), theta: theta_std, x: x_std };
         let (theta_mean, theta_std) = description.theta.tensors()?;
         let (x_mean, x_std) = description.x.tensors()?;
-        Ok(Classifier { store, description, net, theta_mean, theta_std, x_mean, x_std })
+        Ok(Classifier { store, description, embedding, net, theta_mean, theta_std, x_mean, x_std })
     }
 
     /// The logit `l(θ, x)` of raw rows: `[m, d]`, `[m, f]` → `[m]`.
     pub fn logit(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         let t = theta.broadcast_sub(&self.theta_mean)?.broadcast_div(&self.theta_std)?;
-        let x = x.broadcast_sub(&self.x_mean)?.broadcast_div(&self.x_std)?;
+        let x = self.embedding.forward(&x.broadcast_sub(&self.x_mean)?.broadcast_div(&self.x_std)?)?;
         self.net.forward(&Tensor::cat(&[&t, &x], 1)?)?.squeeze(1)
     }
 
@@ -333,7 +363,7 @@ impl crate::inference::SavedScore for Classifier {
     fn rebuild(description: serde_json::Value, weights: ParamStore) -> Result<Self> {
         let d: ClassifierDescription = serde_json::from_value(description)
             .map_err(|e| Error::Config(format!("unknown classifier description ({e})")))?;
-        Classifier::new(weights, &d.config, d.theta, d.x)
+        Classifier::new(weights, d)
     }
 }
 
@@ -365,7 +395,14 @@ mod tests {
     fn atoms_are_distinct_and_exclude_the_own_row() {
         let store = ParamStore::new(1);
         let std = |d: usize| Standardizer { mean: vec![0.0; d], std: vec![1.0; d] };
-        let c = Classifier::new(store, &ClassifierConfig::default(), std(1), std(1)).unwrap();
+        let description = ClassifierDescription {
+            config: ClassifierConfig::default(),
+            theta: std(1),
+            x: std(1),
+            embedding: EmbeddingNet::Identity,
+            x_shape: Shape::Vector(1).encode(),
+        };
+        let c = Classifier::new(store, description).unwrap();
         // Recover each atom's θ row by matching its logit against (θ_j, x_i) for every j.
         let theta = Tensor::new(&[[0f32], [1.0], [2.0], [3.0], [4.0]], &Device::Cpu).unwrap();
         let x = Tensor::new(&[[0.5f32], [1.5], [2.5], [3.5], [4.5]], &Device::Cpu).unwrap();
