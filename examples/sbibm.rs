@@ -84,16 +84,12 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 other => return Err(Error::Config(format!("unknown sequential NPE {other:?} (tsnpe or apt)"))),
             };
             let npe = Npe::default().with_estimator(estimator).with_training(training).with_sequential(sequential);
-            let posterior = match &sims {
-                Some(sims) => npe.train(model, sims)?,
-                None => {
-                    let run = npe.train_rounds(model, &x_o, &rounds)?;
-                    for (k, round) in run.rounds.iter().enumerate().take(n_rounds - 1) {
-                        score_round(k + 1, &round.posterior.sample_flat(&x_o, n_samples)?)?;
-                    }
-                    run.into_posterior()
-                }
-            };
+            let posterior = train_once_or_in_rounds(
+                &sims,
+                |sims| npe.train(model, sims),
+                || npe.train_rounds(model, &x_o, &rounds),
+                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?),
+            )?;
             let t_train = t1.elapsed().as_secs_f64();
             let t2 = Instant::now();
             let samples = posterior.sample_flat(&x_o, n_samples)?;
@@ -103,16 +99,12 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         }
         "nle" => {
             let nle = Nle::default().with_estimator(estimator).with_training(training).with_sampler(sampler);
-            let posterior = match &sims {
-                Some(sims) => nle.train(model, sims)?,
-                None => {
-                    let run = nle.train_rounds(model, &x_o, &rounds)?;
-                    for (k, round) in run.rounds.iter().enumerate().take(n_rounds - 1) {
-                        score_round(k + 1, &round.posterior.sample_flat(&x_o, n_samples)?)?;
-                    }
-                    run.into_posterior()
-                }
-            };
+            let posterior = train_once_or_in_rounds(
+                &sims,
+                |sims| nle.train(model, sims),
+                || nle.train_rounds(model, &x_o, &rounds),
+                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?),
+            )?;
             sample_potential(&posterior, &x_o, n_samples, t1)?
         }
         "nre" => {
@@ -120,16 +112,12 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             let variant =
                 NreVariant::from_name(&name).ok_or_else(|| Error::Config(format!("unknown NRE variant {name:?}")))?;
             let nre = Nre::default().with_variant(variant).with_training(training).with_sampler(sampler);
-            let posterior = match &sims {
-                Some(sims) => nre.train(model, sims)?,
-                None => {
-                    let run = nre.train_rounds(model, &x_o, &rounds)?;
-                    for (k, round) in run.rounds.iter().enumerate().take(n_rounds - 1) {
-                        score_round(k + 1, &round.posterior.sample_flat(&x_o, n_samples)?)?;
-                    }
-                    run.into_posterior()
-                }
-            };
+            let posterior = train_once_or_in_rounds(
+                &sims,
+                |sims| nre.train(model, sims),
+                || nre.train_rounds(model, &x_o, &rounds),
+                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?),
+            )?;
             sample_potential(&posterior, &x_o, n_samples, t1)?
         }
         other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle or nre)"))),
@@ -153,6 +141,27 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 /// What a method's run yields: draws, training summary, sampler diagnostics, train and
 /// sample seconds.
 type Outcome = (Samples, sbi_runtime::train::TrainingSummary, String, f64, f64);
+
+/// Trains on `sims` in one round, or (without them) in rounds for the observation; `score`
+/// is called with every round's posterior but the last (rounds numbered from 1).
+fn train_once_or_in_rounds<Post>(
+    sims: &Option<Simulations>,
+    once: impl FnOnce(&Simulations) -> sbi_runtime::Result<Post>,
+    in_rounds: impl FnOnce() -> sbi_runtime::Result<SequentialRun<Post>>,
+    mut score: impl FnMut(usize, &Post) -> sbi_runtime::Result<()>,
+) -> sbi_runtime::Result<Post> {
+    match sims {
+        Some(sims) => once(sims),
+        None => {
+            let run = in_rounds()?;
+            let last = run.rounds.len() - 1;
+            for (k, round) in run.rounds.iter().enumerate().take(last) {
+                score(k + 1, &round.posterior)?;
+            }
+            Ok(run.into_posterior())
+        }
+    }
+}
 
 /// Samples an NLE or NRE posterior trained since `t1`.
 fn sample_potential<P: Prior, S: sbi_runtime::inference::TrialScore>(
