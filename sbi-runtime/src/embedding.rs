@@ -16,6 +16,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Tensor};
 use candle_nn::VarBuilder;
 use candle_nn::rnn::RNN;
 
+use crate::fused::f32_slice;
 use crate::nn::{Activation, Embedding, Linear, Mlp};
 
 /// Gathers every `kh × kw` patch (with 'same' zero padding) of channel-last maps
@@ -70,12 +71,6 @@ impl Unfold {
 struct Gather {
     index: std::sync::Arc<Vec<u32>>,
     inputs: usize,
-}
-
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(values) = storage else { candle_core::bail!("{what} expects f32") };
-    let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("{what} expects a contiguous input") };
-    Ok(&values[a..b])
 }
 
 impl CustomOp1 for Gather {

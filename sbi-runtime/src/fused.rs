@@ -102,8 +102,9 @@ fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) 
     f(&v[a..b])
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("fused dense: {what} must be f32") };
+/// The contiguous f32 values of a custom op's input (`what` names it in errors).
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("fused op: {what} must be f32") };
     let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what} not contiguous")))?;
     Ok(&v[a..b])
 }
