@@ -23,12 +23,7 @@ fn quiet_mcmc() -> Sampler {
 }
 
 fn observation() -> Vec<f64> {
-    let table = sbi_runtime::io::read_csv(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/data/gaussian_linear_observations.csv"
-    ))
-    .unwrap();
-    table.row(0).to_vec()
+    models::gaussian_linear::observation(0)
 }
 
 /// Checks MCMC draws against the closed-form posterior N(x_o/2, 0.05·I).

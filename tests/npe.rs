@@ -22,12 +22,7 @@ fn quick() -> TrainConfig {
 fn gaussian_linear_posterior_matches_the_closed_form() {
     let sims = simulate(&GaussianLinear, 10_000).seed(1).progress(false).run().unwrap();
     let posterior = Npe::default().with_training(quick()).train(&GaussianLinear, &sims).unwrap();
-    let table = sbi_runtime::io::read_csv(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/data/gaussian_linear_observations.csv"
-    ))
-    .unwrap();
-    let x_o = table.row(0);
+    let x_o = &models::gaussian_linear::observation(0)[..];
     let samples = posterior.sample_flat(x_o, 10_000).unwrap();
     let (mean, cov) = (samples.mean(), samples.covariance());
     let sd = POSTERIOR_VARIANCE.sqrt();

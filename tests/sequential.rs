@@ -21,12 +21,7 @@ fn rounds(n: usize, per_round: usize) -> Rounds {
 }
 
 fn observation() -> Vec<f64> {
-    let table = sbi_runtime::io::read_csv(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/data/gaussian_linear_observations.csv"
-    ))
-    .unwrap();
-    table.row(0).to_vec()
+    models::gaussian_linear::observation(0)
 }
 
 /// The share of rows of `theta` (10 columns) farther than `radius²` (squared) from `centre`.

@@ -21,3 +21,13 @@ pub fn posterior_mean(x_o: &[f64]) -> Vec<f64> {
 
 /// The closed-form posterior variance of each coordinate: `(1/0.1 + 1/0.1)⁻¹ = 0.05`.
 pub const POSTERIOR_VARIANCE: f64 = 0.05;
+
+/// Row `row` (from 0) of the sbibm observations shipped in `examples/data`.
+pub fn observation(row: usize) -> Vec<f64> {
+    let table = sbi_runtime::io::read_csv(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/gaussian_linear_observations.csv"
+    ))
+    .expect("the shipped observations are readable");
+    table.row(row).to_vec()
+}
