@@ -107,14 +107,7 @@ impl Nle {
         x_o: &[f64],
         rounds: &Rounds,
     ) -> Result<SequentialRun<NlePosterior<M::Prior>>> {
-        sequential::run_rounds(
-            model,
-            x_o,
-            sequential::Observed::Trials,
-            rounds,
-            |sims, _| self.train(model, sims),
-            |posterior, n, seed| sequential::posterior_draws(posterior, x_o, n, seed),
-        )
+        sequential::potential_rounds(model, x_o, rounds, |sims| self.train(model, sims))
     }
 }
 

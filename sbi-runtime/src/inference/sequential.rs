@@ -91,11 +91,17 @@ pub struct SequentialRun<Post> {
 
 impl<Post> SequentialRun<Post> {
     /// The last round's posterior: the result.
+    ///
+    /// # Panics
+    /// On a run built by hand with no rounds (`train_rounds` always gives at least one).
     pub fn posterior(&self) -> &Post {
         &self.rounds.last().expect("a run has at least one round").posterior
     }
 
     /// The last round's posterior, by value.
+    ///
+    /// # Panics
+    /// As [`SequentialRun::posterior`].
     pub fn into_posterior(self) -> Post {
         self.rounds.into_iter().last().expect("a run has at least one round").posterior
     }
@@ -211,8 +217,26 @@ pub(crate) fn truncated_prior<P: Prior>(
     Ok(out)
 }
 
+/// SNLE's and SNRE's rounds: observations of one or more trials, proposals from the last
+/// posterior's sampler.
+pub(crate) fn potential_rounds<M: Simulator, S: TrialScore>(
+    model: &M,
+    x_o: &[f64],
+    rounds: &Rounds,
+    mut train: impl FnMut(&Simulations) -> Result<PotentialPosterior<M::Prior, S>>,
+) -> Result<SequentialRun<PotentialPosterior<M::Prior, S>>> {
+    run_rounds(
+        model,
+        x_o,
+        Observed::Trials,
+        rounds,
+        |sims, _| train(sims),
+        |posterior, n, seed| posterior_draws(posterior, x_o, n, seed),
+    )
+}
+
 /// SNLE's and SNRE's proposal: `n` draws of the posterior at `x_o` with its sampler, seeded.
-pub(crate) fn posterior_draws<P: Prior, S: TrialScore>(
+fn posterior_draws<P: Prior, S: TrialScore>(
     posterior: &PotentialPosterior<P, S>,
     x_o: &[f64],
     n: usize,
