@@ -210,8 +210,14 @@ impl Chain {
         let mut turned = false;
         for l in 1..=self.depth {
             if (i + 1) % (1 << l) == 0 {
-                let block: Vec<f64> = self.sub_rho.iter().zip(&self.ckpt_rho[l]).map(|(a, b)| a - b).collect();
-                if dot_sharp(var, &block, &self.ckpt_p[l]) <= 0.0 || dot_sharp(var, &block, &point.p) <= 0.0 {
+                // The block's momentum sum is the doubling's sum now minus the sum before it.
+                let (mut start, mut end) = (0.0, 0.0);
+                for (j, v) in var.iter().enumerate() {
+                    let block = self.sub_rho[j] - self.ckpt_rho[l][j];
+                    start += v * block * self.ckpt_p[l][j];
+                    end += v * block * point.p[j];
+                }
+                if start <= 0.0 || end <= 0.0 {
                     turned = true;
                     break;
                 }
