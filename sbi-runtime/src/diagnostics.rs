@@ -184,7 +184,7 @@ impl Coverage {
     /// [`Error::Shape`] when the draws or the truth do not have `dim` columns, or no draws.
     pub fn add(&mut self, draws: &[f64], truth: &[f64]) -> Result<()> {
         let d = self.hits.len();
-        if truth.len() != d || draws.is_empty() || draws.len() % d != 0 {
+        if d == 0 || truth.len() != d || draws.is_empty() || draws.len() % d != 0 {
             return Err(Error::shape("coverage draws and truth (columns)", d, truth.len()));
         }
         let n = draws.len() / d;
@@ -212,6 +212,9 @@ impl Coverage {
         mut draws: impl FnMut(&[f64], &[f64]) -> Result<Vec<f64>>,
     ) -> Result<Coverage> {
         let (d, f) = (tests.theta_dim(), tests.x_dim());
+        if d == 0 || f == 0 {
+            return Err(Error::shape("coverage tests (parameters and observations)", 1, 0));
+        }
         let mut c = Coverage::new(d, level);
         for (truth, x) in tests.theta.chunks_exact(d).zip(tests.x.chunks_exact(f)) {
             c.add(&draws(truth, x)?, truth)?;
@@ -289,5 +292,6 @@ mod tests {
         // Half-width intervals cover P(|z| < 1.645 / 2) ≈ 0.59.
         assert!((narrow.rates()[0] - 0.59).abs() < 5.0 * se + 0.01, "narrow: {:?}", narrow.rates());
         assert!(exact.add(&[1.0, 2.0], &[0.0, 1.0, 2.0]).is_err());
+        assert!(Coverage::new(0, 0.9).add(&[1.0], &[]).is_err());
     }
 }
