@@ -8,13 +8,15 @@
 //!     --samples 10000 --seed 1 --output samples.csv \
 //!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
 //!     [--reference-file .../reference_posterior_samples.csv] [--rounds R [--c2st-per-round true]]
+//!     [--from-scratch true]
 //! ```
 //!
 //! With `--rounds R` the simulations are split over R rounds of sequential inference for the
 //! observation (TSNPE for npe, or SNPE-C with `--sequential apt`; SNLE for nle, SNRE for
 //! nre); simulation time is then part of
 //! the training time, and `--c2st-per-round true` also scores every earlier round's posterior
-//! (that scoring then counts in the training time too).
+//! (that scoring then counts in the training time too). Each round's training starts from the
+//! last round's network, or with `--from-scratch true` from a new one.
 
 mod cli;
 mod models;
@@ -30,7 +32,7 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observ
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
              [--observation-row K (row of a file with several observations, default 1)]
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round true]
-             [--sequential tsnpe|apt (npe with rounds)]";
+             [--sequential tsnpe|apt (npe with rounds)] [--from-scratch true (rounds)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let n_sims: usize = args.get("simulations", 10_000);
@@ -54,7 +56,10 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         .ok_or_else(|| Error::Config(format!("unknown density estimator {name:?}")))?;
 
     let n_rounds: usize = args.get("rounds", 1);
-    let rounds = Rounds::split(n_sims, n_rounds).with_seed(seed).with_progress(!quiet);
+    let mut rounds = Rounds::split(n_sims, n_rounds).with_seed(seed).with_progress(!quiet);
+    if args.get("from-scratch", false) {
+        rounds = rounds.from_scratch();
+    }
     let t0 = Instant::now();
     let sims = if n_rounds > 1 { None } else { Some(simulate(model, n_sims).seed(seed).progress(!quiet).run()?) };
     let t_sim = t0.elapsed().as_secs_f64();
@@ -66,10 +71,14 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let reference = args.opt("reference-file").map(|f| sbi_runtime::io::read_csv(&f)).transpose()?;
     let per_round = reference.is_some() && args.get("c2st-per-round", false);
     // Scores an earlier round's draws against the reference.
-    let score_round = |k: usize, samples: &Samples| -> sbi_runtime::Result<()> {
+    let score_round = |k: usize,
+                       samples: &Samples,
+                       summary: Option<&sbi_runtime::train::TrainingSummary>|
+     -> sbi_runtime::Result<()> {
         if let (true, Some(r)) = (per_round, &reference) {
             let score = sbi_runtime::diagnostics::c2st(&samples.values, &r.values, samples.names.len())?;
-            println!("round={k} c2st={score:.4}");
+            let (epochs, seconds) = summary.map_or((0, 0.0), |s| (s.epochs, s.seconds));
+            println!("round={k} epochs={epochs} train_s={seconds:.1} c2st={score:.4}");
         }
         Ok(())
     };
@@ -88,7 +97,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 &sims,
                 |sims| npe.train(model, sims),
                 || npe.train_rounds(model, &x_o, &rounds),
-                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?),
+                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?, p.training_summary()),
             )?;
             let t_train = t1.elapsed().as_secs_f64();
             let t2 = Instant::now();
@@ -103,7 +112,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 &sims,
                 |sims| nle.train(model, sims),
                 || nle.train_rounds(model, &x_o, &rounds),
-                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?),
+                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?, p.training_summary()),
             )?;
             sample_potential(&posterior, &x_o, n_samples, t1)?
         }
@@ -116,7 +125,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 &sims,
                 |sims| nre.train(model, sims),
                 || nre.train_rounds(model, &x_o, &rounds),
-                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?),
+                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?, p.training_summary()),
             )?;
             sample_potential(&posterior, &x_o, n_samples, t1)?
         }
@@ -199,6 +208,7 @@ fn main() {
             "rounds",
             "c2st-per-round",
             "sequential",
+            "from-scratch",
         ],
     );
     let task = args.get("task", String::new());

@@ -6,6 +6,8 @@
 //! MCMC draws is added as five standard errors computed from the reported effective sample
 //! size.
 
+#[path = "common/embedding.rs"]
+mod embedding;
 #[path = "../examples/models/mod.rs"]
 mod models;
 
@@ -211,8 +213,9 @@ fn nle_and_nre_posteriors_survive_save_and_load() {
     assert!(matches!(NlePosterior::load(&nle_path, &NoisyMean), Err(Error::File { .. })));
 }
 
-/// NRE with an embedding of `x` (a 1-D CNN on an epidemic's series) trains end to end, saves
-/// and loads; an embedding that does not fit the series is refused before training.
+/// NRE with an embedding of `x` (a 1-D CNN on an epidemic's series, and a user's own
+/// network) trains end to end, saves and loads (the user's network only through
+/// `load_with`); an embedding that does not fit the series is refused before training.
 #[test]
 fn nre_with_an_embedding_trains_saves_and_checks_shapes() {
     use models::sir::SirSeries;
@@ -229,6 +232,16 @@ fn nre_with_an_embedding_trains_saves_and_checks_shapes() {
     let loaded = NrePosterior::load(&path, &model).unwrap();
     let (x, theta) = (&sims.x[..20], [0.4, 0.12, 0.6, 0.1]);
     assert_eq!(posterior.log_potential(&theta, x).unwrap(), loaded.log_potential(&theta, x).unwrap());
+
+    let custom = EmbeddingNet::Custom(std::sync::Arc::new(embedding::MyEmbedding));
+    let nre = nre.with_embedding(custom.clone());
+    let posterior = nre.train(&model, &sims).unwrap();
+    posterior.save(&path).unwrap();
+    let needs = NrePosterior::load(&path, &model);
+    assert!(matches!(&needs, Err(Error::File { reason, .. }) if reason.contains("my-linear-4")), "{:?}", needs.err());
+    let loaded = NrePosterior::load_with(&path, &model, &custom).unwrap();
+    assert_eq!(posterior.log_potential(&theta, x).unwrap(), loaded.log_potential(&theta, x).unwrap());
+
     let image = EmbeddingNet::Cnn2d { channels: vec![4], kernel: 3, output: 6 };
     let wrong = Nre::default().with_embedding(image).train(&model, &sims);
     assert!(matches!(&wrong, Err(Error::Config(m)) if m.contains("shape")), "{:?}", wrong.err());

@@ -1,12 +1,15 @@
 //! Neural posterior estimation end to end: the exact Gaussian task, save and load,
 //! typed errors, budgets, the leakage-corrected density and embedding networks.
 
+#[path = "common/embedding.rs"]
+mod embedding;
 #[path = "../examples/models/mod.rs"]
 mod models;
 
+use embedding::MyEmbedding;
+
 use models::gaussian_linear::{GaussianLinear, POSTERIOR_VARIANCE, posterior_mean};
 use models::two_moons::{TwoMoons, TwoMoonsParams};
-use sbi_runtime::nn::{Embedding, EmbeddingBuilder, Linear};
 use sbi_runtime::potential::Potential;
 use sbi_runtime::prelude::*;
 
@@ -148,26 +151,6 @@ fn every_estimator_trains_and_round_trips() {
             loaded.sample_flat(&[-0.6, 0.16], 200).unwrap(),
             "{name}"
         );
-    }
-}
-
-/// A user's own candle module as embedding: one linear layer to 4 features.
-struct MyEmbedding;
-
-struct MyNet(Linear);
-
-impl Embedding for MyNet {
-    fn forward(&self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        self.0.forward(x)?.relu()
-    }
-}
-
-impl EmbeddingBuilder for MyEmbedding {
-    fn name(&self) -> String {
-        "my-linear-4".into()
-    }
-    fn build(&self, vb: candle_nn::VarBuilder, input: &Shape) -> candle_core::Result<(Box<dyn Embedding>, usize)> {
-        Ok((Box::new(MyNet(Linear::new(vb.pp("linear"), input.numel(), 4)?)), 4))
     }
 }
 

@@ -52,6 +52,18 @@ impl ParamStore {
         }
     }
 
+    /// A new store that starts from a copy of this one's current values (a warm start:
+    /// building the same network on it continues training from here, leaving this store as
+    /// it is).
+    pub fn warm_copy(&self) -> Result<Self> {
+        let tensors = self
+            .named_tensors()
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.copy()?)))
+            .collect::<candle_core::Result<HashMap<String, Tensor>>>()?;
+        Ok(Self::from_tensors(tensors))
+    }
+
     /// A `VarBuilder` creating its variables in this store (f32, CPU).
     pub fn var_builder(&self) -> VarBuilder<'_> {
         VarBuilder::from_backend(Box::new(self), DTYPE, Device::Cpu)

@@ -60,6 +60,16 @@ impl Nle {
     /// [`Error::Config`] when the simulations do not belong to `model` or are too few;
     /// [`Error::TrainingDiverged`]; tensor errors.
     pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NlePosterior<M::Prior>> {
+        self.train_from(model, sims, None)
+    }
+
+    /// Trains from a new network, or from a copy of `warm` (its weights and z-scoring).
+    fn train_from<M: Simulator>(
+        &self,
+        model: &M,
+        sims: &Simulations,
+        warm: Option<&LikelihoodScore>,
+    ) -> Result<NlePosterior<M::Prior>> {
         let prior = crate::inference::checked_prior(model, sims, "NLE")?;
         if sims.x.iter().any(|v| v.is_nan()) {
             return Err(Error::Config(
@@ -69,17 +79,22 @@ impl Nle {
         }
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
-        let spec = EstimatorSpec {
-            estimator: self.estimator.clone(),
-            embedding: EmbeddingNet::Identity.describe(),
-            features: f,
-            context_shape: Shape::Vector(d).encode(),
-            seed: self.training.seed,
-            input_std: Standardizer::fit(&sims.x, f),
-            context_std: Standardizer::fit(&sims.theta, d),
+        let (store, spec) = match warm {
+            Some(LikelihoodScore(w)) => (w.store.warm_copy()?, w.spec.clone()),
+            None => (
+                ParamStore::new(self.training.seed),
+                EstimatorSpec {
+                    estimator: self.estimator.clone(),
+                    embedding: EmbeddingNet::Identity.describe(),
+                    features: f,
+                    context_shape: Shape::Vector(d).encode(),
+                    seed: self.training.seed,
+                    input_std: Standardizer::fit(&sims.x, f),
+                    context_std: Standardizer::fit(&sims.theta, d),
+                },
+            ),
         };
-        let estimator =
-            ConditionalEstimator::build(ParamStore::new(self.training.seed), spec, &EmbeddingNet::Identity)?;
+        let estimator = ConditionalEstimator::build(store, spec, &EmbeddingNet::Identity)?;
         let data = Pairs { a: matrix(&sims.x, n, f)?, b: matrix(&sims.theta, n, d)? };
         let summary = fit(&estimator.store, &data, &self.training, |x, theta, _| {
             estimator.log_prob(x, theta)?.mean_all()?.neg()
@@ -96,7 +111,8 @@ impl Nle {
 
     /// Sequential NLE (SNLE) for the observation `x_o`: round 1 simulates from the
     /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
-    /// every round retrains on all simulations so far. See [`crate::inference::sequential`].
+    /// every round trains on all simulations so far (from the last round's network unless
+    /// [`Rounds::from_scratch`]). See [`crate::inference::sequential`].
     ///
     /// # Errors
     /// As [`Nle::train`]; the sampler's errors; [`Error::Config`] for no rounds;
@@ -107,7 +123,7 @@ impl Nle {
         x_o: &[f64],
         rounds: &Rounds,
     ) -> Result<SequentialRun<NlePosterior<M::Prior>>> {
-        sequential::potential_rounds(model, x_o, rounds, |sims| self.train(model, sims))
+        sequential::potential_rounds(model, x_o, rounds, |sims, warm| self.train_from(model, sims, warm))
     }
 }
 
@@ -134,7 +150,13 @@ impl crate::inference::SavedScore for LikelihoodScore {
         &self.0.store
     }
 
-    fn rebuild(description: serde_json::Value, weights: ParamStore) -> Result<Self> {
+    /// NLE's `θ` takes no embedding: `custom` is not used.
+    fn rebuild(
+        _path: &std::path::Path,
+        description: serde_json::Value,
+        weights: ParamStore,
+        _custom: &EmbeddingNet,
+    ) -> Result<Self> {
         let spec: EstimatorSpec = serde_json::from_value(description)
             .map_err(|e| Error::Config(format!("unknown estimator description ({e})")))?;
         Ok(LikelihoodScore(ConditionalEstimator::build(weights, spec, &EmbeddingNet::Identity)?))

@@ -85,16 +85,18 @@ impl Npe {
     /// when the embedding does not fit the observations' shape;
     /// [`Error::TrainingDiverged`]; tensor errors.
     pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NpePosterior<M::Prior>> {
-        self.train_with(model, sims, None)
+        self.train_with(model, sims, None, None)
     }
 
     /// Trains with NPE's maximum-likelihood loss, or with APT's atomic loss over `atoms`
-    /// parameter sets per observation.
+    /// parameter sets per observation; from a new network, or from a copy of `warm` (its
+    /// weights and z-scoring).
     fn train_with<M: Simulator>(
         &self,
         model: &M,
         sims: &Simulations,
         atoms: Option<usize>,
+        warm: Option<&ConditionalEstimator>,
     ) -> Result<NpePosterior<M::Prior>> {
         let prior = crate::inference::checked_prior(model, sims, "NPE")?;
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
@@ -105,16 +107,22 @@ impl Npe {
                 "the simulations have absent trials (a varying number of them): use the DeepSets embedding".into(),
             ));
         }
-        let spec = EstimatorSpec {
-            estimator: self.estimator.clone(),
-            embedding: self.embedding.describe(),
-            features: d,
-            context_shape: sims.x_shape.encode(),
-            seed: self.training.seed,
-            input_std: Standardizer::fit(&sims.theta, d),
-            context_std: Standardizer::fit(&sims.x, c),
+        let (store, spec) = match warm {
+            Some(w) => (w.store.warm_copy()?, w.spec.clone()),
+            None => (
+                ParamStore::new(self.training.seed),
+                EstimatorSpec {
+                    estimator: self.estimator.clone(),
+                    embedding: self.embedding.describe(),
+                    features: d,
+                    context_shape: sims.x_shape.encode(),
+                    seed: self.training.seed,
+                    input_std: Standardizer::fit(&sims.theta, d),
+                    context_std: Standardizer::fit(&sims.x, c),
+                },
+            ),
         };
-        let estimator = ConditionalEstimator::build(ParamStore::new(self.training.seed), spec, &self.embedding)?;
+        let estimator = ConditionalEstimator::build(store, spec, &self.embedding)?;
         let summary = match atoms {
             None => {
                 let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, c)? };
@@ -149,7 +157,8 @@ impl Npe {
 
     /// Sequential NPE for the observation `x_o`: round 1 simulates from the prior; each
     /// later round from a proposal built from the last posterior at `x_o`, and every round
-    /// retrains on all simulations so far. TSNPE by default (the prior truncated to the last
+    /// trains on all simulations so far (from the last round's network unless
+    /// [`Rounds::from_scratch`]). TSNPE by default (the prior truncated to the last
     /// posterior's region of highest density holding all but 10⁻⁴ of its mass), SNPE-C with
     /// [`SequentialNpe::Atomic`]. See [`crate::inference::sequential`].
     ///
@@ -168,7 +177,7 @@ impl Npe {
                 x_o,
                 sequential::Observed::One,
                 rounds,
-                |sims, _| self.train(model, sims),
+                |sims, _, warm| self.train_with(model, sims, None, warm.map(|p: &NpePosterior<M::Prior>| &p.estimator)),
                 |posterior, n, seed| sequential::truncated_prior(posterior, x_o, n, seed),
             ),
             SequentialNpe::Atomic { atoms } => {
@@ -180,7 +189,14 @@ impl Npe {
                     x_o,
                     sequential::Observed::One,
                     rounds,
-                    |sims, round| self.train_with(model, sims, (round > 0).then_some(atoms)),
+                    |sims, round, warm| {
+                        self.train_with(
+                            model,
+                            sims,
+                            (round > 0).then_some(atoms),
+                            warm.map(|p: &NpePosterior<M::Prior>| &p.estimator),
+                        )
+                    },
                     |posterior, n, seed| Ok(posterior.sample_with_seed(x_o, n, seed)?.values),
                 )
             }
@@ -456,18 +472,8 @@ impl<P: Prior> NpePosterior<P> {
         let saved::Loaded { header, weights } = saved::load::<SavedHeader>(path, &FILE)?;
         let prior = model.prior();
         saved::check_names(path, &header.names, &prior.names())?;
-        let embedding = if header.spec.embedding.starts_with("custom:") {
-            if custom.describe() != header.spec.embedding {
-                return Err(Error::file(
-                    path,
-                    format!("it needs the embedding `{}`: pass it to load_with", header.spec.embedding),
-                ));
-            }
-            custom.clone()
-        } else {
-            serde_json::from_str(&header.spec.embedding)
-                .map_err(|e| Error::file(path, format!("unknown embedding ({e})")))?
-        };
+        let embedding =
+            saved::resolve_embedding(path, &serde_json::Value::String(header.spec.embedding.clone()), custom)?;
         let x_shape = Shape::decode(&header.x_shape)
             .ok_or_else(|| Error::file(path, format!("unknown shape {}", header.x_shape)))?;
         let n_saved = weights.len();

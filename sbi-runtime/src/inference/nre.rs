@@ -126,7 +126,8 @@ pub struct Nre {
 }
 
 impl Nre {
-    /// Sets the embedding network of `x`.
+    /// Sets the embedding network of `x` (a built-in one, or a user's: load its files with
+    /// [`PotentialPosterior::load_with`](crate::inference::PotentialPosterior::load_with)).
     pub fn with_embedding(mut self, e: EmbeddingNet) -> Self {
         self.embedding = e;
         self
@@ -158,6 +159,16 @@ impl Nre {
     /// [`Error::Config`] for invalid settings or simulations that do not belong to `model`;
     /// [`Error::TrainingDiverged`]; tensor errors.
     pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NrePosterior<M::Prior>> {
+        self.train_from(model, sims, None)
+    }
+
+    /// Trains from a new classifier, or from a copy of `warm` (its weights and z-scoring).
+    fn train_from<M: Simulator>(
+        &self,
+        model: &M,
+        sims: &Simulations,
+        warm: Option<&Classifier>,
+    ) -> Result<NrePosterior<M::Prior>> {
         self.variant.validate()?;
         if self.classifier.hidden == 0 {
             return Err(Error::Config("the classifier needs hidden units".into()));
@@ -170,19 +181,19 @@ impl Nre {
             ));
         }
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
-        if matches!(self.embedding, EmbeddingNet::Custom(_)) {
-            return Err(Error::Config(
-                "NRE takes the built-in embeddings (custom ones are not yet saved with it)".into(),
-            ));
-        }
         self.embedding.validate(&sims.x_shape)?;
-        let store = ParamStore::new(self.training.seed);
-        let description = ClassifierDescription {
-            config: self.classifier.clone(),
-            theta: Standardizer::fit(&sims.theta, d),
-            x: Standardizer::fit(&sims.x, f),
-            embedding: self.embedding.clone(),
-            x_shape: sims.x_shape.encode(),
+        let (store, description) = match warm {
+            Some(w) => (w.store.warm_copy()?, w.description.clone()),
+            None => (
+                ParamStore::new(self.training.seed),
+                ClassifierDescription {
+                    config: self.classifier.clone(),
+                    theta: Standardizer::fit(&sims.theta, d),
+                    x: Standardizer::fit(&sims.x, f),
+                    embedding: self.embedding.clone(),
+                    x_shape: sims.x_shape.encode(),
+                },
+            ),
         };
         let classifier = Classifier::new(store, description)?;
         let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, f)? };
@@ -201,7 +212,8 @@ impl Nre {
 
     /// Sequential NRE (SNRE) for the observation `x_o`: round 1 simulates from the
     /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
-    /// every round retrains on all simulations so far. See [`crate::inference::sequential`].
+    /// every round trains on all simulations so far (from the last round's classifier unless
+    /// [`Rounds::from_scratch`]). See [`crate::inference::sequential`].
     ///
     /// # Errors
     /// As [`Nre::train`]; the sampler's errors; [`Error::Config`] for no rounds;
@@ -212,7 +224,7 @@ impl Nre {
         x_o: &[f64],
         rounds: &Rounds,
     ) -> Result<SequentialRun<NrePosterior<M::Prior>>> {
-        sequential::potential_rounds(model, x_o, rounds, |sims| self.train(model, sims))
+        sequential::potential_rounds(model, x_o, rounds, |sims, warm| self.train_from(model, sims, warm))
     }
 }
 
@@ -235,10 +247,19 @@ struct ClassifierDescription {
     config: ClassifierConfig,
     theta: Standardizer,
     x: Standardizer,
-    #[serde(default)]
+    /// A built-in embedding as its JSON, a user's as `custom:NAME`.
+    #[serde(default, serialize_with = "serialize_embedding")]
     embedding: EmbeddingNet,
     #[serde(default)]
     x_shape: String,
+}
+
+/// Writes a user's embedding by name (it cannot be serialised; loading asks for the builder).
+fn serialize_embedding<S: serde::Serializer>(e: &EmbeddingNet, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match e {
+        EmbeddingNet::Custom(_) => s.serialize_str(&e.describe()),
+        other => other.serialize(s),
+    }
 }
 
 impl Classifier {
@@ -353,9 +374,25 @@ impl crate::inference::SavedScore for Classifier {
         &self.store
     }
 
-    fn rebuild(description: serde_json::Value, weights: ParamStore) -> Result<Self> {
-        let d: ClassifierDescription = serde_json::from_value(description)
+    fn rebuild(
+        path: &std::path::Path,
+        mut description: serde_json::Value,
+        weights: ParamStore,
+        custom: &EmbeddingNet,
+    ) -> Result<Self> {
+        // The embedding is resolved first: a user's one is stored by name and needs `custom`.
+        let embedding = match description.get_mut("embedding") {
+            Some(saved) => Some(crate::inference::saved::resolve_embedding(path, &saved.take(), custom)?),
+            None => None,
+        };
+        if let Some(obj) = description.as_object_mut() {
+            obj.remove("embedding");
+        }
+        let mut d: ClassifierDescription = serde_json::from_value(description)
             .map_err(|e| Error::Config(format!("unknown classifier description ({e})")))?;
+        if let Some(e) = embedding {
+            d.embedding = e;
+        }
         Classifier::new(weights, d)
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Simulator};
-use crate::nn::{ParamStore, matrix, to_f64};
+use crate::nn::{EmbeddingNet, ParamStore, matrix, to_f64};
 use crate::potential::{Potential, batched_gradient, check_rows, nan_to_neg_inf};
 use crate::samplers::{Sampler, SamplerRun};
 use crate::train::TrainingSummary;
@@ -35,8 +35,10 @@ pub trait SavedScore: TrialScore + Sized {
     fn describe(&self) -> Result<serde_json::Value>;
     /// The score's trained weights.
     fn weights(&self) -> &ParamStore;
-    /// Rebuilds the score from [`SavedScore::describe`]'s output and saved weights.
-    fn rebuild(description: serde_json::Value, weights: ParamStore) -> Result<Self>;
+    /// Rebuilds the score from [`SavedScore::describe`]'s output and saved weights; a user's
+    /// embedding named in the file must be `custom` ([`Error::File`] otherwise).
+    fn rebuild(path: &Path, description: serde_json::Value, weights: ParamStore, custom: &EmbeddingNet)
+    -> Result<Self>;
 }
 
 /// The JSON description in a potential posterior's file.
@@ -265,13 +267,28 @@ impl<P: Prior, S: SavedScore> PotentialPosterior<P, S> {
     /// [`Error::File`] for a corrupt file, another kind of model file or version, another
     /// model's parameters, or weights that do not fit the described network.
     pub fn load<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M) -> Result<Self> {
+        Self::load_with(path, model, &EmbeddingNet::Identity)
+    }
+
+    /// Loads a posterior whose classifier embeds `x` with a user's network: pass the same
+    /// builder ([`EmbeddingNet::Custom`]).
+    ///
+    /// # Errors
+    /// As [`PotentialPosterior::load`]; [`Error::File`] when the file needs another embedding.
+    pub fn load_with<M: Simulator<Prior = P>>(
+        path: impl AsRef<Path>,
+        model: &M,
+        custom: &EmbeddingNet,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let saved::Loaded { header, weights } = saved::load::<PotentialHeader>(path, &Self::file_kind())?;
         let prior = model.prior();
         saved::check_names(path, &header.names, &prior.names())?;
         let n_saved = weights.len();
-        let score = S::rebuild(header.score, ParamStore::from_tensors(weights))
-            .map_err(|e| Error::file(path, format!("the weights do not fit the model ({e})")))?;
+        let score = S::rebuild(path, header.score, ParamStore::from_tensors(weights), custom).map_err(|e| match e {
+            Error::File { .. } => e,
+            e => Error::file(path, format!("the weights do not fit the model ({e})")),
+        })?;
         saved::check_all_used(path, score.weights(), n_saved)?;
         Ok(PotentialPosterior {
             prior,

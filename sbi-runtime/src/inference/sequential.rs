@@ -1,6 +1,8 @@
 //! Multi-round (sequential) inference for one observation `x_o`: the first round simulates
 //! from the prior; each later round simulates from a proposal focused on `x_o`, built from
-//! the previous round's posterior, and retrains on every simulation so far.
+//! the previous round's posterior, and trains on every simulation so far. Each round starts
+//! from the last round's network and z-scoring (a warm start, as `sbi`'s default), or from
+//! scratch with [`Rounds::from_scratch`].
 //!
 //! - NPE: truncated sequential NPE (TSNPE, Deistler et al. 2022). The proposal is the prior
 //!   truncated to the highest-density region of the last posterior at `x_o` that holds all
@@ -39,12 +41,15 @@ pub struct Rounds {
     pub seed: u64,
     /// Show simulation progress.
     pub progress: bool,
+    /// Start each round's training from the last round's weights and z-scoring (true, the
+    /// default) rather than from a new network fitted afresh.
+    pub warm_start: bool,
 }
 
 impl Rounds {
     /// `rounds` rounds of `simulations_per_round` simulations, seed 0, with progress.
     pub fn new(rounds: usize, simulations_per_round: usize) -> Self {
-        Rounds { rounds, simulations_per_round, seed: 0, progress: true }
+        Rounds { rounds, simulations_per_round, seed: 0, progress: true, warm_start: true }
     }
 
     /// A budget of `total` simulations split evenly over `rounds` rounds.
@@ -55,6 +60,13 @@ impl Rounds {
     /// Sets the seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Trains every round from a new network (slower; the z-scoring is then fitted to each
+    /// round's pooled simulations).
+    pub fn from_scratch(mut self) -> Self {
+        self.warm_start = false;
         self
     }
 
@@ -136,14 +148,14 @@ fn check_observation(x_o: &[f64], sims: &Simulations, observed: Observed) -> Res
     Ok(())
 }
 
-/// The rounds' loop: simulate (prior, then `propose`), append, retrain (`train` is told the
-/// round, from 0).
+/// The rounds' loop: simulate (prior, then `propose`), append, retrain. `train` is told the
+/// round (from 0) and, for a warm start, the last round's posterior.
 pub(crate) fn run_rounds<M: Simulator, Post>(
     model: &M,
     x_o: &[f64],
     observed: Observed,
     rounds: &Rounds,
-    mut train: impl FnMut(&Simulations, usize) -> Result<Post>,
+    mut train: impl FnMut(&Simulations, usize, Option<&Post>) -> Result<Post>,
     mut propose: impl FnMut(&Post, usize, u64) -> Result<Vec<f64>>,
 ) -> Result<SequentialRun<Post>> {
     rounds.validate()?;
@@ -170,7 +182,8 @@ pub(crate) fn run_rounds<M: Simulator, Post>(
                 a
             }
         };
-        let posterior = train(&pooled, r)?;
+        let warm = out.last().filter(|_| rounds.warm_start).map(|last| &last.posterior);
+        let posterior = train(&pooled, r, warm)?;
         all = Some(pooled);
         out.push(Round { posterior, simulations: sims });
     }
@@ -223,14 +236,14 @@ pub(crate) fn potential_rounds<M: Simulator, S: TrialScore>(
     model: &M,
     x_o: &[f64],
     rounds: &Rounds,
-    mut train: impl FnMut(&Simulations) -> Result<PotentialPosterior<M::Prior, S>>,
+    mut train: impl FnMut(&Simulations, Option<&S>) -> Result<PotentialPosterior<M::Prior, S>>,
 ) -> Result<SequentialRun<PotentialPosterior<M::Prior, S>>> {
     run_rounds(
         model,
         x_o,
         Observed::Trials,
         rounds,
-        |sims, _| train(sims),
+        |sims, _, warm| train(sims, warm.map(|p: &PotentialPosterior<M::Prior, S>| &p.score)),
         |posterior, n, seed| posterior_draws(posterior, x_o, n, seed),
     )
 }
