@@ -134,6 +134,30 @@ fn warm_rounds_continue_training_and_keep_earlier_rounds() {
     assert!(warm_start < trained + 2.0, "warm {warm_start} starts near round 1's best {trained}");
 }
 
+/// An observation just outside the range of round 1's few simulations: round 1's posterior
+/// still proposes (it is only a proposal, and does not check the range), while the last
+/// posterior checks it as any posterior does.
+#[test]
+fn earlier_rounds_propose_outside_their_training_range() {
+    let (n, seed) = (300, 1);
+    let first = simulate(&GaussianLinear, n).seed(seed).progress(false).run().unwrap();
+    let max0 = first.x.chunks_exact(10).map(|r| r[0]).fold(f64::NEG_INFINITY, f64::max);
+    let mut x_o = observation();
+    x_o[0] = max0 + 0.05;
+    let npe = Npe::default().with_training(quick().with_max_epochs(20));
+    let run = npe.train_rounds(&GaussianLinear, &x_o, &rounds(2, n)).unwrap();
+    assert_eq!(run.rounds[0].simulations.x, first.x);
+    assert!(run.rounds[0].posterior.sample_flat(&x_o, 100).is_ok());
+    let pooled_max0 =
+        run.rounds.iter().flat_map(|r| r.simulations.x.chunks_exact(10).map(|r| r[0])).fold(max0, f64::max);
+    let last = run.posterior().sample_flat(&x_o, 100);
+    if x_o[0] <= pooled_max0 {
+        assert!(last.is_ok(), "{:?}", last.err());
+    } else {
+        assert!(matches!(last, Err(Error::Observation(_))), "{:?}", last.err());
+    }
+}
+
 #[test]
 fn bad_rounds_and_observations_are_typed_errors() {
     let x_o = observation();

@@ -2,7 +2,9 @@
 //! from the prior; each later round simulates from a proposal focused on `x_o`, built from
 //! the previous round's posterior, and trains on every simulation so far. Each round starts
 //! from the last round's network and z-scoring (a warm start, as `sbi`'s default), or from
-//! scratch with [`Rounds::from_scratch`].
+//! scratch with [`Rounds::from_scratch`]. The posteriors of earlier rounds are proposals: they
+//! are used at `x_o` even where their few simulations do not reach it, so they do not check
+//! the observation against their training range; the last round's posterior does.
 //!
 //! - NPE: truncated sequential NPE (TSNPE, Deistler et al. 2022). The proposal is the prior
 //!   truncated to the highest-density region of the last posterior at `x_o` that holds all
@@ -148,9 +150,30 @@ fn check_observation(x_o: &[f64], sims: &Simulations, observed: Observed) -> Res
     Ok(())
 }
 
+/// A posterior whose check that observations lie in its training range can be turned off.
+pub(crate) trait RangeChecked {
+    /// The same posterior without the check.
+    fn unchecked(self) -> Self;
+}
+
+impl<P: Prior> RangeChecked for NpePosterior<P> {
+    fn unchecked(self) -> Self {
+        self.without_range_check()
+    }
+}
+
+impl<P: Prior, S: TrialScore> RangeChecked for PotentialPosterior<P, S> {
+    fn unchecked(self) -> Self {
+        self.without_range_check()
+    }
+}
+
 /// The rounds' loop: simulate (prior, then `propose`), append, retrain. `train` is told the
-/// round (from 0) and, for a warm start, the last round's posterior.
-pub(crate) fn run_rounds<M: Simulator, Post>(
+/// round (from 0) and, for a warm start, the last round's posterior. Every posterior but the
+/// last one is a proposal, used at `x_o` even where its few simulations do not reach `x_o`:
+/// it does not check the training range. The last one does, as any posterior: `x_o` still
+/// outside the range of every simulation is worth an error.
+pub(crate) fn run_rounds<M: Simulator, Post: RangeChecked>(
     model: &M,
     x_o: &[f64],
     observed: Observed,
@@ -184,6 +207,7 @@ pub(crate) fn run_rounds<M: Simulator, Post>(
         };
         let warm = out.last().filter(|_| rounds.warm_start).map(|last| &last.posterior);
         let posterior = train(&pooled, r, warm)?;
+        let posterior = if r + 1 < rounds.rounds { posterior.unchecked() } else { posterior };
         all = Some(pooled);
         out.push(Round { posterior, simulations: sims });
     }
