@@ -8,15 +8,15 @@
 //!     --samples 10000 --seed 1 --output samples.csv \
 //!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
 //!     [--reference-file .../reference_posterior_samples.csv] [--rounds R [--c2st-per-round true]]
-//!     [--from-scratch true]
+//!     [--warm-start true]
 //! ```
 //!
 //! With `--rounds R` the simulations are split over R rounds of sequential inference for the
 //! observation (TSNPE for npe, or SNPE-C with `--sequential apt`; SNLE for nle, SNRE for
 //! nre); simulation time is then part of
 //! the training time, and `--c2st-per-round true` also scores every earlier round's posterior
-//! (that scoring then counts in the training time too). Each round's training starts from the
-//! last round's network, or with `--from-scratch true` from a new one.
+//! (that scoring then counts in the training time too). Each round trains a new network, or
+//! with `--warm-start true` continues from the last round's.
 
 mod cli;
 mod models;
@@ -32,7 +32,7 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observ
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
              [--observation-row K (row of a file with several observations, default 1)]
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round true]
-             [--sequential tsnpe|apt (npe with rounds)] [--from-scratch true (rounds)]";
+             [--sequential tsnpe|apt (npe with rounds)] [--warm-start true (rounds)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let n_sims: usize = args.get("simulations", 10_000);
@@ -57,8 +57,8 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 
     let n_rounds: usize = args.get("rounds", 1);
     let mut rounds = Rounds::split(n_sims, n_rounds).with_seed(seed).with_progress(!quiet);
-    if args.get("from-scratch", false) {
-        rounds = rounds.from_scratch();
+    if args.get("warm-start", false) {
+        rounds = rounds.warm_start();
     }
     let t0 = Instant::now();
     let sims = if n_rounds > 1 { None } else { Some(simulate(model, n_sims).seed(seed).progress(!quiet).run()?) };
@@ -208,7 +208,7 @@ fn main() {
             "rounds",
             "c2st-per-round",
             "sequential",
-            "from-scratch",
+            "warm-start",
         ],
     );
     let task = args.get("task", String::new());

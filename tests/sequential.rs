@@ -79,8 +79,8 @@ fn snpe_c_matches_the_closed_form() {
 
 /// SNLE (two rounds of 2,500) and SNRE (two of 10,000) on gaussian_linear: the closed form
 /// again. SNRE gets the 20,000 simulations of the single-round NRE test: at two rounds of
-/// 5,000 its largest mean error over the 10 coordinates ranged over 0.024–0.073 across four
-/// training seeds (warm-started; 0.041–0.057 from scratch), against a band of about 0.06.
+/// 5,000 its largest mean error over the 10 coordinates ranged over 0.041–0.057 across four
+/// training seeds (0.024–0.073 warm-started), against a band of about 0.06.
 #[test]
 fn snle_and_snre_match_the_closed_form() {
     let x_o = observation();
@@ -109,13 +109,13 @@ fn snle_and_snre_match_the_closed_form() {
 /// A warm start continues from the last round's network and leaves that round's posterior
 /// as it was: round 1 of a run equals a single round on the same simulations (same draws),
 /// and round 2's first epoch starts far below a new network's first epoch on the same
-/// pooled simulations (from scratch, round 2 is exactly a new training on them).
+/// pooled simulations (by default, round 2 is exactly a new training on them).
 #[test]
 fn warm_rounds_continue_training_and_keep_earlier_rounds() {
     let x_o = observation();
     let npe = Npe::default().with_training(quick().with_max_epochs(30));
-    let warm = npe.train_rounds(&GaussianLinear, &x_o, &rounds(2, 1_000)).unwrap();
-    let scratch = npe.train_rounds(&GaussianLinear, &x_o, &rounds(2, 1_000).from_scratch()).unwrap();
+    let warm = npe.train_rounds(&GaussianLinear, &x_o, &rounds(2, 1_000).warm_start()).unwrap();
+    let scratch = npe.train_rounds(&GaussianLinear, &x_o, &rounds(2, 1_000)).unwrap();
 
     let first = &warm.rounds[0];
     let alone = npe.train(&GaussianLinear, &first.simulations).unwrap();

@@ -111,8 +111,8 @@ impl Nle {
 
     /// Sequential NLE (SNLE) for the observation `x_o`: round 1 simulates from the
     /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
-    /// every round trains on all simulations so far (from the last round's network unless
-    /// [`Rounds::from_scratch`]). See [`crate::inference::sequential`].
+    /// every round trains on all simulations so far (from a new network, or
+    /// the last round's with [`Rounds::warm_start`]). See [`crate::inference::sequential`].
     ///
     /// # Errors
     /// As [`Nle::train`]; the sampler's errors; [`Error::Config`] for no rounds;

@@ -157,8 +157,8 @@ impl Npe {
 
     /// Sequential NPE for the observation `x_o`: round 1 simulates from the prior; each
     /// later round from a proposal built from the last posterior at `x_o`, and every round
-    /// trains on all simulations so far (from the last round's network unless
-    /// [`Rounds::from_scratch`]). TSNPE by default (the prior truncated to the last
+    /// trains on all simulations so far (from a new network, or
+    /// the last round's with [`Rounds::warm_start`]). TSNPE by default (the prior truncated to the last
     /// posterior's region of highest density holding all but 10⁻⁴ of its mass), SNPE-C with
     /// [`SequentialNpe::Atomic`]. See [`crate::inference::sequential`].
     ///

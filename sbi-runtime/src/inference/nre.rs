@@ -212,8 +212,8 @@ impl Nre {
 
     /// Sequential NRE (SNRE) for the observation `x_o`: round 1 simulates from the
     /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
-    /// every round trains on all simulations so far (from the last round's classifier unless
-    /// [`Rounds::from_scratch`]). See [`crate::inference::sequential`].
+    /// every round trains on all simulations so far (from a new classifier, or
+    /// the last round's with [`Rounds::warm_start`]). See [`crate::inference::sequential`].
     ///
     /// # Errors
     /// As [`Nre::train`]; the sampler's errors; [`Error::Config`] for no rounds;

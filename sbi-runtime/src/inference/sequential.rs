@@ -1,8 +1,8 @@
 //! Multi-round (sequential) inference for one observation `x_o`: the first round simulates
 //! from the prior; each later round simulates from a proposal focused on `x_o`, built from
-//! the previous round's posterior, and trains on every simulation so far. Each round starts
-//! from the last round's network and z-scoring (a warm start, as `sbi`'s default), or from
-//! scratch with [`Rounds::from_scratch`]. The posteriors of earlier rounds are proposals: they
+//! the previous round's posterior, and trains on every simulation so far: a new network with
+//! z-scoring fitted to those simulations, or with [`Rounds::warm_start`] the last round's
+//! network and z-scoring (`sbi`'s default: faster, and less accurate where measured). The posteriors of earlier rounds are proposals: they
 //! are used at `x_o` even where their few simulations do not reach it, so they do not check
 //! the observation against their training range; the last round's posterior does.
 //!
@@ -43,15 +43,15 @@ pub struct Rounds {
     pub seed: u64,
     /// Show simulation progress.
     pub progress: bool,
-    /// Start each round's training from the last round's weights and z-scoring (true, the
-    /// default) rather than from a new network fitted afresh.
+    /// Start each round's training from the last round's weights and z-scoring, rather than
+    /// from a new network (false, the default).
     pub warm_start: bool,
 }
 
 impl Rounds {
     /// `rounds` rounds of `simulations_per_round` simulations, seed 0, with progress.
     pub fn new(rounds: usize, simulations_per_round: usize) -> Self {
-        Rounds { rounds, simulations_per_round, seed: 0, progress: true, warm_start: true }
+        Rounds { rounds, simulations_per_round, seed: 0, progress: true, warm_start: false }
     }
 
     /// A budget of `total` simulations split evenly over `rounds` rounds.
@@ -65,10 +65,13 @@ impl Rounds {
         self
     }
 
-    /// Trains every round from a new network (slower; the z-scoring is then fitted to each
-    /// round's pooled simulations).
-    pub fn from_scratch(mut self) -> Self {
-        self.warm_start = false;
+    /// Starts each round's training from the last round's network and keeps round 1's
+    /// z-scoring (as `sbi`). Measured: 2.7 times fewer epochs on two_moons (TSNPE 10 × 1,000)
+    /// at the same C2ST, but worse C2ST on slcp (SNLE 10 × 1,000: 0.711 against 0.652)
+    /// and with rounds of 200 (two_moons TSNPE: 0.692 against 0.632), where an epoch of 180
+    /// pairs is one step and early stopping ends a warm round after a few dozen.
+    pub fn warm_start(mut self) -> Self {
+        self.warm_start = true;
         self
     }
 
