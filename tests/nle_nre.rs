@@ -136,6 +136,9 @@ fn network_potential_gradients_match_finite_differences() {
     let sims = simulate(&GaussianLinear, 1_000).seed(2).progress(false).run().unwrap();
     let training = quick().with_max_epochs(3);
     let nle = Nle::default().with_training(training.clone()).train(&GaussianLinear, &sims).unwrap();
+    let mlp = EmbeddingNet::Mlp { hidden: vec![16], output: 6 };
+    let embedded = Nle::default().with_embedding(mlp).with_training(training.clone());
+    let embedded = embedded.train(&GaussianLinear, &sims).unwrap();
     let nre = Nre::default().with_training(training).train(&GaussianLinear, &sims).unwrap();
     let x_o: Vec<f64> = observation().iter().chain(&observation()).map(|v| v * 0.9).collect(); // two trials
     let theta: Vec<f64> = (0..30).map(|i| 0.3 * ((i as f64) * 0.7).sin()).collect(); // three rows
@@ -156,6 +159,7 @@ fn network_potential_gradients_match_finite_differences() {
         }
     };
     check("NLE", &nle.potential(&x_o).unwrap());
+    check("NLE with an embedding of θ", &embedded.potential(&x_o).unwrap());
     check("NRE", &nre.potential(&x_o).unwrap());
 }
 
@@ -244,6 +248,36 @@ fn nre_with_an_embedding_trains_saves_and_checks_shapes() {
 
     let image = EmbeddingNet::Cnn2d { channels: vec![4], kernel: 3, output: 6 };
     let wrong = Nre::default().with_embedding(image).train(&model, &sims);
+    assert!(matches!(&wrong, Err(Error::Config(m)) if m.contains("shape")), "{:?}", wrong.err());
+}
+
+/// NLE with an embedding of θ (an MLP, and a user's network) trains end to end, saves and
+/// loads (the user's network only through `load_with`); an embedding that does not fit a
+/// parameter vector is refused before training.
+#[test]
+fn nle_with_an_embedding_of_theta_trains_saves_and_checks_shapes() {
+    let sims = simulate(&GaussianLinear, 1_000).seed(2).progress(false).run().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nle-embedding.safetensors");
+    let (x_o, theta) = (observation(), [0.1; 10]);
+    let custom = EmbeddingNet::Custom(std::sync::Arc::new(embedding::MyEmbedding));
+    for e in [EmbeddingNet::Mlp { hidden: vec![32], output: 6 }, custom.clone()] {
+        let nle = Nle::default().with_embedding(e.clone()).with_training(quick().with_max_epochs(4));
+        let posterior = nle.with_sampler(quiet_mcmc()).train(&GaussianLinear, &sims).unwrap();
+        let s = posterior.training_summary().unwrap();
+        assert!(s.train_loss[3] < s.train_loss[0], "{:?}", s.train_loss);
+        posterior.save(&path).unwrap();
+        let loaded = if let EmbeddingNet::Custom(_) = e {
+            let needs = NlePosterior::load(&path, &GaussianLinear);
+            assert!(matches!(&needs, Err(Error::File { reason, .. }) if reason.contains("my-linear-4")));
+            NlePosterior::load_with(&path, &GaussianLinear, &custom).unwrap()
+        } else {
+            NlePosterior::load(&path, &GaussianLinear).unwrap()
+        };
+        assert_eq!(posterior.log_potential(&theta, &x_o).unwrap(), loaded.log_potential(&theta, &x_o).unwrap());
+    }
+    let series = EmbeddingNet::Cnn1d { channels: vec![4], kernel: 3, output: 6 };
+    let wrong = Nle::default().with_embedding(series).train(&GaussianLinear, &sims);
     assert!(matches!(&wrong, Err(Error::Config(m)) if m.contains("shape")), "{:?}", wrong.err());
 }
 

@@ -575,8 +575,7 @@ impl EmbeddingNet {
     /// # Errors
     /// [`Error::Config`] naming the network and the observations' shape.
     pub fn validate(&self, shape: &ObsShape) -> Result<()> {
-        let fail =
-            |why: String| Err(Error::Config(format!("{self:?} does not fit observations of shape {shape}: {why}")));
+        let fail = |why: String| Err(Error::Config(format!("{self:?} does not fit data of shape {shape}: {why}")));
         let layers_ok = |channels: &[usize], kernel: usize, output: usize| -> std::result::Result<(), String> {
             if channels.is_empty() || channels.contains(&0) || output == 0 {
                 return Err("it needs at least one layer, and every layer and the output need a width".into());

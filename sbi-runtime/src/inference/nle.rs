@@ -35,6 +35,9 @@ pub struct Nle {
     pub training: TrainConfig,
     /// How the posterior is sampled (slice-sampling MCMC).
     pub sampler: Sampler,
+    /// The network applied to the z-scored `θ` before it conditions the estimator (identity
+    /// by default): an `Mlp`, or a user's network for parameters with structure.
+    pub embedding: EmbeddingNet,
 }
 
 impl Nle {
@@ -51,6 +54,13 @@ impl Nle {
     /// Sets the sampler.
     pub fn with_sampler(mut self, s: Sampler) -> Self {
         self.sampler = s;
+        self
+    }
+    /// Sets the embedding network of `θ` (see [`Nle::embedding`]); files of a posterior with
+    /// a user's network load through
+    /// [`PotentialPosterior::load_with`](crate::inference::PotentialPosterior::load_with).
+    pub fn with_embedding(mut self, e: EmbeddingNet) -> Self {
+        self.embedding = e;
         self
     }
 
@@ -79,13 +89,14 @@ impl Nle {
         }
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
+        self.embedding.validate(&Shape::Vector(d))?;
         let (store, spec) = match warm {
             Some(LikelihoodScore(w)) => (w.store.warm_copy()?, w.spec.clone()),
             None => (
                 ParamStore::new(self.training.seed),
                 EstimatorSpec {
                     estimator: self.estimator.clone(),
-                    embedding: EmbeddingNet::Identity.describe(),
+                    embedding: self.embedding.describe(),
                     features: f,
                     context_shape: Shape::Vector(d).encode(),
                     seed: self.training.seed,
@@ -94,7 +105,7 @@ impl Nle {
                 },
             ),
         };
-        let estimator = ConditionalEstimator::build(store, spec, &EmbeddingNet::Identity)?;
+        let estimator = ConditionalEstimator::build(store, spec, &self.embedding)?;
         let data = Pairs { a: matrix(&sims.x, n, f)?, b: matrix(&sims.theta, n, d)? };
         let summary = fit(&estimator.store, &data, &self.training, |x, theta, _| {
             estimator.log_prob(x, theta)?.mean_all()?.neg()
@@ -150,16 +161,20 @@ impl crate::inference::SavedScore for LikelihoodScore {
         &self.0.store
     }
 
-    /// NLE's `θ` takes no embedding: `custom` is not used.
     fn rebuild(
-        _path: &std::path::Path,
+        path: &std::path::Path,
         description: serde_json::Value,
         weights: ParamStore,
-        _custom: &EmbeddingNet,
+        custom: &EmbeddingNet,
     ) -> Result<Self> {
         let spec: EstimatorSpec = serde_json::from_value(description)
             .map_err(|e| Error::Config(format!("unknown estimator description ({e})")))?;
-        Ok(LikelihoodScore(ConditionalEstimator::build(weights, spec, &EmbeddingNet::Identity)?))
+        let embedding = crate::inference::saved::resolve_embedding(
+            path,
+            &serde_json::Value::String(spec.embedding.clone()),
+            custom,
+        )?;
+        Ok(LikelihoodScore(ConditionalEstimator::build(weights, spec, &embedding)?))
     }
 }
 

@@ -270,8 +270,8 @@ impl<P: Prior, S: SavedScore> PotentialPosterior<P, S> {
         Self::load_with(path, model, &EmbeddingNet::Identity)
     }
 
-    /// Loads a posterior whose classifier embeds `x` with a user's network: pass the same
-    /// builder ([`EmbeddingNet::Custom`]).
+    /// Loads a posterior whose network embeds `x` (NRE) or `θ` (NLE) with a user's network:
+    /// pass the same builder ([`EmbeddingNet::Custom`]).
     ///
     /// # Errors
     /// As [`PotentialPosterior::load`]; [`Error::File`] when the file needs another embedding.
