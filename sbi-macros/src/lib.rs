@@ -2,8 +2,8 @@
 //!
 //! Use them through `sbi_runtime` (`use sbi_runtime::prelude::*;`), which documents the
 //! language. This crate turns one annotated function into a parameter struct, a prior and
-//! a simulator: [`ast`] reads the function, [`valid`] checks every rule and collects all
-//! mistakes in one [`ctxt::Ctxt`], [`expand`] writes the code.
+//! a simulator: the private module `ast` reads the function, `valid` checks every rule and
+//! collects all mistakes in one `ctxt::Ctxt`, and `expand` writes the code.
 
 mod ast;
 mod ctxt;

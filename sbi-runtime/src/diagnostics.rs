@@ -181,7 +181,7 @@ impl Coverage {
     /// Records one test: posterior `draws` (`n × dim`, row-major) at a simulation of `truth`.
     ///
     /// # Errors
-    /// [`Error::Shape`] when the draws or the truth do not have `dim` columns, or no draws.
+    /// [`Error::ShapeMismatch`] when the draws or the truth do not have `dim` columns, or no draws.
     pub fn add(&mut self, draws: &[f64], truth: &[f64]) -> Result<()> {
         let d = self.hits.len();
         if d == 0 || truth.len() != d || draws.is_empty() || draws.len() % d != 0 {
@@ -205,7 +205,7 @@ impl Coverage {
     /// draws (`n × dim`) at the observation `x` of the parameters `truth`.
     ///
     /// # Errors
-    /// The errors of `draws`; [`Error::Shape`] for draws of the wrong width.
+    /// The errors of `draws`; [`Error::ShapeMismatch`] for draws of the wrong width.
     pub fn of(
         tests: &crate::simulate::Simulations,
         level: f64,
