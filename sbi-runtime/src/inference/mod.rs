@@ -30,6 +30,31 @@ use crate::error::{Error, Result};
 use crate::model::{Prior, Simulator};
 use crate::simulate::Simulations;
 
+/// The starting point of a training: a copy of a warm start's weights and description
+/// (architecture and z-scoring), or a new store seeded with `seed` and a description made
+/// by `new`.
+pub(crate) fn warm_or_new<T: Clone>(
+    warm: Option<(&crate::nn::ParamStore, &T)>,
+    seed: u64,
+    new: impl FnOnce() -> T,
+) -> Result<(crate::nn::ParamStore, T)> {
+    Ok(match warm {
+        Some((store, description)) => (store.warm_copy()?, description.clone()),
+        None => (crate::nn::ParamStore::new(seed), new()),
+    })
+}
+
+/// Refuses simulations with absent (NaN) trials: NLE and NRE score one trial per row.
+pub(crate) fn refuse_absent_trials(sims: &Simulations) -> Result<()> {
+    if sims.x.iter().any(|v| v.is_nan()) {
+        return Err(Error::Config(
+            "the simulations have absent trials: NLE and NRE take one trial per simulation and add up trials themselves"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The model's prior, after checking that `sims` were simulated from this model and hold
 /// parameters and observations.
 pub(crate) fn checked_prior<M: Simulator>(model: &M, sims: &Simulations, method: &str) -> Result<M::Prior> {

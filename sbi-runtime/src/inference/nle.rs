@@ -81,30 +81,20 @@ impl Nle {
         warm: Option<&LikelihoodScore>,
     ) -> Result<NlePosterior<M::Prior>> {
         let prior = crate::inference::checked_prior(model, sims, "NLE")?;
-        if sims.x.iter().any(|v| v.is_nan()) {
-            return Err(Error::Config(
-                "the simulations have absent trials: NLE and NRE take one trial per simulation and add up trials themselves"
-                    .into(),
-            ));
-        }
+        crate::inference::refuse_absent_trials(sims)?;
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
         self.embedding.validate(&Shape::Vector(d))?;
-        let (store, spec) = match warm {
-            Some(LikelihoodScore(w)) => (w.store.warm_copy()?, w.spec.clone()),
-            None => (
-                ParamStore::new(self.training.seed),
-                EstimatorSpec {
-                    estimator: self.estimator.clone(),
-                    embedding: self.embedding.describe(),
-                    features: f,
-                    context_shape: Shape::Vector(d).encode(),
-                    seed: self.training.seed,
-                    input_std: Standardizer::fit(&sims.x, f),
-                    context_std: Standardizer::fit(&sims.theta, d),
-                },
-            ),
-        };
+        let warm = warm.map(|LikelihoodScore(w)| (&w.store, &w.spec));
+        let (store, spec) = crate::inference::warm_or_new(warm, self.training.seed, || EstimatorSpec {
+            estimator: self.estimator.clone(),
+            embedding: self.embedding.describe(),
+            features: f,
+            context_shape: Shape::Vector(d).encode(),
+            seed: self.training.seed,
+            input_std: Standardizer::fit(&sims.x, f),
+            context_std: Standardizer::fit(&sims.theta, d),
+        })?;
         let estimator = ConditionalEstimator::build(store, spec, &self.embedding)?;
         let data = Pairs { a: matrix(&sims.x, n, f)?, b: matrix(&sims.theta, n, d)? };
         let summary = fit(&estimator.store, &data, &self.training, |x, theta, _| {

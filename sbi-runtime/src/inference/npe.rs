@@ -107,21 +107,16 @@ impl Npe {
                 "the simulations have absent trials (a varying number of them): use the DeepSets embedding".into(),
             ));
         }
-        let (store, spec) = match warm {
-            Some(w) => (w.store.warm_copy()?, w.spec.clone()),
-            None => (
-                ParamStore::new(self.training.seed),
-                EstimatorSpec {
-                    estimator: self.estimator.clone(),
-                    embedding: self.embedding.describe(),
-                    features: d,
-                    context_shape: sims.x_shape.encode(),
-                    seed: self.training.seed,
-                    input_std: Standardizer::fit(&sims.theta, d),
-                    context_std: Standardizer::fit(&sims.x, c),
-                },
-            ),
-        };
+        let warm = warm.map(|w| (&w.store, &w.spec));
+        let (store, spec) = crate::inference::warm_or_new(warm, self.training.seed, || EstimatorSpec {
+            estimator: self.estimator.clone(),
+            embedding: self.embedding.describe(),
+            features: d,
+            context_shape: sims.x_shape.encode(),
+            seed: self.training.seed,
+            input_std: Standardizer::fit(&sims.theta, d),
+            context_std: Standardizer::fit(&sims.x, c),
+        })?;
         let estimator = ConditionalEstimator::build(store, spec, &self.embedding)?;
         let summary = match atoms {
             None => {

@@ -174,27 +174,17 @@ impl Nre {
             return Err(Error::Config("the classifier needs hidden units".into()));
         }
         let prior = crate::inference::checked_prior(model, sims, "NRE")?;
-        if sims.x.iter().any(|v| v.is_nan()) {
-            return Err(Error::Config(
-                "the simulations have absent trials: NLE and NRE take one trial per simulation and add up trials themselves"
-                    .into(),
-            ));
-        }
+        crate::inference::refuse_absent_trials(sims)?;
         let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.embedding.validate(&sims.x_shape)?;
-        let (store, description) = match warm {
-            Some(w) => (w.store.warm_copy()?, w.description.clone()),
-            None => (
-                ParamStore::new(self.training.seed),
-                ClassifierDescription {
-                    config: self.classifier.clone(),
-                    theta: Standardizer::fit(&sims.theta, d),
-                    x: Standardizer::fit(&sims.x, f),
-                    embedding: self.embedding.clone(),
-                    x_shape: sims.x_shape.encode(),
-                },
-            ),
-        };
+        let warm = warm.map(|w| (&w.store, &w.description));
+        let (store, description) = crate::inference::warm_or_new(warm, self.training.seed, || ClassifierDescription {
+            config: self.classifier.clone(),
+            theta: Standardizer::fit(&sims.theta, d),
+            x: Standardizer::fit(&sims.x, f),
+            embedding: self.embedding.clone(),
+            x_shape: sims.x_shape.encode(),
+        })?;
         let classifier = Classifier::new(store, description)?;
         let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, f)? };
         let variant = self.variant;
