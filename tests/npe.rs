@@ -123,7 +123,7 @@ fn save_and_load_give_identical_samples() {
 
     // Another model, a truncated file and garbage are clear errors.
     let wrong = NpePosterior::load(&path, &GaussianLinear);
-    assert!(matches!(&wrong, Err(Error::File { reason, .. }) if reason.contains("parameters")), "{:?}", wrong.err());
+    assert!(matches!(&wrong, Err(Error::ModelMismatch { part: ModelPart::Parameters, .. })), "{:?}", wrong.err());
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     assert!(matches!(NpePosterior::load(&path, &TwoMoons), Err(Error::File { .. })));

@@ -167,57 +167,65 @@ fn save_load_and_csv() {
     assert!(matches!(Simulations::load(dir.path().join("none.safetensors")), Err(Error::Io { .. })));
 }
 
-/// Counts its calls and raises the interrupt flag after `stop_at` of them.
+/// Calls of [`interruptible`], and the count after which it raises [`STOP`].
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+static STOP_AT: AtomicUsize = AtomicUsize::new(usize::MAX);
+static STOP: std::sync::LazyLock<Arc<AtomicBool>> = std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// Counts its calls and raises the interrupt flag after `STOP_AT` of them. (Counters in
+/// settings would be part of the model's identity: their values change as it runs.)
 #[simulator]
-fn interruptible(rng: &mut impl Rng, calls: Arc<AtomicUsize>, stop_at: usize, flag: Arc<AtomicBool>) -> [f64; 2] {
+fn interruptible(rng: &mut impl Rng) -> [f64; 2] {
     let theta = sample!(Normal(0.0, 1.0); 2);
-    if calls.fetch_add(1, Ordering::SeqCst) + 1 >= stop_at {
-        flag.store(true, Ordering::SeqCst);
+    if CALLS.fetch_add(1, Ordering::SeqCst) + 1 >= STOP_AT.load(Ordering::SeqCst) {
+        STOP.store(true, Ordering::SeqCst);
     }
     theta.map(|t| t + rng.sample::<f64, _>(StandardNormal))
 }
 
 #[test]
 fn an_interrupted_run_resumes_without_redoing_work() {
+    let probes = sbi_runtime::simulate::PROBES as usize;
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.safetensors");
     let n = 1_000;
-    let flag = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let model = Interruptible { calls: calls.clone(), stop_at: 350, flag: flag.clone() };
-    let run = |model: &Interruptible| {
-        simulate(model, n).seed(21).chunk_size(100).checkpoint(&ckpt).interrupt_flag(flag.clone()).progress(false).run()
+    STOP_AT.store(350 + probes, Ordering::SeqCst);
+    let run = |chunk: usize| {
+        simulate(&Interruptible, n)
+            .seed(21)
+            .chunk_size(chunk)
+            .checkpoint(&ckpt)
+            .interrupt_flag(STOP.clone())
+            .progress(false)
+            .run()
     };
-    match run(&model) {
+    match run(100) {
         Err(Error::Interrupted { completed, total, saved }) => {
             assert!((350..n).contains(&completed), "{completed}");
             assert_eq!((total, saved), (n, true));
         }
         other => panic!("expected an interruption, got {other:?}"),
     }
-    let done_before = calls.load(Ordering::SeqCst);
+    let done_before = CALLS.load(Ordering::SeqCst) - probes;
     assert!(ckpt.exists());
 
-    // Resume: only the remaining simulations run.
-    flag.store(false, Ordering::SeqCst);
-    let resumed_model = Interruptible { calls: calls.clone(), stop_at: usize::MAX, flag: flag.clone() };
-    let resumed = run(&resumed_model).unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), n, "{done_before} simulations were redone");
+    // Resume: only the remaining simulations run (and the model's probes), whatever the
+    // chunk size (a huge one once overflowed and returned more rows than asked).
+    STOP.store(false, Ordering::SeqCst);
+    STOP_AT.store(usize::MAX, Ordering::SeqCst);
+    let resumed = run(usize::MAX).unwrap();
+    assert_eq!(resumed.len(), n);
+    assert_eq!(CALLS.load(Ordering::SeqCst), n + 2 * probes, "{done_before} simulations were redone");
 
     // The result equals an uninterrupted run, and the checkpoint now holds it.
-    let fresh_model = Interruptible {
-        calls: Arc::new(AtomicUsize::new(0)),
-        stop_at: usize::MAX,
-        flag: Arc::new(AtomicBool::new(false)),
-    };
-    let fresh = simulate(&fresh_model, n).seed(21).progress(false).run().unwrap();
+    let fresh = simulate(&Interruptible, n).seed(21).progress(false).run().unwrap();
     assert_eq!(resumed, fresh);
     assert_eq!(Simulations::load(&ckpt).unwrap(), fresh);
 
     // A checkpoint from another run is refused, never mixed in.
-    let err = simulate(&fresh_model, n).seed(22).checkpoint(&ckpt).progress(false).run().unwrap_err();
+    let err = simulate(&Interruptible, n).seed(22).checkpoint(&ckpt).progress(false).run().unwrap_err();
     assert!(matches!(&err, Error::File { reason, .. } if reason.contains("seed")), "{err}");
-    let err = simulate(&fresh_model, n + 1).seed(21).checkpoint(&ckpt).progress(false).run().unwrap_err();
+    let err = simulate(&Interruptible, n + 1).seed(21).checkpoint(&ckpt).progress(false).run().unwrap_err();
     assert!(matches!(&err, Error::File { reason, .. } if reason.contains("size")), "{err}");
 }
 

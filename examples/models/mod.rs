@@ -7,6 +7,7 @@ pub mod blob;
 pub mod gaussian_linear;
 pub mod hierarchical;
 pub mod measurement;
+pub mod offset;
 pub mod sir;
 pub mod slcp;
 pub mod two_moons;

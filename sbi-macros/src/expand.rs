@@ -46,7 +46,10 @@ pub fn simulator(args: TokenStream, input: TokenStream) -> TokenStream {
         debug_assert!(had_errors);
         return errors;
     }
-    let code = expand(&mut model);
+    let sig = &item.sig;
+    let block = &item.block;
+    let source_digest = crate::digest::digest(quote!(#sig #block));
+    let code = expand(&mut model, &source_digest);
     quote!(#errors #code)
 }
 
@@ -106,7 +109,7 @@ fn int_to_float(e: &mut Expr) {
     }
 }
 
-fn expand(model: &mut Model) -> TokenStream {
+fn expand(model: &mut Model, source_digest: &str) -> TokenStream {
     let item = &model.item;
     let vis = &item.vis;
     let fn_name = &item.sig.ident;
@@ -277,6 +280,14 @@ fn expand(model: &mut Model) -> TokenStream {
             type Params = #params;
             #output_assoc
             type Prior = #prior;
+
+            fn source_digest(&self) -> ::core::option::Option<&'static str> {
+                ::core::option::Option::Some(#source_digest)
+            }
+
+            fn settings(&self) -> ::std::string::String {
+                ::std::format!("{:?}", self)
+            }
 
             fn prior(&self) -> #prior {
                 #prior { #( #setting_idents: ::core::clone::Clone::clone(&self.#setting_idents) ),* }

@@ -7,6 +7,7 @@
 
 mod ast;
 mod ctxt;
+mod digest;
 mod expand;
 mod valid;
 

@@ -47,13 +47,18 @@ pub fn c2st(samples: &[f64], reference: &[f64], dim: usize) -> Result<f64> {
 /// [`c2st`] with explicit settings.
 pub fn c2st_with(samples: &[f64], reference: &[f64], dim: usize, config: &C2stConfig) -> Result<f64> {
     crate::nn::ensure_thread_env();
-    if dim == 0 || samples.len() % dim != 0 || reference.len() % dim != 0 {
+    if dim == 0 || !samples.len().is_multiple_of(dim) || !reference.len().is_multiple_of(dim) {
         return Err(Error::shape("C2ST samples (rows of dim values)", dim, samples.len() % dim.max(1)));
     }
     if samples.iter().chain(reference).any(|v| !v.is_finite()) {
         return Err(Error::Config("C2ST samples must be finite".into()));
     }
     let (n1, n0) = (samples.len() / dim, reference.len() / dim);
+    if n1 == 0 || n0 == 0 {
+        return Err(Error::Config(format!(
+            "C2ST needs draws on both sides, got {n1} samples and {n0} reference draws"
+        )));
+    }
     if n1 + n0 < 2 * config.folds || config.folds < 2 {
         return Err(Error::Config(format!("C2ST needs at least {} samples and 2 folds", 2 * config.folds)));
     }
@@ -184,7 +189,7 @@ impl Coverage {
     /// [`Error::ShapeMismatch`] when the draws or the truth do not have `dim` columns, or no draws.
     pub fn add(&mut self, draws: &[f64], truth: &[f64]) -> Result<()> {
         let d = self.hits.len();
-        if d == 0 || truth.len() != d || draws.is_empty() || draws.len() % d != 0 {
+        if d == 0 || truth.len() != d || draws.is_empty() || !draws.len().is_multiple_of(d) {
             return Err(Error::shape("coverage draws and truth (columns)", d, truth.len()));
         }
         let n = draws.len() / d;
@@ -265,6 +270,9 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         assert!(c2st(&[1.0, 2.0, 3.0], &[1.0, 2.0], 2).is_err());
+        // Nothing to compare with is an error, not a perfect score.
+        assert!(matches!(c2st(&[], &gaussian(100, 0.0, 1), 2), Err(Error::Config(_))));
+        assert!(matches!(c2st(&gaussian(100, 0.0, 1), &[], 2), Err(Error::Config(_))));
         assert!(c2st(&[f64::NAN; 20], &[0.0; 20], 2).is_err());
     }
 

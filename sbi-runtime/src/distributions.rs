@@ -118,6 +118,9 @@ impl Uniform {
         finite("Uniform", "low", low)?;
         finite("Uniform", "high", high)?;
         check(low < high, "Uniform", || format!("low must be below high, got low = {low}, high = {high}"))?;
+        check((high - low).is_finite(), "Uniform", || {
+            format!("the width high − low must be finite, got low = {low}, high = {high}")
+        })?;
         Ok(Uniform { low, high })
     }
     /// Lower bound.
@@ -214,7 +217,9 @@ impl Gamma {
 
 scalar_distribution!(
     Gamma,
-    |s, rng| s.sampler.sample(rng),
+    // A small shape can draw values that round to 0, where the density is 0 or infinite:
+    // the smallest positive number stands in for them, so every draw lies inside the support.
+    |s, rng| s.sampler.sample(rng).max(f64::MIN_POSITIVE),
     |s, x| if x > 0.0 { s.log_norm + (s.shape - 1.0) * x.ln() - s.rate * x } else { f64::NEG_INFINITY },
     |_s| Support::GreaterThan(0.0)
 );
@@ -243,10 +248,18 @@ fn xlogy(c: f64, x: f64) -> f64 {
     if c == 0.0 { 0.0 } else { c * x.ln() }
 }
 
+/// The largest number below 1.
+const BELOW_ONE: f64 = 1.0 - f64::EPSILON / 2.0;
+
 scalar_distribution!(
     Beta,
-    |s, rng| s.sampler.sample(rng),
-    |s, x| if (0.0..=1.0).contains(&x) {
+    // Small `a` or `b` draw values that round to exactly 0 or 1, where the density is
+    // infinite: they are moved to the nearest numbers inside (0, 1).
+    |s, rng| s.sampler.sample(rng).clamp(f64::MIN_POSITIVE, BELOW_ONE),
+    // An endpoint where the density is infinite (a < 1 at 0, b < 1 at 1) is outside.
+    |s, x| if (x == 0.0 && s.a < 1.0) || (x == 1.0 && s.b < 1.0) {
+        f64::NEG_INFINITY
+    } else if (0.0..=1.0).contains(&x) {
         s.log_norm + xlogy(s.a - 1.0, x) + xlogy(s.b - 1.0, 1.0 - x)
     } else {
         f64::NEG_INFINITY

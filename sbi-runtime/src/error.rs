@@ -55,6 +55,37 @@ impl std::fmt::Display for InvalidKind {
     }
 }
 
+/// The part of a model's identity that differs (see [`crate::simulate::ModelIdentity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModelPart {
+    /// The parameters' names.
+    Parameters,
+    /// The source code of the prior statements or the simulator's body.
+    Source,
+    /// The settings' values.
+    Settings,
+    /// The observation's shape.
+    ObservationShape,
+    /// The results of simulations at fixed random streams (a function the simulator calls,
+    /// or a dependency, changed).
+    Behaviour,
+}
+
+impl std::fmt::Display for ModelPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelPart::Parameters => "the parameters",
+            ModelPart::Source => "the source code of the simulator (its prior statements or body)",
+            ModelPart::Settings => "the settings",
+            ModelPart::ObservationShape => "the observation's shape",
+            ModelPart::Behaviour => {
+                "the simulator's results at fixed random streams (a function it calls, or a dependency, changed)"
+            }
+        })
+    }
+}
+
 /// Everything that can go wrong in the toolkit.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -76,6 +107,41 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: Box<Error>,
+    },
+
+    /// The prior could not be sampled: a distribution drew a non-finite value or one where
+    /// its density is zero, or a hierarchical prior's draws failed again and again.
+    #[error("prior draw failed: {reason}")]
+    PriorDraw {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A buffer of the requested size cannot be allocated (too many samples, proposals or
+    /// simulations for this machine's memory, or a count that overflows).
+    #[error("{what}: {rows} × {cols} values cannot be allocated on this machine; ask for fewer")]
+    TooLarge {
+        /// What was being allocated.
+        what: String,
+        /// Rows asked for.
+        rows: usize,
+        /// Values per row.
+        cols: usize,
+    },
+
+    /// A checkpoint, simulations or a model file belong to another model than the one given.
+    #[error("{what} belongs to another model: {part} differ(s): saved {saved}, now {now}; {advice}")]
+    ModelMismatch {
+        /// What was checked (a file, or simulations).
+        what: String,
+        /// The part of the model's identity that differs.
+        part: ModelPart,
+        /// The saved value, in words.
+        saved: String,
+        /// The current model's value, in words.
+        now: String,
+        /// How to proceed.
+        advice: String,
     },
 
     /// A slice or matrix did not have the expected number of values.
@@ -141,9 +207,47 @@ pub enum Error {
         saved: bool,
     },
 
+    /// Another run holds the checkpoint's lock (two processes on one path).
+    #[error(
+        "the checkpoint {} is in use by another run (it holds {}.lock); wait for that run to finish, or use another path",
+        path.display(), path.display()
+    )]
+    CheckpointLocked {
+        /// The checkpoint.
+        path: PathBuf,
+    },
+
     /// A tensor operation failed (a bug or an inconsistent model file: please report it).
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),
+
+    /// A value cannot be handed to the networks: after z-scoring (in f64) it is infinite or
+    /// beyond the range of their 32-bit floats.
+    #[error(
+        "{column}: the value {value} is beyond the range of the networks' 32-bit floats once standardised \
+         (training mean {mean}, standard deviation {std}); rescale this quantity (e.g. take its logarithm) \
+         or remove the outlying simulations"
+    )]
+    Unrepresentable {
+        /// The column, by name.
+        column: String,
+        /// The raw value.
+        value: f64,
+        /// The column's training mean.
+        mean: f64,
+        /// The column's training standard deviation.
+        std: f64,
+    },
+
+    /// A trained network returned non-finite values where finite ones were expected.
+    #[error(
+        "the network returned non-finite values ({what}): its weights are not finite (a corrupt file or a \
+         diverged training); train it again"
+    )]
+    NetworkOutput {
+        /// What it returned.
+        what: String,
+    },
 
     /// Training produced a non-finite loss.
     #[error(

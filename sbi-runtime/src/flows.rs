@@ -83,12 +83,14 @@ impl DensityEstimator {
         let ok = features > 0
             && match self {
                 DensityEstimator::Maf(c) => c.transforms > 0 && c.hidden > 0,
-                DensityEstimator::Nsf(c) => c.transforms > 0 && c.hidden > 0 && c.bins >= 2 && c.tail_bound > 0.0,
+                DensityEstimator::Nsf(c) => {
+                    c.transforms > 0 && c.hidden > 0 && c.bins >= 2 && c.tail_bound > 0.0 && c.tail_bound.is_finite()
+                }
                 DensityEstimator::Mdn(c) => c.components > 0 && c.hidden > 0,
             };
         if !ok {
             candle_core::bail!(
-                "invalid {} settings {self:?} for {features} parameters: sizes must be positive (NSF: at least 2 bins)",
+                "invalid {} settings {self:?} for {features} parameters: sizes must be positive (NSF: at least 2 bins, a positive finite tail bound)",
                 self.name()
             );
         }
@@ -407,9 +409,65 @@ impl Standardizer {
         Standardizer { mean, std }
     }
 
-    pub(crate) fn tensors(&self) -> Result<(Tensor, Tensor)> {
-        let d = self.mean.len();
-        Ok((crate::nn::matrix(&self.mean, 1, d)?, crate::nn::matrix(&self.std, 1, d)?))
+    /// z-scores `values` (rows of `self.mean.len()` raw values) in f64 and hands them to the
+    /// networks as an f32 tensor `[rows, cols]`. Subtracting the mean before leaving f64
+    /// keeps the signal of values far from zero (`10⁷ + θ` keeps θ's digits; in f32 it
+    /// would keep none). NaN (absent trials) passes through.
+    ///
+    /// # Errors
+    /// [`Error::Unrepresentable`] naming the column (by `columns`) when a z-scored value is
+    /// infinite or beyond f32's range, or the statistics themselves are not finite;
+    /// [`Error::ShapeMismatch`] when `values` is not made of whole rows.
+    pub fn to_tensor(&self, values: &[f64], columns: Columns<'_>) -> Result<Tensor> {
+        let cols = self.mean.len();
+        if cols == 0 || !values.len().is_multiple_of(cols) {
+            return Err(Error::shape("rows to standardise", cols * (values.len() / cols.max(1)), values.len()));
+        }
+        let unrepresentable = |j: usize, value: f64| Error::Unrepresentable {
+            column: columns.label(j),
+            value,
+            mean: self.mean[j],
+            std: self.std[j],
+        };
+        if let Some(j) = (0..cols).find(|&j| !(self.mean[j].is_finite() && self.std[j].is_finite())) {
+            return Err(unrepresentable(j, self.mean[j]));
+        }
+        let mut out = Vec::with_capacity(values.len());
+        for row in values.chunks_exact(cols) {
+            for (j, ((&v, m), s)) in row.iter().zip(&self.mean).zip(&self.std).enumerate() {
+                let z = (v - m) / s;
+                if z.is_infinite() || z.abs() > f32::MAX as f64 {
+                    return Err(unrepresentable(j, v));
+                }
+                out.push(z as f32);
+            }
+        }
+        Ok(Tensor::from_vec(out, (values.len() / cols, cols), &candle_core::Device::Cpu)?)
+    }
+
+    /// The raw values (f64) of a tensor of z-scored rows, the inverse of
+    /// [`Standardizer::to_tensor`]: `u · std + mean`, computed in f64.
+    pub fn from_tensor(&self, t: &Tensor) -> Result<Vec<f64>> {
+        let cols = self.mean.len();
+        let mut v = crate::nn::to_f64(t)?;
+        if cols == 0 || v.len() % cols != 0 {
+            return Err(Error::shape("standardised rows", cols * (v.len() / cols.max(1)), v.len()));
+        }
+        for row in v.chunks_exact_mut(cols) {
+            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *x = *x * s + m;
+            }
+        }
+        Ok(v)
+    }
+
+    /// Divides each row's entries by the scale, in place: turns a gradient with respect to
+    /// z-scored values into one with respect to raw values (the chain rule of z-scoring).
+    pub(crate) fn unscale_gradient(&self, grad: &mut [f64]) {
+        let cols = self.std.len().max(1);
+        for row in grad.chunks_exact_mut(cols) {
+            row.iter_mut().zip(&self.std).for_each(|(g, s)| *g /= s);
+        }
     }
 
     /// `Σ log std`: the log-Jacobian of z-scoring.
@@ -418,10 +476,32 @@ impl Standardizer {
     }
 
     pub(crate) fn check(&self, dim: usize, what: &str) -> Result<()> {
-        if self.mean.len() != dim || self.std.len() != dim {
+        if self.mean.len() != dim || self.std.len() != dim || self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return Err(Error::shape(format!("{what} standardisation"), dim, self.mean.len()));
         }
         Ok(())
+    }
+}
+
+/// How error messages name the columns of a matrix being standardised.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Columns<'a> {
+    /// Parameters, by name.
+    Parameters(&'a [String]),
+    /// Values of a flattened observation, as `x[j]`.
+    Observation,
+}
+
+impl Columns<'_> {
+    /// The name of column `j`.
+    pub fn label(&self, j: usize) -> String {
+        match self {
+            Columns::Parameters(names) => {
+                names.get(j).map_or_else(|| format!("parameter {j}"), |n| format!("parameter `{n}`"))
+            }
+            Columns::Observation => format!("observation value x[{j}]"),
+        }
     }
 }
 
@@ -432,23 +512,21 @@ pub(crate) struct EstimatorSpec {
     /// `EmbeddingNet::describe()` of the embedding.
     pub embedding: String,
     pub features: usize,
-    pub context_shape: String,
+    pub context_shape: crate::model::Shape,
     pub seed: u64,
     pub input_std: Standardizer,
     pub context_std: Standardizer,
 }
 
-/// A trained conditional estimator `q(inputs | context)` on raw (unstandardised) values:
-/// z-scoring, embedding network and flow.
+/// A trained conditional estimator `q(inputs | context)`: z-scoring (in f64), embedding
+/// network and flow. The networks see z-scored values only: raw rows become tensors through
+/// [`ConditionalEstimator::input_tensor`] and [`ConditionalEstimator::context_tensor`], and
+/// draws come back through [`ConditionalEstimator::inputs_from`].
 pub struct ConditionalEstimator {
     pub(crate) store: crate::nn::ParamStore,
     flow: Box<dyn ConditionalFlow>,
     embedding: Box<dyn crate::nn::Embedding>,
     pub(crate) spec: EstimatorSpec,
-    input_mean: Tensor,
-    input_std: Tensor,
-    context_mean: Tensor,
-    context_std: Tensor,
     log_scale: f64,
 }
 
@@ -459,8 +537,7 @@ impl ConditionalEstimator {
         spec: EstimatorSpec,
         embedding: &crate::nn::EmbeddingNet,
     ) -> Result<Self> {
-        let context_shape = crate::model::Shape::decode(&spec.context_shape)
-            .ok_or_else(|| Error::Config(format!("unknown context shape {}", spec.context_shape)))?;
+        let context_shape = spec.context_shape.clone();
         spec.input_std.check(spec.features, "input")?;
         spec.context_std.check(context_shape.numel(), "context")?;
         let (embedding, flow) = {
@@ -469,34 +546,50 @@ impl ConditionalEstimator {
             let flow = spec.estimator.build(vb.pp("estimator"), spec.features, width, spec.seed)?;
             (embedding, flow)
         };
-        let (input_mean, input_std) = spec.input_std.tensors()?;
-        let (context_mean, context_std) = spec.context_std.tensors()?;
         let log_scale = spec.input_std.log_scale();
-        Ok(ConditionalEstimator {
-            store,
-            flow,
-            embedding,
-            spec,
-            input_mean,
-            input_std,
-            context_mean,
-            context_std,
-            log_scale,
-        })
+        Ok(ConditionalEstimator { store, flow, embedding, spec, log_scale })
     }
 
-    fn embed(&self, context: &Tensor) -> candle_core::Result<Tensor> {
-        self.embedding.forward(&context.broadcast_sub(&self.context_mean)?.broadcast_div(&self.context_std)?)
+    /// Raw input rows (`B × features`) as the z-scored tensor the flow takes.
+    ///
+    /// # Errors
+    /// As [`Standardizer::to_tensor`].
+    pub fn input_tensor(&self, raw: &[f64], columns: Columns<'_>) -> Result<Tensor> {
+        self.spec.input_std.to_tensor(raw, columns)
     }
 
-    /// `log q(inputs | context)` for raw rows: `[B, D]`, `[B, C]` → `[B]`.
+    /// Raw context rows (`B × context values`) as the z-scored tensor the embedding takes.
+    ///
+    /// # Errors
+    /// As [`Standardizer::to_tensor`].
+    pub fn context_tensor(&self, raw: &[f64], columns: Columns<'_>) -> Result<Tensor> {
+        self.spec.context_std.to_tensor(raw, columns)
+    }
+
+    /// Raw inputs (f64, row-major) from z-scored rows such as [`ConditionalEstimator::sample`]'s.
+    pub fn inputs_from(&self, z: &Tensor) -> Result<Vec<f64>> {
+        self.spec.input_std.from_tensor(z)
+    }
+
+    /// The z-scoring of the inputs.
+    pub fn input_standardizer(&self) -> &Standardizer {
+        &self.spec.input_std
+    }
+
+    /// The z-scoring of the context.
+    pub fn context_standardizer(&self) -> &Standardizer {
+        &self.spec.context_std
+    }
+
+    /// `log q(inputs | context)` in raw units (the z-scoring's Jacobian included), for
+    /// z-scored rows: `[B, D]`, `[B, C]` → `[B]`.
     pub fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
-        let u = inputs.broadcast_sub(&self.input_mean)?.broadcast_div(&self.input_std)?;
-        self.flow.log_prob(&u, &self.embed(context)?)? - self.log_scale
+        self.flow.log_prob(inputs, &self.embedding.forward(context)?)? - self.log_scale
     }
 
-    /// One draw per raw context row: `[B, C]` → `[B, D]`. Rows are drawn in chunks of 512,
-    /// so that the intermediates of a draw stay small whatever the number of rows.
+    /// One draw per z-scored context row: `[B, C]` → z-scored inputs `[B, D]` (raw values
+    /// through [`ConditionalEstimator::inputs_from`]). Rows are drawn in chunks of 512, so
+    /// that the intermediates of a draw stay small whatever the number of rows.
     pub fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
         const CHUNK: usize = 512;
         let b = context.dim(0)?;
@@ -504,11 +597,10 @@ impl ConditionalEstimator {
         let mut start = 0;
         while start < b {
             let len = CHUNK.min(b - start);
-            parts.push(self.flow.sample(&self.embed(&context.narrow(0, start, len)?)?, rng)?.detach());
+            parts.push(self.flow.sample(&self.embedding.forward(&context.narrow(0, start, len)?)?, rng)?.detach());
             start += len;
         }
-        let u = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? };
-        u.broadcast_mul(&self.input_std)?.broadcast_add(&self.input_mean)
+        if parts.len() == 1 { Ok(parts.remove(0)) } else { Tensor::cat(&parts, 0) }
     }
 
     /// Number of input features.

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
@@ -40,8 +42,32 @@ impl Array {
     }
 }
 
-/// Writes arrays and string metadata to a safetensors file, atomically.
-pub(crate) fn write_safetensors(path: &Path, arrays: &[Array], metadata: HashMap<String, String>) -> Result<()> {
+/// What identifies a kind of file this toolkit writes.
+pub(crate) struct FileKind {
+    /// The `format` metadata entry, e.g. `sbi-rs/npe`.
+    pub format: &'static str,
+    /// The version this build writes and reads.
+    pub version: u32,
+    /// How an error message names the file's content, e.g. "an NPE posterior".
+    pub what: &'static str,
+}
+
+/// Writes arrays and a typed header to a safetensors file, atomically. The metadata holds
+/// the kind's `format` and `version`, the header as JSON, and a CRC-32 `checksum` of
+/// everything else (arrays and metadata), which [`SafetensorsFile::header`] verifies.
+pub(crate) fn write_safetensors<H: Serialize>(
+    path: &Path,
+    kind: &FileKind,
+    arrays: &[Array],
+    header: &H,
+) -> Result<()> {
+    let mut metadata = HashMap::new();
+    metadata.insert("format".to_string(), kind.format.to_string());
+    metadata.insert("version".to_string(), kind.version.to_string());
+    metadata.insert(
+        "header".to_string(),
+        serde_json::to_string(header).map_err(|e| Error::file(path, format!("cannot write the header ({e})")))?,
+    );
     let views = arrays
         .iter()
         .map(|a| {
@@ -51,8 +77,36 @@ pub(crate) fn write_safetensors(path: &Path, arrays: &[Array], metadata: HashMap
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    let sum = checksum(views.iter().map(|(n, v)| (*n, v.dtype(), v.shape(), v.data())), &metadata);
+    metadata.insert("checksum".to_string(), sum);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(path, e.to_string()))?;
     write_atomic(path, &bytes)
+}
+
+/// CRC-32 of the arrays (in name order: name, dtype, shape, bytes) and of the metadata
+/// entries other than `checksum` (in key order), as 8 hex digits.
+fn checksum<'a>(
+    arrays: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+    metadata: &HashMap<String, String>,
+) -> String {
+    let mut arrays: Vec<_> = arrays.collect();
+    arrays.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = crc32fast::Hasher::new();
+    for (name, dtype, shape, data) in arrays {
+        h.update(name.as_bytes());
+        h.update(format!("{dtype:?}{shape:?}").as_bytes());
+        h.update(&(data.len() as u64).to_le_bytes());
+        h.update(data);
+    }
+    let mut keys: Vec<&String> = metadata.keys().filter(|k| *k != "checksum").collect();
+    keys.sort();
+    for k in keys {
+        h.update(k.as_bytes());
+        h.update(&[0]);
+        h.update(metadata[k].as_bytes());
+        h.update(&[0]);
+    }
+    format!("{:08x}", h.finalize())
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder.
@@ -82,10 +136,50 @@ impl<'p> SafetensorsFile<'p> {
     }
 
     /// The string metadata of the header.
-    pub(crate) fn metadata(&self) -> Result<HashMap<String, String>> {
+    fn metadata(&self) -> Result<HashMap<String, String>> {
         let (_, meta) = SafeTensors::read_metadata(&self.bytes)
             .map_err(|e| Error::file(self.path, format!("not a valid safetensors file ({e})")))?;
         Ok(meta.metadata().clone().unwrap_or_default())
+    }
+
+    /// The file's typed header, after checking that it is a file of `kind`, of this
+    /// build's version, and unchanged since it was written (its checksum).
+    ///
+    /// # Errors
+    /// [`Error::File`] for another kind of file or version, a checksum that does not match
+    /// (a flipped byte, an edited header), or a header that does not parse.
+    pub(crate) fn header<H: DeserializeOwned>(&self, kind: &FileKind) -> Result<H> {
+        let meta = self.metadata()?;
+        let bad = |reason: String| Error::file(self.path, reason);
+        if meta.get("format").map(String::as_str) != Some(kind.format) {
+            return Err(bad(format!("not {} file", kind.what)));
+        }
+        let version: u32 = self.parse(&meta, "version")?;
+        if version < kind.version {
+            return Err(bad(format!(
+                "written by an earlier version of this toolkit (format version {version}; this build reads version {}, \
+                 which records the model's identity and a checksum); create it again with this build",
+                kind.version
+            )));
+        }
+        if version > kind.version {
+            return Err(bad(format!(
+                "written by a newer version of this toolkit (format version {version}; this build reads version {}); \
+                 update the toolkit",
+                kind.version
+            )));
+        }
+        let stored = self.require(&meta, "checksum")?;
+        let st = self.parsed()?;
+        let arrays: Vec<(String, TensorView<'_>)> = st.tensors();
+        let actual = checksum(arrays.iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())), &meta);
+        if actual != stored {
+            return Err(bad(format!(
+                "its checksum does not match its content (stored {stored}, computed {actual}): the file was \
+                 damaged or edited after it was written"
+            )));
+        }
+        serde_json::from_str(self.require(&meta, "header")?).map_err(|e| bad(format!("unreadable header ({e})")))
     }
 
     fn raw(&self, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>)> {
@@ -123,21 +217,14 @@ impl<'p> SafetensorsFile<'p> {
     }
 
     /// A metadata entry that must be present.
-    pub(crate) fn require<'m>(&self, meta: &'m HashMap<String, String>, key: &str) -> Result<&'m str> {
+    fn require<'m>(&self, meta: &'m HashMap<String, String>, key: &str) -> Result<&'m str> {
         meta.get(key).map(String::as_str).ok_or_else(|| Error::file(self.path, format!("missing metadata `{key}`")))
     }
 
     /// A metadata entry parsed as `T`.
-    pub(crate) fn parse<T: std::str::FromStr>(&self, meta: &HashMap<String, String>, key: &str) -> Result<T> {
+    fn parse<T: std::str::FromStr>(&self, meta: &HashMap<String, String>, key: &str) -> Result<T> {
         let v = self.require(meta, key)?;
         v.parse().map_err(|_| Error::file(self.path, format!("metadata `{key}` = {v:?} is not valid")))
-    }
-
-    /// A metadata entry holding a JSON list of strings.
-    pub(crate) fn strings(&self, meta: &HashMap<String, String>, key: &str) -> Result<Vec<String>> {
-        let v = self.require(meta, key)?;
-        serde_json::from_str(v)
-            .map_err(|e| Error::file(self.path, format!("metadata `{key}` is not a list of strings ({e})")))
     }
 
     /// The path, for error messages.
@@ -146,16 +233,11 @@ impl<'p> SafetensorsFile<'p> {
     }
 }
 
-/// Encodes a list of strings for safetensors metadata.
-pub(crate) fn strings_to_json(v: &[String]) -> String {
-    serde_json::to_string(v).expect("strings always serialise")
-}
-
 /// Writes a CSV file with a header and `rows.len() / header.len()` rows of numbers.
 pub fn write_csv(path: impl AsRef<Path>, header: &[String], rows: &[f64]) -> Result<()> {
     let path = path.as_ref();
     let cols = header.len();
-    if cols == 0 || rows.len() % cols != 0 {
+    if cols == 0 || !rows.len().is_multiple_of(cols) {
         return Err(Error::shape("CSV rows", cols * (rows.len() / cols.max(1)), rows.len()));
     }
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -260,6 +342,10 @@ mod tests {
         std::fs::write(&p, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
         let f = SafetensorsFile::open(&p).unwrap();
         assert!(matches!(f.metadata(), Err(Error::File { .. })));
+        assert!(matches!(
+            f.header::<u32>(&FileKind { format: "a", version: 1, what: "a file" }),
+            Err(Error::File { .. })
+        ));
         assert!(matches!(f.f64("theta"), Err(Error::File { .. })));
     }
 }

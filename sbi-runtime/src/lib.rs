@@ -25,6 +25,7 @@
 // Lets the macro's absolute paths (`::sbi_runtime::...`) resolve inside this crate too.
 extern crate self as sbi_runtime;
 
+mod alloc;
 pub mod diagnostics;
 pub mod distributions;
 pub mod embedding;
@@ -46,7 +47,7 @@ pub mod train;
 pub mod transforms;
 
 pub use distributions::{IntoDistribution, PriorDistribution};
-pub use error::{Error, InvalidKind, Result};
+pub use error::{Error, InvalidKind, ModelPart, Result};
 pub use model::{Observation, Parameters, Prior, Shape, Simulator, SiteVisitor, TimeSeries, VarTrials};
 pub use sbi_macros::{sample, simulator};
 pub use simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
@@ -69,7 +70,7 @@ pub mod prelude {
     pub use crate::simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
     pub use crate::train::TrainConfig;
     pub use crate::transforms::Support;
-    pub use crate::{Error, sample, simulator};
+    pub use crate::{Error, ModelPart, sample, simulator};
     pub use rand::{Rng, RngExt};
     pub use rand_distr::StandardNormal;
 }

@@ -35,7 +35,7 @@ pub trait Parameters: Sized + Clone + std::fmt::Debug + Send + Sync + 'static {
 
     /// Reads `n × DIM` row-major values into typed parameter sets.
     fn from_rows(flat: &[f64]) -> Result<Vec<Self>> {
-        if Self::DIM == 0 || flat.len() % Self::DIM != 0 {
+        if Self::DIM == 0 || !flat.len().is_multiple_of(Self::DIM) {
             return Err(Error::shape("parameter rows", Self::DIM * (flat.len() / Self::DIM.max(1)).max(1), flat.len()));
         }
         flat.chunks_exact(Self::DIM).map(Self::from_flat).collect()
@@ -43,7 +43,8 @@ pub trait Parameters: Sized + Clone + std::fmt::Debug + Send + Sync + 'static {
 }
 
 /// The shape of one observation, before flattening (row-major).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Shape {
     /// A vector of `n` features (a scalar is `Vector(1)`).
@@ -288,6 +289,12 @@ pub trait Prior: Send + Sync {
     }
 
     /// Draws one parameter set into `out` (`DIM` values).
+    ///
+    /// # Errors
+    /// [`Error::Site`] when a site cannot be drawn at the values of the earlier sites (its
+    /// arguments are invalid there, or its distribution drew a non-finite value or one of
+    /// zero density); the simulation engine counts such draws as invalid, and samplers draw
+    /// again ([`sample_rows`]).
     fn sample_flat<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) -> Result<()> {
         expect_len("prior sample", self.dim(), out.len())?;
         self.visit_sites(&mut visitors::Sample { rng, out, pos: 0 })
@@ -298,7 +305,13 @@ pub trait Prior: Send + Sync {
         self.log_prob_flat(&params.to_vec()).unwrap_or(f64::NEG_INFINITY)
     }
 
-    /// `log p(θ)` for `DIM` flat coordinates.
+    /// `log p(θ)` for `DIM` flat coordinates: `-inf` outside the support, and where a
+    /// hierarchical site's arguments are invalid (`Normal(0, τ)` at `τ ≤ 0`: no draw of the
+    /// prior lands there, as [`Prior::sample_flat`] refuses such points).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for a slice of the wrong length or a site whose distribution
+    /// has the wrong number of coordinates.
     fn log_prob_flat(&self, theta: &[f64]) -> Result<f64> {
         expect_len("prior log_prob", self.dim(), theta.len())?;
         let mut v = visitors::Score { theta, pos: 0, log_prob: 0.0 };
@@ -335,6 +348,46 @@ pub trait Prior: Send + Sync {
     }
 }
 
+/// Draws `out.len() / prior.dim()` parameter sets into `out`, drawing again where the prior
+/// cannot be sampled (a hierarchical site's arguments are invalid at the earlier sites'
+/// values): the draws then follow the prior restricted to where it is defined, as the
+/// simulations the estimators were trained on did.
+///
+/// # Errors
+/// [`Error::PriorDraw`] when more than `100 · rows + 1,000` attempts fail (the prior is
+/// almost nowhere defined); other errors of [`Prior::sample_flat`] at once.
+pub fn sample_rows<P: Prior + ?Sized, R: Rng + ?Sized>(prior: &P, rng: &mut R, out: &mut [f64]) -> Result<()> {
+    let d = prior.dim();
+    if d == 0 || !out.len().is_multiple_of(d) {
+        return Err(Error::shape("prior draws (rows of DIM values)", d * (out.len() / d.max(1)), out.len()));
+    }
+    let rows = out.len() / d;
+    let budget = rows.saturating_mul(100).saturating_add(1_000);
+    let mut failed = 0usize;
+    for row in out.chunks_exact_mut(d) {
+        loop {
+            match prior.sample_flat(rng, row) {
+                Ok(()) => break,
+                Err(Error::Site { source, .. })
+                    if matches!(*source, Error::InvalidDistribution { .. } | Error::PriorDraw { .. }) =>
+                {
+                    failed += 1;
+                    if failed > budget {
+                        return Err(Error::PriorDraw {
+                            reason: format!(
+                                "{failed} draws of the prior failed while drawing {rows} parameter sets (last: {source}); \
+                                 the prior is almost nowhere defined"
+                            ),
+                        });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn expect_len(what: &str, expected: usize, got: usize) -> Result<()> {
     if expected == got { Ok(()) } else { Err(Error::shape(what, expected, got)) }
 }
@@ -351,6 +404,20 @@ pub trait Simulator: Send + Sync {
     /// The prior.
     fn prior(&self) -> Self::Prior;
 
+    /// A digest of the model's source code (its prior statements and simulator body), which
+    /// `#[simulator]` writes; `None` for a hand-written implementation. Part of the model's
+    /// [identity](crate::simulate::ModelIdentity).
+    fn source_digest(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The settings' values as text (`#[simulator]` writes the simulator struct's `Debug`
+    /// form, e.g. `Sir { population: 1000, days: 60 }`); empty for a hand-written
+    /// implementation. Part of the model's [identity](crate::simulate::ModelIdentity).
+    fn settings(&self) -> String {
+        String::new()
+    }
+
     /// Runs the simulator once at `params`, drawing its noise from `rng`.
     fn simulate<R: Rng>(&self, params: &Self::Params, rng: &mut R) -> Self::Output;
 }
@@ -362,12 +429,27 @@ pub(crate) mod visitors {
     /// Resolves a site's distribution and checks that it fits `n` coordinates; returns
     /// the distribution and whether its draws are joint (dim `n`) rather than iid (dim 1).
     pub(crate) fn resolve<D: IntoDistribution>(site: &'static str, dist: D, n: usize) -> Result<(D::Dist, bool)> {
-        let d = dist.into_distribution().map_err(|e| Error::Site { site, source: Box::new(e) })?;
+        try_resolve(site, dist, n)?.map_err(|e| Error::Site { site, source: Box::new(e) })
+    }
+
+    /// As [`resolve`], but a distribution whose arguments are invalid (a hierarchical site
+    /// at a parameter value where its arguments leave their domain, such as `Normal(0, τ)` at
+    /// `τ ≤ 0`) is `Ok(Err(why))` rather than an error: that point lies outside the prior's
+    /// support. A size mismatch (a mistake in the model) is still an error.
+    pub(crate) fn try_resolve<D: IntoDistribution>(
+        site: &'static str,
+        dist: D,
+        n: usize,
+    ) -> Result<std::result::Result<(D::Dist, bool), Error>> {
+        let d = match dist.into_distribution() {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
         let dim = d.dim();
         if dim == 1 {
-            Ok((d, n == 1))
+            Ok(Ok((d, n == 1)))
         } else if dim == n {
-            Ok((d, true))
+            Ok(Ok((d, true)))
         } else {
             let what = if n == 1 { "a scalar site".to_string() } else { format!("a site of size {n}") };
             Err(Error::Site {
@@ -389,20 +471,25 @@ pub(crate) mod visitors {
     }
 
     /// Implements `SiteVisitor` for a visitor with an inherent
-    /// `visit(&mut self, site, dist, joint, values) -> Result<()>` that fills `values`.
+    /// `visit(&mut self, site, dist: Result<&D, Error>, joint, values) -> Result<()>` that
+    /// fills `values`; `dist` is `Err` where the site's arguments are invalid at this point.
     macro_rules! forward_site_visitor {
         ($($name:ident $(<$($g:ident $(: ?$sized:ident)?),*>)?),* $(,)?) => {$(
             impl $(<$($g: Rng $(+ ?$sized)?),*>)? SiteVisitor for $name<'_ $($(, $g)*)?> {
                 fn scalar<D: IntoDistribution>(&mut self, site: &'static str, dist: D) -> Result<f64> {
                     let mut v = [0.0];
-                    let (d, joint) = resolve(site, dist, 1)?;
-                    self.visit(site, &d, joint, &mut v)?;
+                    match try_resolve(site, dist, 1)? {
+                        Ok((d, joint)) => self.visit(site, Ok(&d), joint, &mut v)?,
+                        Err(e) => self.visit::<D::Dist>(site, Err(e), false, &mut v)?,
+                    }
                     Ok(v[0])
                 }
                 fn vector<D: IntoDistribution, const N: usize>(&mut self, site: &'static str, dist: D) -> Result<[f64; N]> {
                     let mut v = [0.0; N];
-                    let (d, joint) = resolve(site, dist, N)?;
-                    self.visit(site, &d, joint, &mut v)?;
+                    match try_resolve(site, dist, N)? {
+                        Ok((d, joint)) => self.visit(site, Ok(&d), joint, &mut v)?,
+                        Err(e) => self.visit::<D::Dist>(site, Err(e), false, &mut v)?,
+                    }
                     Ok(v)
                 }
             }
@@ -448,15 +535,32 @@ pub(crate) mod visitors {
 
     forward_site_visitor!(Sample<R: ?Sized>, Score, Supports, FromUnconstrained, ToUnconstrained);
 
+    /// A site's distribution, or why its arguments are invalid at this point.
+    type Resolved<'d, D> = std::result::Result<&'d D, Error>;
+
     impl<R: Rng + ?Sized> Sample<'_, R> {
+        /// Draws the site; invalid arguments, a non-finite draw or one outside the
+        /// distribution's support (zero density) are errors: the prior cannot be sampled here.
         fn visit<D: PriorDistribution>(
             &mut self,
-            _site: &'static str,
-            d: &D,
+            site: &'static str,
+            d: Resolved<'_, D>,
             joint: bool,
             values: &mut [f64],
         ) -> Result<()> {
-            for_each_draw(joint, values, |v| d.sample_into(self.rng, v));
+            let d = d.map_err(|e| Error::Site { site, source: Box::new(e) })?;
+            let mut log_prob = 0.0;
+            for_each_draw(joint, values, |v| {
+                d.sample_into(self.rng, v);
+                log_prob += if v.iter().all(|x| x.is_finite()) { d.log_prob(v) } else { f64::NAN };
+            });
+            if !log_prob.is_finite() {
+                let reason = match values.iter().find(|v| !v.is_finite()) {
+                    Some(v) => format!("the distribution drew {v}"),
+                    None => format!("the distribution drew {values:?}, where its log density is {log_prob}"),
+                };
+                return Err(Error::Site { site, source: Box::new(Error::PriorDraw { reason }) });
+            }
             let out = self
                 .out
                 .get_mut(self.pos..self.pos + values.len())
@@ -468,29 +572,39 @@ pub(crate) mod visitors {
     }
 
     impl Score<'_> {
+        /// Adds the site's log density; `-inf` where its arguments are invalid.
         fn visit<D: PriorDistribution>(
             &mut self,
             _site: &'static str,
-            d: &D,
+            d: Resolved<'_, D>,
             joint: bool,
             values: &mut [f64],
         ) -> Result<()> {
             values.copy_from_slice(take(self.theta, &mut self.pos, values.len())?);
-            for_each_draw(joint, values, |v| self.log_prob += d.log_prob(v));
+            match d {
+                Ok(d) => for_each_draw(joint, values, |v| self.log_prob += d.log_prob(v)),
+                Err(_) => self.log_prob = f64::NEG_INFINITY,
+            }
             Ok(())
         }
+    }
+
+    /// The support of a resolved site; the whole real line where its arguments are invalid
+    /// (the point lies outside the prior's support there: its log density is `-inf`).
+    fn support_of<D: PriorDistribution>(d: &Resolved<'_, D>) -> Support {
+        d.as_ref().map_or(Support::Real, |d| d.support())
     }
 
     impl Supports<'_> {
         fn visit<D: PriorDistribution>(
             &mut self,
             _site: &'static str,
-            d: &D,
+            d: Resolved<'_, D>,
             _joint: bool,
             values: &mut [f64],
         ) -> Result<()> {
             values.copy_from_slice(take(self.theta, &mut self.pos, values.len())?);
-            self.supports.extend(std::iter::repeat_n(d.support(), values.len()));
+            self.supports.extend(std::iter::repeat_n(support_of(&d), values.len()));
             Ok(())
         }
     }
@@ -499,13 +613,13 @@ pub(crate) mod visitors {
         fn visit<D: PriorDistribution>(
             &mut self,
             _site: &'static str,
-            d: &D,
+            d: Resolved<'_, D>,
             _joint: bool,
             values: &mut [f64],
         ) -> Result<()> {
             let start = self.pos;
             let z = take(self.z, &mut self.pos, values.len())?;
-            let t = d.support().transform();
+            let t = support_of(&d).transform();
             for (v, &z) in values.iter_mut().zip(z) {
                 *v = t.forward(z);
                 self.log_det += t.log_abs_det_jacobian(z);
@@ -519,13 +633,13 @@ pub(crate) mod visitors {
         fn visit<D: PriorDistribution>(
             &mut self,
             _site: &'static str,
-            d: &D,
+            d: Resolved<'_, D>,
             _joint: bool,
             values: &mut [f64],
         ) -> Result<()> {
             let start = self.pos;
             values.copy_from_slice(take(self.theta, &mut self.pos, values.len())?);
-            let t = d.support().transform();
+            let t = support_of(&d).transform();
             for (i, &v) in values.iter().enumerate() {
                 let z = t.inverse(v);
                 self.z[start + i] = z;

@@ -580,7 +580,7 @@ impl EmbeddingNet {
             if channels.is_empty() || channels.contains(&0) || output == 0 {
                 return Err("it needs at least one layer, and every layer and the output need a width".into());
             }
-            if kernel % 2 == 0 {
+            if kernel.is_multiple_of(2) {
                 return Err(format!("the kernel must be odd (for 'same' padding), got {kernel}"));
             }
             Ok(())

@@ -96,7 +96,7 @@ impl Nsf {
                 let (transformed, identity): (Vec<u32>, Vec<u32>) = if features == 1 {
                     (vec![0], vec![])
                 } else {
-                    (0..features as u32).partition(|i| (*i as usize + t) % 2 == 0)
+                    (0..features as u32).partition(|i| (*i as usize + t).is_multiple_of(2))
                 };
                 let mut order: Vec<u32> = identity.iter().chain(&transformed).copied().collect();
                 let mut restore = vec![0u32; features];

@@ -18,7 +18,7 @@ const BINS: usize = 40;
 pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], reference: Option<&[f64]>) -> Result<()> {
     let path = path.as_ref();
     let d = names.len();
-    if d == 0 || samples.is_empty() || samples.len() % d != 0 || reference.is_some_and(|r| r.len() % d != 0) {
+    if d == 0 || samples.is_empty() || !samples.len().is_multiple_of(d) || reference.is_some_and(|r| r.len() % d != 0) {
         return Err(Error::shape("pair plot samples (rows of one value per name)", d, samples.len() % d.max(1)));
     }
     let column =

@@ -211,7 +211,7 @@ pub(crate) fn nan_to_neg_inf(v: f64) -> f64 {
 
 /// Checks that `values` hold whole rows of `dim` values.
 pub(crate) fn check_rows(values: &[f64], dim: usize) -> Result<()> {
-    if dim == 0 || values.len() % dim != 0 {
+    if dim == 0 || !values.len().is_multiple_of(dim) {
         return Err(Error::shape("parameter rows", dim * (values.len() / dim.max(1)).max(1), values.len()));
     }
     Ok(())

@@ -92,8 +92,20 @@ impl TrainConfig {
     }
 
     fn validate(&self, n: usize) -> Result<(usize, usize)> {
-        if self.batch_size == 0 || self.learning_rate.is_nan() || self.learning_rate <= 0.0 || self.max_epochs == 0 {
-            return Err(Error::Config("batch size, learning rate and max epochs must be positive".into()));
+        if self.batch_size == 0 || !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) || self.max_epochs == 0
+        {
+            return Err(Error::Config(format!(
+                "batch size, learning rate and max epochs must be positive (and finite), got {}, {} and {}",
+                self.batch_size, self.learning_rate, self.max_epochs
+            )));
+        }
+        if let Some(norm) = self.clip_max_norm
+            && !(norm > 0.0 && norm.is_finite())
+        {
+            return Err(Error::Config(format!(
+                "the gradient clipping norm must be positive and finite (0 freezes training, a negative one \
+                 climbs the loss), got {norm}; use `with_clip_max_norm(None)` to turn clipping off"
+            )));
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
             return Err(Error::Config(format!(

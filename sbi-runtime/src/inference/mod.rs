@@ -27,8 +27,8 @@ pub use sequential::{Round, Rounds, SequentialRun};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{Prior, Simulator};
-use crate::simulate::Simulations;
+use crate::model::Simulator;
+use crate::simulate::{ModelIdentity, Simulations};
 
 /// The starting point of a training: a copy of a warm start's weights and description
 /// (architecture and z-scoring), or a new store seeded with `seed` and a description made
@@ -44,6 +44,16 @@ pub(crate) fn warm_or_new<T: Clone>(
     })
 }
 
+/// Refuses draws with non-finite values: a network with NaN weights (a corrupt file or a
+/// diverged training) makes them, and they must not pass for a posterior or be blamed on the
+/// observation.
+pub(crate) fn check_draws(draws: &[f64]) -> Result<()> {
+    match draws.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(Error::NetworkOutput { what: format!("a draw of {v}") }),
+        None => Ok(()),
+    }
+}
+
 /// Refuses simulations with absent (NaN) trials: NLE and NRE score one trial per row.
 pub(crate) fn refuse_absent_trials(sims: &Simulations) -> Result<()> {
     if sims.x.iter().any(|v| v.is_nan()) {
@@ -55,22 +65,24 @@ pub(crate) fn refuse_absent_trials(sims: &Simulations) -> Result<()> {
     Ok(())
 }
 
-/// The model's prior, after checking that `sims` were simulated from this model and hold
-/// parameters and observations.
-pub(crate) fn checked_prior<M: Simulator>(model: &M, sims: &Simulations, method: &str) -> Result<M::Prior> {
-    let prior = model.prior();
-    if prior.names() != sims.param_names {
-        return Err(Error::Config(format!(
-            "the simulations have parameters {:?}, the model {:?}",
-            sims.param_names,
-            prior.names()
-        )));
-    }
+/// The model's prior and identity, after checking that `sims` were simulated by this
+/// model ([`Simulations::check_model`]) and hold parameters and observations.
+pub(crate) fn checked_prior<M: Simulator>(
+    model: &M,
+    sims: &Simulations,
+    method: &str,
+) -> Result<(M::Prior, ModelIdentity)> {
+    let identity = ModelIdentity::of(model);
+    identity.check(
+        &sims.model,
+        || "the simulations to train on".into(),
+        "simulate again with this model (or train the model that made them)",
+    )?;
     let (d, c) = (sims.theta_dim(), sims.x_dim());
     if d == 0 || c == 0 {
         return Err(Error::Config(format!("{method} needs parameters and observations, got {d} and {c} values")));
     }
-    Ok(prior)
+    Ok((model.prior(), identity))
 }
 
 /// Minimum and maximum of each value of the training observations: per feature for
@@ -108,6 +120,22 @@ impl FeatureRange {
         r
     }
 
+    /// Checks that the range has `cols` columns with `min ≤ max` (a file's header could say
+    /// otherwise).
+    pub fn validate(&self, cols: usize) -> std::result::Result<(), String> {
+        if self.min.len() != cols || self.max.len() != cols {
+            return Err(format!(
+                "the training range has {} and {} values for observations of {cols}",
+                self.min.len(),
+                self.max.len()
+            ));
+        }
+        if self.min.iter().zip(&self.max).any(|(lo, hi)| lo.is_nan() || hi.is_nan() || lo > hi) {
+            return Err("the training range has a minimum above its maximum".into());
+        }
+        Ok(())
+    }
+
     /// Checks one row: finite values and, with `range_check`, inside the training range.
     pub fn check(&self, row: &[f64], range_check: bool) -> Result<()> {
         if let Some(j) = row.iter().position(|v| !v.is_finite()) {
@@ -131,7 +159,7 @@ impl FeatureRange {
     /// returns the number of trials.
     pub fn check_trials(&self, x_o: &[f64], range_check: bool) -> Result<usize> {
         let f = self.min.len();
-        if x_o.is_empty() || x_o.len() % f != 0 {
+        if x_o.is_empty() || !x_o.len().is_multiple_of(f) {
             return Err(Error::Observation(format!(
                 "expected one or more trials of {f} values, got {} values",
                 x_o.len()
@@ -141,5 +169,20 @@ impl FeatureRange {
             self.check(trial, range_check)?;
         }
         Ok(x_o.len() / f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Non-finite draws (a network with NaN weights) are the network's fault, not the
+    /// observation's.
+    #[test]
+    fn non_finite_draws_blame_the_network() {
+        assert!(check_draws(&[0.5, -1.0]).is_ok());
+        let err = check_draws(&[0.5, f64::NAN]).unwrap_err();
+        assert!(matches!(err, Error::NetworkOutput { .. }));
+        assert!(!err.to_string().contains("range"));
     }
 }

@@ -6,11 +6,11 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::flows::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
 use crate::model::{Shape, Simulator};
-use crate::nn::{EmbeddingNet, ParamStore, matrix};
+use crate::nn::{EmbeddingNet, ParamStore};
 use crate::samplers::Sampler;
 use crate::simulate::Simulations;
 use crate::train::{Pairs, TrainConfig, fit};
@@ -80,9 +80,9 @@ impl Nle {
         sims: &Simulations,
         warm: Option<&LikelihoodScore>,
     ) -> Result<NlePosterior<M::Prior>> {
-        let prior = crate::inference::checked_prior(model, sims, "NLE")?;
+        let (prior, identity) = crate::inference::checked_prior(model, sims, "NLE")?;
         crate::inference::refuse_absent_trials(sims)?;
-        let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
+        let (d, f) = (sims.theta_dim(), sims.x_dim());
         self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
         self.embedding.validate(&Shape::Vector(d))?;
         let warm = warm.map(|LikelihoodScore(w)| (&w.store, &w.spec));
@@ -90,18 +90,23 @@ impl Nle {
             estimator: self.estimator.clone(),
             embedding: self.embedding.describe(),
             features: f,
-            context_shape: Shape::Vector(d).encode(),
+            context_shape: Shape::Vector(d),
             seed: self.training.seed,
             input_std: Standardizer::fit(&sims.x, f),
             context_std: Standardizer::fit(&sims.theta, d),
         })?;
         let estimator = ConditionalEstimator::build(store, spec, &self.embedding)?;
-        let data = Pairs { a: matrix(&sims.x, n, f)?, b: matrix(&sims.theta, n, d)? };
+        let names = sims.param_names.clone();
+        let data = Pairs {
+            a: estimator.input_tensor(&sims.x, Columns::Observation)?,
+            b: estimator.context_tensor(&sims.theta, Columns::Parameters(&names))?,
+        };
         let summary = fit(&estimator.store, &data, &self.training, |x, theta, _| {
             estimator.log_prob(x, theta)?.mean_all()?.neg()
         })?;
         Ok(PotentialPosterior {
             prior,
+            model: identity,
             score: LikelihoodScore(estimator),
             x_range: FeatureRange::of_shape(&sims.x, &sims.x_shape),
             summary: Some(summary),
@@ -140,7 +145,7 @@ impl LikelihoodScore {
 
 impl crate::inference::SavedScore for LikelihoodScore {
     const FORMAT: &'static str = "sbi-rs/nle";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const WHAT: &'static str = "an NLE posterior";
 
     fn describe(&self) -> Result<serde_json::Value> {
@@ -169,6 +174,14 @@ impl crate::inference::SavedScore for LikelihoodScore {
 }
 
 impl TrialScore for LikelihoodScore {
+    fn theta_standardizer(&self) -> &Standardizer {
+        self.0.context_standardizer()
+    }
+
+    fn x_standardizer(&self) -> &Standardizer {
+        self.0.input_standardizer()
+    }
+
     fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         self.0.log_prob(x, theta)
     }

@@ -8,13 +8,13 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flows::{ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::flows::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Shape, Simulator};
-use crate::nn::{EmbeddingNet, ParamStore, matrix, to_f64};
+use crate::nn::{EmbeddingNet, ParamStore, to_f64};
 use crate::rng::stream_rng;
-use crate::simulate::Simulations;
+use crate::simulate::{ModelIdentity, Simulations};
 use crate::train::{Pairs, TrainConfig, TrainingSummary, fit};
 
 /// Neural posterior estimation: the estimator, the embedding network and the training settings.
@@ -98,7 +98,7 @@ impl Npe {
         atoms: Option<usize>,
         warm: Option<&ConditionalEstimator>,
     ) -> Result<NpePosterior<M::Prior>> {
-        let prior = crate::inference::checked_prior(model, sims, "NPE")?;
+        let (prior, identity) = crate::inference::checked_prior(model, sims, "NPE")?;
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
         self.estimator.validate(d).map_err(|e| Error::Config(e.to_string()))?;
         self.embedding.validate(&sims.x_shape)?;
@@ -112,27 +112,28 @@ impl Npe {
             estimator: self.estimator.clone(),
             embedding: self.embedding.describe(),
             features: d,
-            context_shape: sims.x_shape.encode(),
+            context_shape: sims.x_shape.clone(),
             seed: self.training.seed,
             input_std: Standardizer::fit(&sims.theta, d),
             context_std: Standardizer::fit(&sims.x, c),
         })?;
         let estimator = ConditionalEstimator::build(store, spec, &self.embedding)?;
+        let names = prior.names();
+        let theta = estimator.input_tensor(&sims.theta, Columns::Parameters(&names))?;
+        let x = estimator.context_tensor(&sims.x, Columns::Observation)?;
         let summary = match atoms {
             None => {
-                let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, c)? };
+                let data = Pairs { a: theta, b: x };
                 fit(&estimator.store, &data, &self.training, |theta, x, _| {
                     estimator.log_prob(theta, x)?.mean_all()?.neg()
                 })?
             }
             Some(atoms) => {
                 // Each row carries its log prior in an extra column: the atomic loss divides by it.
-                let mut with_prior = Vec::with_capacity(n * (d + 1));
-                for row in sims.theta.chunks_exact(d) {
-                    with_prior.extend_from_slice(row);
-                    with_prior.push(prior.log_prob_flat(row)?);
-                }
-                let data = Pairs { a: matrix(&with_prior, n, d + 1)?, b: matrix(&sims.x, n, c)? };
+                let log_prior =
+                    sims.theta.chunks_exact(d).map(|row| prior.log_prob_flat(row)).collect::<Result<Vec<f64>>>()?;
+                let log_prior = crate::nn::matrix(&log_prior, n, 1)?;
+                let data = Pairs { a: Tensor::cat(&[&theta, &log_prior], 1)?, b: x };
                 fit(&estimator.store, &data, &self.training, |theta_lp, x, rng| {
                     atomic_loss(&estimator, theta_lp, x, atoms, rng)
                 })?
@@ -140,6 +141,7 @@ impl Npe {
         };
         Ok(NpePosterior {
             prior,
+            model: identity,
             estimator,
             x_shape: sims.x_shape.clone(),
             x_range: FeatureRange::of_shape(&sims.x, &sims.x_shape),
@@ -226,6 +228,7 @@ fn atomic_loss(
 /// A trained NPE posterior for one model.
 pub struct NpePosterior<P: Prior> {
     pub(crate) prior: P,
+    model: ModelIdentity,
     estimator: ConditionalEstimator,
     x_shape: Shape,
     x_range: FeatureRange,
@@ -235,7 +238,8 @@ pub struct NpePosterior<P: Prior> {
     range_check: bool,
 }
 
-const FILE: saved::FileKind = saved::FileKind { format: "sbi-rs/npe", version: 1, what: "an NPE posterior" };
+/// NPE model files. Version 2 added the model's identity, a typed header and the checksum.
+const FILE: saved::FileKind = saved::FileKind { format: "sbi-rs/npe", version: 2, what: "an NPE posterior" };
 
 impl<P: Prior> NpePosterior<P> {
     /// The training summary (absent for a loaded model).
@@ -293,7 +297,7 @@ impl<P: Prior> NpePosterior<P> {
     fn padded<'a>(&self, x_o: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
         match self.x_shape {
             Shape::Trials { trials, features }
-                if !x_o.is_empty() && x_o.len() < trials * features && x_o.len() % features == 0 =>
+                if !x_o.is_empty() && x_o.len() < trials * features && x_o.len().is_multiple_of(features) =>
             {
                 let mut v = x_o.to_vec();
                 v.resize(trials * features, f64::NAN);
@@ -326,7 +330,7 @@ impl<P: Prior> NpePosterior<P> {
 
     fn sample_many_seeded(&self, observations: &[f64], n: usize, seed: u64) -> Result<Vec<Samples>> {
         let c = self.x_shape.numel();
-        if observations.is_empty() || observations.len() % c != 0 {
+        if observations.is_empty() || !observations.len().is_multiple_of(c) {
             return Err(Error::Observation(format!("expected a multiple of {c} values, got {}", observations.len())));
         }
         let k = observations.len() / c;
@@ -334,9 +338,13 @@ impl<P: Prior> NpePosterior<P> {
             self.check_observation(x_o)?;
         }
         let d = self.prior.dim();
-        let budget = self.max_proposals.unwrap_or(100 * n + 100_000);
+        let budget = self.max_proposals.unwrap_or(n.saturating_mul(100).saturating_add(100_000));
+        if budget == 0 {
+            return Err(Error::Config("a budget of 0 proposals (`with_max_proposals(0)`) allows no draw".into()));
+        }
         let mut rng = stream_rng(seed, 0x5341_4d50);
-        let mut accepted: Vec<Vec<f64>> = vec![Vec::with_capacity(n * d); k];
+        let mut accepted: Vec<Vec<f64>> =
+            (0..k).map(|_| crate::alloc::with_capacity(n, d, "posterior samples")).collect::<Result<_>>()?;
         let mut proposed = vec![0usize; k];
         let mut rate = vec![1.0f64; k];
         loop {
@@ -360,8 +368,9 @@ impl<P: Prior> NpePosterior<P> {
                     context.extend_from_slice(&observations[i * c..(i + 1) * c]);
                 }
             }
-            let total: usize = sizes.iter().sum();
-            let draws = to_f64(&self.estimator.sample(&matrix(&context, total, c)?, &mut rng)?)?;
+            let context = self.estimator.context_tensor(&context, Columns::Observation)?;
+            let draws = self.estimator.inputs_from(&self.estimator.sample(&context, &mut rng)?)?;
+            crate::inference::check_draws(&draws)?;
             let mut offset = 0;
             for (&i, &m) in pending.iter().zip(&sizes) {
                 // Count only the draws examined until the quota filled, so that the rate is unbiased.
@@ -430,9 +439,13 @@ impl<P: Prior> NpePosterior<P> {
     /// Raw draws from the estimator, without rejection.
     fn sample_many_unchecked(&self, x_o: &[f64], n: usize) -> Result<Vec<f64>> {
         let c = self.x_shape.numel();
-        let context: Vec<f64> = x_o.iter().copied().cycle().take(n * c).collect();
+        let mut context = crate::alloc::with_capacity(n, c, "draws for the leakage correction")?;
+        context.extend(x_o.iter().copied().cycle().take(n * c));
         let mut rng = stream_rng(self.seed, 0x4c45_414b);
-        to_f64(&self.estimator.sample(&matrix(&context, n, c)?, &mut rng)?)
+        let context = self.estimator.context_tensor(&context, Columns::Observation)?;
+        let draws = self.estimator.inputs_from(&self.estimator.sample(&context, &mut rng)?)?;
+        crate::inference::check_draws(&draws)?;
+        Ok(draws)
     }
 
     /// Saves the weights (safetensors) with a versioned JSON description of the model in
@@ -440,8 +453,8 @@ impl<P: Prior> NpePosterior<P> {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let header = SavedHeader {
             spec: self.estimator.spec.clone(),
-            names: self.prior.names(),
-            x_shape: self.x_shape.encode(),
+            model: self.model.clone(),
+            x_shape: self.x_shape.clone(),
             x_range: self.x_range.clone(),
             seed: self.seed,
         };
@@ -465,18 +478,22 @@ impl<P: Prior> NpePosterior<P> {
     ) -> Result<Self> {
         let path = path.as_ref();
         let saved::Loaded { header, weights } = saved::load::<SavedHeader>(path, &FILE)?;
+        saved::check_model(path, &header.model, model)?;
         let prior = model.prior();
-        saved::check_names(path, &header.names, &prior.names())?;
         let embedding =
             saved::resolve_embedding(path, &serde_json::Value::String(header.spec.embedding.clone()), custom)?;
-        let x_shape = Shape::decode(&header.x_shape)
-            .ok_or_else(|| Error::file(path, format!("unknown shape {}", header.x_shape)))?;
+        let x_shape = header.x_shape;
+        header.x_range.validate(x_shape.numel()).map_err(|e| Error::file(path, e))?;
+        if header.spec.context_shape != x_shape || header.spec.features != prior.dim() {
+            return Err(Error::file(path, "the estimator's sizes do not agree with the model's"));
+        }
         let n_saved = weights.len();
         let estimator = ConditionalEstimator::build(ParamStore::from_tensors(weights), header.spec, &embedding)
             .map_err(|e| Error::file(path, format!("the weights do not fit the model ({e})")))?;
         saved::check_all_used(path, &estimator.store, n_saved)?;
         Ok(NpePosterior {
             prior,
+            model: header.model,
             estimator,
             x_shape,
             x_range: header.x_range,
@@ -501,14 +518,16 @@ impl<P: Prior> NpePotential<'_, P> {
         let d = self.posterior.prior.dim();
         crate::potential::check_rows(theta, d)?;
         let m = theta.len() / d;
-        let c = self.x_o.len();
-        let context = matrix(&self.x_o.iter().copied().cycle().take(m * c).collect::<Vec<f64>>(), m, c)?;
-        let rows = matrix(theta, m, d)?;
+        let estimator = &self.posterior.estimator;
+        let context: Vec<f64> = self.x_o.iter().copied().cycle().take(m * self.x_o.len()).collect();
+        let context = estimator.context_tensor(&context, Columns::Observation)?;
+        let rows = estimator.input_tensor(theta, Columns::Parameters(&self.posterior.prior.names()))?;
         let (lq, grad) = if with_grad {
             let var = candle_core::Var::from_tensor(&rows)?;
-            let lq = self.posterior.estimator.log_prob(var.as_tensor(), &context)?;
+            let lq = estimator.log_prob(var.as_tensor(), &context)?;
             let grads = lq.sum_all()?.backward()?;
-            let g = grads.get(var.as_tensor()).map(to_f64).transpose()?.unwrap_or_else(|| vec![0.0; m * d]);
+            let mut g = grads.get(var.as_tensor()).map(to_f64).transpose()?.unwrap_or_else(|| vec![0.0; m * d]);
+            estimator.input_standardizer().unscale_gradient(&mut g);
             (to_f64(&lq)?, Some(g))
         } else {
             (to_f64(&self.posterior.estimator.log_prob(&rows, &context)?)?, None)
@@ -551,8 +570,8 @@ impl<P: Prior> crate::potential::Potential for NpePotential<'_, P> {
 #[derive(Serialize, Deserialize)]
 struct SavedHeader {
     spec: EstimatorSpec,
-    names: Vec<String>,
-    x_shape: String,
+    model: ModelIdentity,
+    x_shape: Shape,
     x_range: FeatureRange,
     seed: u64,
 }

@@ -18,12 +18,12 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flows::Standardizer;
+use crate::flows::{Columns, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
 use crate::model::Shape;
 use crate::model::Simulator;
-use crate::nn::{Embedding, EmbeddingNet, ParamStore, ResidualNet, matrix};
+use crate::nn::{Embedding, EmbeddingNet, ParamStore, ResidualNet};
 use crate::rng::SimRng;
 use crate::samplers::Sampler;
 use crate::simulate::Simulations;
@@ -173,9 +173,9 @@ impl Nre {
         if self.classifier.hidden == 0 {
             return Err(Error::Config("the classifier needs hidden units".into()));
         }
-        let prior = crate::inference::checked_prior(model, sims, "NRE")?;
+        let (prior, identity) = crate::inference::checked_prior(model, sims, "NRE")?;
         crate::inference::refuse_absent_trials(sims)?;
-        let (n, d, f) = (sims.len(), sims.theta_dim(), sims.x_dim());
+        let (d, f) = (sims.theta_dim(), sims.x_dim());
         self.embedding.validate(&sims.x_shape)?;
         let warm = warm.map(|w| (&w.store, &w.description));
         let (store, description) = crate::inference::warm_or_new(warm, self.training.seed, || ClassifierDescription {
@@ -183,15 +183,20 @@ impl Nre {
             theta: Standardizer::fit(&sims.theta, d),
             x: Standardizer::fit(&sims.x, f),
             embedding: self.embedding.clone(),
-            x_shape: sims.x_shape.encode(),
+            x_shape: sims.x_shape.clone(),
         })?;
         let classifier = Classifier::new(store, description)?;
-        let data = Pairs { a: matrix(&sims.theta, n, d)?, b: matrix(&sims.x, n, f)? };
+        let names = sims.param_names.clone();
+        let data = Pairs {
+            a: classifier.description.theta.to_tensor(&sims.theta, Columns::Parameters(&names))?,
+            b: classifier.description.x.to_tensor(&sims.x, Columns::Observation)?,
+        };
         let variant = self.variant;
         let summary =
             fit(&classifier.store, &data, &self.training, |theta, x, rng| classifier.loss(variant, theta, x, rng))?;
         Ok(PotentialPosterior {
             prior,
+            model: identity,
             score: classifier,
             x_range: FeatureRange::of_shape(&sims.x, &sims.x_shape),
             summary: Some(summary),
@@ -224,10 +229,6 @@ pub struct Classifier {
     description: ClassifierDescription,
     embedding: Box<dyn Embedding>,
     net: ResidualNet,
-    theta_mean: Tensor,
-    theta_std: Tensor,
-    x_mean: Tensor,
-    x_std: Tensor,
 }
 
 /// What rebuilds a classifier from its weights: the network's size, the z-scoring and the
@@ -240,8 +241,7 @@ struct ClassifierDescription {
     /// A built-in embedding as its JSON, a user's as `custom:NAME`.
     #[serde(default, serialize_with = "serialize_embedding")]
     embedding: EmbeddingNet,
-    #[serde(default)]
-    x_shape: String,
+    x_shape: Shape,
 }
 
 /// Writes a user's embedding by name (it cannot be serialised; loading asks for the builder).
@@ -255,21 +255,20 @@ fn serialize_embedding<S: serde::Serializer>(e: &EmbeddingNet, s: S) -> std::res
 impl Classifier {
     fn new(store: ParamStore, description: ClassifierDescription) -> Result<Self> {
         let c = &description.config;
-        let f = description.x.mean.len();
-        let x_shape = Shape::decode(&description.x_shape).unwrap_or(Shape::Vector(f));
+        let x_shape = description.x_shape.clone();
+        description.theta.check(description.theta.mean.len(), "θ")?;
+        description.x.check(x_shape.numel(), "x")?;
         let (embedding, width) = description.embedding.build(store.var_builder().pp("embedding"), &x_shape)?;
         let inputs = description.theta.mean.len() + width;
         let net = ResidualNet::new(store.var_builder().pp("classifier"), inputs, c.hidden, c.blocks, 1)?;
-        let (theta_mean, theta_std) = description.theta.tensors()?;
-        let (x_mean, x_std) = description.x.tensors()?;
-        Ok(Classifier { store, description, embedding, net, theta_mean, theta_std, x_mean, x_std })
+        Ok(Classifier { store, description, embedding, net })
     }
 
-    /// The logit `l(θ, x)` of raw rows: `[m, d]`, `[m, f]` → `[m]`.
+    /// The logit `l(θ, x)` of z-scored rows ([`TrialScore::theta_standardizer`],
+    /// [`TrialScore::x_standardizer`]): `[m, d]`, `[m, f]` → `[m]`.
     pub fn logit(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
-        let t = theta.broadcast_sub(&self.theta_mean)?.broadcast_div(&self.theta_std)?;
-        let x = self.embedding.forward(&x.broadcast_sub(&self.x_mean)?.broadcast_div(&self.x_std)?)?;
-        self.net.forward(&Tensor::cat(&[&t, &x], 1)?)?.squeeze(1)
+        let x = self.embedding.forward(x)?;
+        self.net.forward(&Tensor::cat(&[theta, &x], 1)?)?.squeeze(1)
     }
 
     /// Logits `[B, atoms]` of each x (row i) against its own θ (column 0) and `atoms − 1`
@@ -352,7 +351,7 @@ pub(crate) fn log_sum_exp(l: &Tensor) -> candle_core::Result<Tensor> {
 
 impl crate::inference::SavedScore for Classifier {
     const FORMAT: &'static str = "sbi-rs/nre";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const WHAT: &'static str = "an NRE posterior";
 
     fn describe(&self) -> Result<serde_json::Value> {
@@ -388,6 +387,14 @@ impl crate::inference::SavedScore for Classifier {
 }
 
 impl TrialScore for Classifier {
+    fn theta_standardizer(&self) -> &Standardizer {
+        &self.description.theta
+    }
+
+    fn x_standardizer(&self) -> &Standardizer {
+        &self.description.x
+    }
+
     fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         self.logit(theta, x)
     }
@@ -420,7 +427,7 @@ mod tests {
             theta: std(1),
             x: std(1),
             embedding: EmbeddingNet::Identity,
-            x_shape: Shape::Vector(1).encode(),
+            x_shape: Shape::Vector(1),
         };
         let c = Classifier::new(store, description).unwrap();
         // Recover each atom's θ row by matching its logit against (θ_j, x_i) for every j.

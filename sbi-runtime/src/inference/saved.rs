@@ -13,29 +13,18 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::io::{SafetensorsFile, write_safetensors};
 use crate::nn::{ParamStore, to_f64};
+use crate::simulate::ModelIdentity;
 
-/// What identifies a kind of model file.
-pub(crate) struct FileKind {
-    /// The `format` metadata entry, e.g. `sbi-rs/npe`.
-    pub format: &'static str,
-    /// The version this build writes and reads.
-    pub version: u32,
-    /// How an error message names the file's content, e.g. "an NPE posterior".
-    pub what: &'static str,
-}
+pub(crate) use crate::io::FileKind;
 
-/// Writes the weights of `store` and `header` (as JSON) to `path`, atomically.
+/// Writes the weights of `store` and `header` to `path`, atomically, with a checksum.
 pub(crate) fn save<H: Serialize>(path: &Path, kind: &FileKind, store: &ParamStore, header: &H) -> Result<()> {
     let arrays = store
         .named_tensors()
         .iter()
         .map(|(name, t)| Ok(crate::io::Array::f64_named(name.clone(), t.dims().to_vec(), &to_f64(t)?)))
         .collect::<Result<Vec<_>>>()?;
-    let mut meta = HashMap::new();
-    meta.insert("format".to_string(), kind.format.to_string());
-    meta.insert("version".to_string(), kind.version.to_string());
-    meta.insert("model".to_string(), serde_json::to_string(header).map_err(|e| Error::file(path, e.to_string()))?);
-    write_safetensors(path, &arrays, meta)
+    write_safetensors(path, kind, &arrays, header)
 }
 
 /// A file read by [`load`]: its header and its weights, ready for [`ParamStore::from_tensors`].
@@ -44,22 +33,20 @@ pub(crate) struct Loaded<H> {
     pub weights: HashMap<String, Tensor>,
 }
 
-/// Reads a file written by [`save`] for `kind`, checking its format and version.
+/// Reads a file written by [`save`] for `kind`, checking its format, version and checksum,
+/// and that every weight is finite.
 pub(crate) fn load<H: DeserializeOwned>(path: &Path, kind: &FileKind) -> Result<Loaded<H>> {
     let f = SafetensorsFile::open(path)?;
-    let meta = f.metadata()?;
-    if f.require(&meta, "format")? != kind.format {
-        return Err(Error::file(path, format!("not {} file", kind.what)));
-    }
-    let version: u32 = f.parse(&meta, "version")?;
-    if version != kind.version {
-        return Err(Error::file(path, format!("format version {version}, this build reads version {}", kind.version)));
-    }
-    let header = serde_json::from_str(f.require(&meta, "model")?)
-        .map_err(|e| Error::file(path, format!("unreadable model description ({e})")))?;
+    let header = f.header(kind)?;
     let mut weights = HashMap::new();
     for name in f.names()? {
         let (shape, values) = f.f64(&name)?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::file(path, format!("weight `{name}` holds {v}: the network cannot be used")));
+        }
+        if let Some(v) = values.iter().find(|v| v.abs() > f32::MAX as f64) {
+            return Err(Error::file(path, format!("weight `{name}` holds {v}, beyond the range of 32-bit floats")));
+        }
         let t =
             Tensor::from_vec(values.iter().map(|&v| v as f32).collect::<Vec<f32>>(), shape, &candle_core::Device::Cpu)
                 .map_err(|e| Error::file(path, format!("array `{name}` does not match its shape ({e})")))?;
@@ -68,12 +55,14 @@ pub(crate) fn load<H: DeserializeOwned>(path: &Path, kind: &FileKind) -> Result<
     Ok(Loaded { header, weights })
 }
 
-/// Checks that the file was written for parameters named as the model's.
-pub(crate) fn check_names(path: &Path, saved: &[String], model: &[String]) -> Result<()> {
-    if saved != model {
-        return Err(Error::file(path, format!("it was trained for parameters {saved:?}, this model has {model:?}")));
-    }
-    Ok(())
+/// Checks that the file was trained for `model` (its identity: parameters, source,
+/// settings, observation shape and behaviour).
+pub(crate) fn check_model<M: crate::model::Simulator>(path: &Path, saved: &ModelIdentity, model: &M) -> Result<()> {
+    ModelIdentity::of(model).check(
+        saved,
+        || format!("the model file {}", path.display()),
+        "load it with the model it was trained for, or train again for this model",
+    )
 }
 
 /// Checks that the rebuilt network took every saved weight (`saved` of them).
@@ -105,4 +94,85 @@ pub(crate) fn resolve_embedding(
         other => serde_json::from_value(other.clone()),
     }
     .map_err(|e| Error::file(path, format!("unknown embedding ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::io::{Array, FileKind, SafetensorsFile, write_safetensors};
+    use crate::prelude::*;
+
+    #[simulator]
+    fn tiny(rng: &mut impl Rng) -> [f64; 2] {
+        let m = sample!(Normal(0.0, 1.0));
+        [m + rng.random::<f64>(), m]
+    }
+
+    const NPE: FileKind = FileKind { format: "sbi-rs/npe", version: 2, what: "an NPE posterior" };
+    const NLE: FileKind = FileKind { format: "sbi-rs/nle", version: 2, what: "an NLE posterior" };
+
+    /// Rewrites a model file with an edited header or weights, and a valid checksum: what a
+    /// file with consistent bytes but inconsistent content looks like.
+    fn rewrite(
+        path: &std::path::Path,
+        read: &FileKind,
+        write: &FileKind,
+        edit: impl FnOnce(&mut serde_json::Value, &mut Vec<(String, Vec<usize>, Vec<f64>)>),
+    ) {
+        let f = SafetensorsFile::open(path).unwrap();
+        let mut header: serde_json::Value = f.header(read).unwrap();
+        let mut arrays: Vec<_> = f
+            .names()
+            .unwrap()
+            .into_iter()
+            .map(|n| {
+                let (shape, values) = f.f64(&n).unwrap();
+                (n, shape, values)
+            })
+            .collect();
+        edit(&mut header, &mut arrays);
+        let arrays: Vec<Array> =
+            arrays.into_iter().map(|(n, shape, values)| Array::f64_named(n, shape, &values)).collect();
+        write_safetensors(path, write, &arrays, &header).unwrap();
+    }
+
+    fn file_error<T>(r: Result<T, Error>) -> String {
+        match r {
+            Err(Error::File { reason, .. }) => reason,
+            Err(e) => panic!("expected a file error, got {e}"),
+            Ok(_) => panic!("expected a file error, got a posterior"),
+        }
+    }
+
+    /// NaN weights, a header whose sizes disagree with the data, and an older format are
+    /// refused at load with a reason, never a panic or a posterior that samples NaN.
+    #[test]
+    fn inconsistent_model_files_are_refused() {
+        let sims = simulate(&Tiny, 300).seed(1).progress(false).run().unwrap();
+        let training = TrainConfig::default().with_max_epochs(1).with_progress(false);
+        let dir = tempfile::tempdir().unwrap();
+        let npe = Npe::default().with_training(training.clone()).train(&Tiny, &sims).unwrap();
+        let nle = Nle::default().with_training(training).train(&Tiny, &sims).unwrap();
+        let (npe_path, nle_path) = (dir.path().join("npe.safetensors"), dir.path().join("nle.safetensors"));
+
+        npe.save(&npe_path).unwrap();
+        rewrite(&npe_path, &NPE, &NPE, |_, arrays| arrays[0].2[0] = f64::NAN);
+        assert!(file_error(NpePosterior::load(&npe_path, &Tiny)).contains("NaN"));
+
+        npe.save(&npe_path).unwrap();
+        rewrite(&npe_path, &NPE, &NPE, |h, _| h["x_range"]["min"] = serde_json::json!([0.0]));
+        assert!(file_error(NpePosterior::load(&npe_path, &Tiny)).contains("training range"));
+
+        npe.save(&npe_path).unwrap();
+        rewrite(&npe_path, &NPE, &NPE, |h, _| h["spec"]["input_std"]["std"] = serde_json::json!([1.0, 1.0, 1.0]));
+        assert!(!file_error(NpePosterior::load(&npe_path, &Tiny)).is_empty());
+
+        npe.save(&npe_path).unwrap();
+        let old = FileKind { version: 1, ..NPE };
+        rewrite(&npe_path, &NPE, &old, |_, _| {});
+        assert!(file_error(NpePosterior::load(&npe_path, &Tiny)).contains("earlier version"));
+
+        nle.save(&nle_path).unwrap();
+        rewrite(&nle_path, &NLE, &NLE, |h, _| h["x_range"]["max"] = serde_json::json!([1.0, 2.0, 3.0]));
+        assert!(file_error(NlePosterior::load(&nle_path, &Tiny)).contains("training range"));
+    }
 }

@@ -9,16 +9,24 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::flows::{Columns, Standardizer};
 use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Simulator};
-use crate::nn::{EmbeddingNet, ParamStore, matrix, to_f64};
+use crate::nn::{EmbeddingNet, ParamStore, to_f64};
 use crate::potential::{Potential, batched_gradient, check_rows, nan_to_neg_inf};
 use crate::samplers::{Sampler, SamplerRun};
+use crate::simulate::ModelIdentity;
 use crate::train::TrainingSummary;
 
 /// A learned per-trial score `s(θ, x)`, equal to `log p(x | θ)` up to a term constant in θ.
+/// Its network sees z-scored values: raw rows are standardised in f64 by the two
+/// standardizers before they become f32 tensors.
 pub trait TrialScore: Send + Sync {
-    /// Scores rows: `theta` `[m, d]`, `x` `[m, f]` (raw values) → `[m]`.
+    /// The z-scoring of `θ` the network expects.
+    fn theta_standardizer(&self) -> &Standardizer;
+    /// The z-scoring of one trial of `x` the network expects.
+    fn x_standardizer(&self) -> &Standardizer;
+    /// Scores z-scored rows: `theta` `[m, d]`, `x` `[m, f]` → `[m]`.
     fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor>;
 }
 
@@ -44,7 +52,7 @@ pub trait SavedScore: TrialScore + Sized {
 /// The JSON description in a potential posterior's file.
 #[derive(Serialize, Deserialize)]
 struct PotentialHeader {
-    names: Vec<String>,
+    model: ModelIdentity,
     x_range: FeatureRange,
     sampler: Sampler,
     score: serde_json::Value,
@@ -76,16 +84,17 @@ impl<P: Prior, S: TrialScore> TrialPotential<'_, P, S> {
             }
         }
         let xs: Vec<f64> = self.x_o.iter().copied().cycle().take(m * k * f).collect();
-        let x = matrix(&xs, m * k, f)?;
-        let theta = matrix(&th, m * k, d)?;
+        let x = self.score.x_standardizer().to_tensor(&xs, Columns::Observation)?;
+        let theta = self.score.theta_standardizer().to_tensor(&th, Columns::Parameters(&self.prior.names()))?;
         let (s, g) = if with_grad {
             let var = candle_core::Var::from_tensor(&theta)?;
             let s = self.score.score(var.as_tensor(), &x)?;
             let grads = s.sum_all()?.backward()?;
-            let g = match grads.get(var.as_tensor()) {
+            let mut g = match grads.get(var.as_tensor()) {
                 Some(g) => to_f64(g)?,
                 None => vec![0.0; m * k * d],
             };
+            self.score.theta_standardizer().unscale_gradient(&mut g);
             (to_f64(&s)?, Some(g))
         } else {
             (to_f64(&self.score.score(&theta, &x)?)?, None)
@@ -160,6 +169,7 @@ impl<P: Prior, S: TrialScore> Potential for TrialPotential<'_, P, S> {
 /// per-trial score and the sampler.
 pub struct PotentialPosterior<P: Prior, S> {
     pub(crate) prior: P,
+    pub(crate) model: ModelIdentity,
     pub(crate) score: S,
     pub(crate) x_range: FeatureRange,
     pub(crate) summary: Option<TrainingSummary>,
@@ -252,7 +262,7 @@ impl<P: Prior, S: SavedScore> PotentialPosterior<P, S> {
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let header = PotentialHeader {
-            names: self.prior.names(),
+            model: self.model.clone(),
             x_range: self.x_range.clone(),
             sampler: self.sampler.clone(),
             score: self.score.describe()?,
@@ -282,16 +292,22 @@ impl<P: Prior, S: SavedScore> PotentialPosterior<P, S> {
     ) -> Result<Self> {
         let path = path.as_ref();
         let saved::Loaded { header, weights } = saved::load::<PotentialHeader>(path, &Self::file_kind())?;
+        saved::check_model(path, &header.model, model)?;
         let prior = model.prior();
-        saved::check_names(path, &header.names, &prior.names())?;
         let n_saved = weights.len();
         let score = S::rebuild(path, header.score, ParamStore::from_tensors(weights), custom).map_err(|e| match e {
             Error::File { .. } => e,
             e => Error::file(path, format!("the weights do not fit the model ({e})")),
         })?;
         saved::check_all_used(path, score.weights(), n_saved)?;
+        let (d, f) = (score.theta_standardizer().mean.len(), score.x_standardizer().mean.len());
+        header.x_range.validate(f).map_err(|e| Error::file(path, e))?;
+        if d != prior.dim() {
+            return Err(Error::file(path, format!("the network takes {d} parameters, the model has {}", prior.dim())));
+        }
         Ok(PotentialPosterior {
             prior,
+            model: header.model,
             score,
             x_range: header.x_range,
             summary: None,

@@ -138,7 +138,7 @@ fn check_observation(x_o: &[f64], sims: &Simulations, observed: Observed) -> Res
     let f = sims.x_dim();
     let fits = match observed {
         Observed::One => x_o.len() == f,
-        Observed::Trials => !x_o.is_empty() && x_o.len() % f == 0,
+        Observed::Trials => !x_o.is_empty() && x_o.len().is_multiple_of(f),
     };
     if !fits {
         return Err(Error::Observation(format!(
@@ -243,9 +243,7 @@ pub(crate) fn truncated_prior<P: Prior>(
                 out.len() / d
             )));
         }
-        for row in theta.chunks_exact_mut(d) {
-            posterior.prior.sample_flat(&mut rng, row)?;
-        }
+        crate::model::sample_rows(&posterior.prior, &mut rng, &mut theta)?;
         drawn += batch;
         let lp = posterior.log_prob(&theta, x_o, 0)?;
         for (row, l) in theta.chunks_exact(d).zip(lp) {

@@ -267,7 +267,12 @@ pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: 
     }
     let mut rngs: Vec<SimRng> = (0..chains).map(|c| stream_rng(config.seed, 0x6d63_6d63_0000 + c as u64)).collect();
     let per_chain = n.div_ceil(chains);
-    let sweeps = config.warmup + per_chain * config.thin;
+    // The draws must fit in memory, and the number of sweeps in a usize.
+    crate::alloc::with_capacity::<f64>(n, d, "MCMC samples")?;
+    let sweeps = per_chain
+        .checked_mul(config.thin)
+        .and_then(|s| s.checked_add(config.warmup))
+        .ok_or_else(|| Error::TooLarge { what: "MCMC sweeps".into(), rows: per_chain, cols: config.thin })?;
     let bar = progress_bar(config.progress, sweeps as u64);
     let result = match config.method {
         McmcMethod::Nuts { max_depth, target_accept } => {
@@ -334,7 +339,7 @@ fn sweep_chains(
     for s in 0..config.warmup + per_chain * config.thin {
         let tune = s < config.warmup;
         transition.sweep(target, &mut z, &mut f, rngs, tune)?;
-        if !tune && (s - config.warmup + 1) % config.thin == 0 {
+        if !tune && (s - config.warmup + 1).is_multiple_of(config.thin) {
             kept.push(z.clone());
         }
         bar.inc(1);
@@ -367,9 +372,7 @@ fn initial_points<P: Prior, T: Potential>(
     let mut rng = stream_rng(config.seed, 0x696e_6974);
     let mut draw = |m: usize, target: &mut Target| -> Result<(Vec<f64>, Vec<f64>)> {
         let mut theta = vec![0.0; m * d];
-        for row in theta.chunks_exact_mut(d) {
-            prior.sample_flat(&mut rng, row)?;
-        }
+        crate::model::sample_rows(prior, &mut rng, &mut theta)?;
         if target.used + m > target.budget {
             return Err(Error::McmcBudget { evaluations: target.used, budget: target.budget });
         }
@@ -483,10 +486,8 @@ pub fn importance_sample<P: Prior, T: Potential>(
         return Err(Error::Config("importance sampling needs at least one proposal".into()));
     }
     let mut rng = stream_rng(config.seed, 0x0073_6972);
-    let mut theta = vec![0.0; m * d];
-    for row in theta.chunks_exact_mut(d) {
-        prior.sample_flat(&mut rng, row)?;
-    }
+    let mut theta = crate::alloc::zeros(m, d, "importance-sampling proposals")?;
+    crate::model::sample_rows(prior, &mut rng, &mut theta)?;
     check_rows(&theta, d)?;
     let mut logw = Vec::with_capacity(m);
     for chunk in theta.chunks(100_000 * d) {

@@ -201,7 +201,7 @@ impl Chain {
         // U-turns of the aligned blocks this leaf starts or ends.
         let i = self.sub_done;
         for l in 1..=self.depth {
-            if i % (1 << l) == 0 {
+            if i.is_multiple_of(1 << l) {
                 self.ckpt_p[l].clone_from(&point.p);
                 self.ckpt_rho[l].clone_from(&self.sub_rho);
             }
@@ -209,7 +209,7 @@ impl Chain {
         self.sub_rho.iter_mut().zip(&point.p).for_each(|(r, p)| *r += p);
         let mut turned = false;
         for l in 1..=self.depth {
-            if (i + 1) % (1 << l) == 0 {
+            if (i + 1).is_multiple_of(1 << l) {
                 // The block's momentum sum is the doubling's sum now minus the sum before it.
                 let (mut start, mut end) = (0.0, 0.0);
                 for (j, v) in var.iter().enumerate() {
@@ -236,10 +236,10 @@ impl Chain {
             return false;
         }
         // The doubling is complete: take its proposal with probability min(1, W_new / W_old).
-        if rng.random::<f64>() < (self.sub_log_w - self.log_w).exp() {
-            if let Some(p) = self.sub_proposal.take() {
-                self.proposal = p;
-            }
+        if rng.random::<f64>() < (self.sub_log_w - self.log_w).exp()
+            && let Some(p) = self.sub_proposal.take()
+        {
+            self.proposal = p;
         }
         self.log_w = log_add_exp(self.log_w, self.sub_log_w);
         self.rho.iter_mut().zip(&self.sub_rho).for_each(|(r, s)| *r += s);
@@ -421,7 +421,7 @@ pub(crate) fn run(
                 {
                     history[c].push(ch.current.q.clone());
                 }
-                if it > settings.warmup && (it - settings.warmup) % settings.thin == 0 {
+                if it > settings.warmup && (it - settings.warmup).is_multiple_of(settings.thin) {
                     let s = (it - settings.warmup) / settings.thin - 1;
                     kept[s][c * d..(c + 1) * d].copy_from_slice(&ch.current.q);
                 }

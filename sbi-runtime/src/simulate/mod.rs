@@ -6,9 +6,6 @@
 //! resumed from a checkpoint equals an uninterrupted one. Outputs with NaN or inf, and
 //! simulators that panic, are excluded and counted (or stop the run, by policy).
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +15,17 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::error::{Error, InvalidKind, Result};
-use crate::io::{Array, SafetensorsFile, strings_to_json, write_safetensors};
+use serde::{Deserialize, Serialize};
+
+use crate::io::{Array, FileKind, SafetensorsFile, write_safetensors};
 use crate::model::{Observation, Parameters, Prior, Shape, Simulator};
 use crate::rng::stream_rng;
+
+mod identity;
+mod panics;
+
+pub use identity::{ModelIdentity, PROBES, Probe, ProbeOutcome};
+use panics::QuietPanics;
 
 /// What to do with a simulation whose output has NaN/inf or whose simulator panicked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,10 +87,28 @@ pub struct Simulations {
     pub seed: u64,
     /// The excluded simulations, in index order.
     pub invalid: Vec<InvalidSimulation>,
+    /// The identity of the model that made them: training and appending check it.
+    pub model: ModelIdentity,
 }
 
-const FORMAT: &str = "sbi-rs/simulations";
-const FORMAT_VERSION: u32 = 1;
+/// Simulations and checkpoints. Version 2 added the model's identity, a typed header and
+/// the checksum; version 1 files are refused (they cannot say which model made them).
+const FILE: FileKind = FileKind { format: "sbi-rs/simulations", version: 2, what: "a simulations file" };
+
+/// The header of a simulations file or checkpoint.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    param_names: Vec<String>,
+    /// Absent until a valid simulation has given it.
+    x_shape: Option<Shape>,
+    seed: u64,
+    total: usize,
+    completed: usize,
+    /// `prior`, `saved`, or the digest of a proposal's θ.
+    source: String,
+    invalid_messages: Vec<Option<String>>,
+    model: ModelIdentity,
+}
 
 impl Simulations {
     /// Number of valid simulations.
@@ -135,8 +158,14 @@ impl Simulations {
     /// Appends the rows (and excluded simulations) of `other`, a run of the same model.
     ///
     /// # Errors
-    /// [`Error::Config`] when the parameters' names or the observations' shape differ.
+    /// [`Error::ModelMismatch`] when `other` comes from another model; [`Error::Config`]
+    /// when the observations' shape differs.
     pub fn append(&mut self, other: &Simulations) -> Result<()> {
+        self.model.check(
+            &other.model,
+            || "the simulations to append".into(),
+            "append only simulations of the same model",
+        )?;
         if other.param_names != self.param_names || other.x_shape != self.x_shape {
             return Err(Error::Config(format!(
                 "cannot append simulations of parameters {:?} and shape {} to ones of {:?} and {}",
@@ -148,6 +177,19 @@ impl Simulations {
         self.index.extend_from_slice(&other.index);
         self.invalid.extend(other.invalid.iter().cloned());
         Ok(())
+    }
+
+    /// Checks that these simulations were made by `model` (the same parameters, source,
+    /// settings and behaviour; see [`ModelIdentity`]), running its [`PROBES`] probe simulations.
+    ///
+    /// # Errors
+    /// [`Error::ModelMismatch`] naming the part that differs.
+    pub fn check_model<S: Simulator>(&self, model: &S) -> Result<()> {
+        ModelIdentity::of(model).check(
+            &self.model,
+            || "these simulations".into(),
+            "simulate again with this model (or train with the model that made them)",
+        )
     }
 
     /// Counts of excluded simulations by cause.
@@ -184,7 +226,8 @@ impl Simulations {
                 ),
             ));
         }
-        partial.finish(info.names, info.seed, info.total).map_err(|e| match e {
+        let total = info.total;
+        partial.finish(info, total).map_err(|e| match e {
             Error::NoValidSimulations { .. } => Error::file(path, "the file holds no valid simulation"),
             e => e,
         })
@@ -322,7 +365,10 @@ impl<'a, S: Simulator> Simulate<'a, S> {
     /// for a proposal whose length is not a multiple of the parameter count;
     /// [`Error::InvalidSimulation`] under [`InvalidPolicy::Error`]; [`Error::ObservationShape`]
     /// when observations change shape; [`Error::NoValidSimulations`]; [`Error::Interrupted`];
-    /// file errors for the checkpoint.
+    /// [`Error::TooLarge`] for more simulations than memory holds; with a checkpoint,
+    /// [`Error::CheckpointLocked`] while another run uses it, [`Error::ModelMismatch`] for a
+    /// checkpoint of another model, and file errors (an unwritable path is found before
+    /// simulating).
     pub fn run(self) -> Result<Simulations> {
         let prior = self.model.prior();
         let dim = prior.dim();
@@ -346,15 +392,25 @@ impl<'a, S: Simulator> Simulate<'a, S> {
         if self.threads == Some(0) || self.chunk == Some(0) {
             return Err(Error::Config("threads and chunk size must be at least 1".into()));
         }
-        let info = RunInfo { names, seed: self.seed, total, source: self.source_fingerprint() };
+        // Held until the run returns: a second process on the same checkpoint is refused.
+        let _lock = self.checkpoint.as_deref().map(lock_checkpoint).transpose()?;
+        let model = ModelIdentity::of(self.model);
+        let info = RunInfo { names, seed: self.seed, total, source: self.source_fingerprint(), model };
         let mut state = match &self.checkpoint {
             Some(p) if p.exists() => {
                 let (state, saved) = Partial::load(p)?;
                 info.check_matches(&saved, p)?;
                 state
             }
-            _ => Partial::default(),
+            _ => {
+                // Written at once, so that an unwritable path fails before any simulation.
+                let state = Partial::default();
+                self.save_checkpoint(&state, &info)?;
+                state
+            }
         };
+        let remaining = total - state.completed.min(total);
+        crate::alloc::reserve(&mut state.theta, remaining, dim, "the simulations' parameters")?;
 
         let pool = match self.threads {
             Some(t) => Some(
@@ -368,7 +424,7 @@ impl<'a, S: Simulator> Simulate<'a, S> {
         let chunk = self.chunk.unwrap_or_else(|| (total / 50).clamp(256, 16_384));
         let bar = self.progress_bar(total, state.completed);
         let mut last_save = Instant::now();
-        install_quiet_panic_hook();
+        let hook = QuietPanics::install();
 
         while state.completed < total {
             if self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
@@ -376,14 +432,21 @@ impl<'a, S: Simulator> Simulate<'a, S> {
                 bar.abandon();
                 return Err(Error::Interrupted { completed: state.completed, total, saved });
             }
-            let range = state.completed..(state.completed + chunk).min(total);
-            let work = || range.clone().into_par_iter().map(|i| self.run_one(&prior, i as u64)).collect::<Vec<_>>();
+            let range = state.completed..state.completed.saturating_add(chunk).min(total);
+            let work =
+                || range.clone().into_par_iter().map(|i| self.run_one(&hook, &prior, i as u64)).collect::<Vec<_>>();
             let outcomes = match &pool {
                 Some(p) => p.install(work),
                 None => work(),
             };
             for (i, outcome) in range.clone().zip(outcomes) {
                 state.push(i as u64, outcome, dim, self.policy)?;
+            }
+            if state.x.capacity() == 0
+                && let Some(shape) = &state.x_shape
+            {
+                let numel = shape.numel();
+                crate::alloc::reserve(&mut state.x, total - state.completed, numel, "the simulations' observations")?;
             }
             state.completed = range.end;
             bar.set_position(state.completed as u64);
@@ -394,7 +457,7 @@ impl<'a, S: Simulator> Simulate<'a, S> {
         }
         self.save_checkpoint(&state, &info)?;
         bar.finish_and_clear();
-        state.finish(info.names, info.seed, total)
+        state.finish(info, total)
     }
 
     fn source_fingerprint(&self) -> String {
@@ -434,31 +497,32 @@ impl<'a, S: Simulator> Simulate<'a, S> {
     }
 
     /// Runs simulation `index`: θ from the prior (or proposal), then the simulator, both on stream `(seed, index)`.
-    fn run_one(&self, prior: &S::Prior, index: u64) -> Outcome<S::Params, S::Output> {
+    fn run_one(&self, hook: &QuietPanics, prior: &S::Prior, index: u64) -> Outcome<S::Params, S::Output> {
         let mut rng = stream_rng(self.seed, index);
         let params = match &self.source {
-            Source::Prior(_) => match prior.sample(&mut rng) {
-                Ok(p) => p,
-                Err(e) => return Outcome::PriorFailed(e.to_string()),
+            Source::Prior(_) => match hook.run(|| prior.sample(&mut rng)) {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => return Outcome::PriorFailed(e.to_string()),
+                Err(message) => {
+                    let message = message.unwrap_or_else(|| "a panic".into());
+                    return Outcome::PriorFailed(format!("the prior panicked: {message}"));
+                }
             },
             Source::Proposal(flat) => {
                 let d = <S::Params as Parameters>::DIM;
                 let row = &flat[index as usize * d..(index as usize + 1) * d];
+                if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                    return Outcome::PriorFailed(format!("the proposal's parameter set holds {v}"));
+                }
                 match S::Params::from_flat(row) {
                     Ok(p) => p,
                     Err(e) => return Outcome::PriorFailed(e.to_string()),
                 }
             }
         };
-        QUIET.with(|q| q.set(true));
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.simulate(&params, &mut rng)));
-        QUIET.with(|q| q.set(false));
-        match result {
+        match hook.run(|| self.model.simulate(&params, &mut rng)) {
             Ok(x) => Outcome::Done(params, x),
-            Err(payload) => {
-                let message = LAST_PANIC.with(|m| m.borrow_mut().take()).or_else(|| panic_message(&*payload));
-                Outcome::Panicked(params, message)
-            }
+            Err(message) => Outcome::Panicked(params, message),
         }
     }
 }
@@ -469,34 +533,25 @@ enum Outcome<P, O> {
     PriorFailed(String),
 }
 
-thread_local! {
-    /// Set while a simulator runs on this thread: its panics are recorded, not printed.
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-    /// The message of the last recorded panic on this thread.
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Chains a panic hook that, on threads running a simulator, records the panic instead of
-/// printing it (a bad region of parameter space would otherwise flood stderr); every other
-/// panic goes to the previous hook unchanged.
-fn install_quiet_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if QUIET.with(|q| q.get()) {
-                let msg = panic_message(info.payload()).unwrap_or_else(|| "panic".into());
-                let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-                LAST_PANIC.with(|m| *m.borrow_mut() = Some(format!("{msg}{at}")));
-            } else {
-                previous(info)
-            }
-        }));
-    });
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
-    payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned())
+/// Takes the lock `path.lock` of a checkpoint: another process holding it is
+/// [`Error::CheckpointLocked`]; a folder that does not exist or cannot be written is an I/O
+/// error, found before simulating. The lock is released when the file is dropped (or the
+/// process ends, however it ends); the empty lock file stays behind.
+fn lock_checkpoint(path: &Path) -> Result<std::fs::File> {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| Error::io(&lock, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::CheckpointLocked { path: path.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock, e)),
+    }
 }
 
 /// Identifies a run, so that a checkpoint is only resumed by the same run.
@@ -505,14 +560,26 @@ struct RunInfo {
     seed: u64,
     total: usize,
     source: String,
+    model: ModelIdentity,
 }
 
 impl RunInfo {
     fn standalone(s: &Simulations) -> RunInfo {
-        RunInfo { names: s.param_names.clone(), seed: s.seed, total: s.len() + s.invalid.len(), source: "saved".into() }
+        RunInfo {
+            names: s.param_names.clone(),
+            seed: s.seed,
+            total: s.len() + s.invalid.len(),
+            source: "saved".into(),
+            model: s.model.clone(),
+        }
     }
 
     fn check_matches(&self, saved: &RunInfo, path: &Path) -> Result<()> {
+        self.model.check(
+            &saved.model,
+            || format!("the checkpoint {}", path.display()),
+            "use another checkpoint path, or delete the file to simulate afresh",
+        )?;
         let mismatch = |what: &str, a: String, b: String| {
             Err(Error::file(
                 path,
@@ -631,16 +698,17 @@ impl Partial {
         Ok(())
     }
 
-    fn finish(self, names: Vec<String>, seed: u64, total: usize) -> Result<Simulations> {
+    fn finish(self, info: RunInfo, total: usize) -> Result<Simulations> {
         let Some(x_shape) = self.x_shape else {
             let s = Simulations {
                 theta: vec![],
                 x: vec![],
                 index: vec![],
-                param_names: names,
+                param_names: info.names,
                 x_shape: Shape::Vector(0),
-                seed,
+                seed: info.seed,
                 invalid: self.invalid,
+                model: info.model,
             };
             let c = s.invalid_counts();
             return Err(Error::NoValidSimulations {
@@ -655,10 +723,11 @@ impl Partial {
             theta: self.theta,
             x: self.x,
             index: self.index,
-            param_names: names,
+            param_names: info.names,
             x_shape,
-            seed,
+            seed: info.seed,
             invalid: self.invalid,
+            model: info.model,
         })
     }
 
@@ -668,7 +737,6 @@ impl Partial {
         let invalid_theta: Vec<f64> = self.invalid.iter().flat_map(|s| s.theta.iter().copied()).collect();
         let invalid_index: Vec<u64> = self.invalid.iter().map(|s| s.index).collect();
         let invalid_kind: Vec<u8> = self.invalid.iter().map(|s| s.kind.code()).collect();
-        let messages: Vec<String> = self.invalid.iter().map(|s| s.message.clone().unwrap_or_default()).collect();
         let arrays = [
             Array::f64("theta", vec![self.index.len(), d], &self.theta),
             Array::f64("x", vec![self.index.len(), dx], &self.x),
@@ -677,48 +745,25 @@ impl Partial {
             Array::u64("invalid_index", &invalid_index),
             Array::u8("invalid_kind", &invalid_kind),
         ];
-        let meta: HashMap<String, String> = [
-            ("format", FORMAT.to_string()),
-            ("version", FORMAT_VERSION.to_string()),
-            ("param_names", strings_to_json(&info.names)),
-            ("x_shape", self.x_shape.as_ref().map_or_else(String::new, Shape::encode)),
-            ("seed", info.seed.to_string()),
-            ("total", info.total.to_string()),
-            ("completed", self.completed.to_string()),
-            ("source", info.source.clone()),
-            ("invalid_messages", strings_to_json(&messages)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        write_safetensors(path, &arrays, meta)
+        let header = Header {
+            param_names: info.names.clone(),
+            x_shape: self.x_shape.clone(),
+            seed: info.seed,
+            total: info.total,
+            completed: self.completed,
+            source: info.source.clone(),
+            invalid_messages: self.invalid.iter().map(|s| s.message.clone()).collect(),
+            model: info.model.clone(),
+        };
+        write_safetensors(path, &FILE, &arrays, &header)
     }
 
     fn load(path: &Path) -> Result<(Partial, RunInfo)> {
         let f = SafetensorsFile::open(path)?;
-        let meta = f.metadata()?;
+        let header: Header = f.header(&FILE)?;
         let bad = |reason: String| Error::file(f.path(), reason);
-        if f.require(&meta, "format")? != FORMAT {
-            return Err(bad("not a simulations file".into()));
-        }
-        let version: u32 = f.parse(&meta, "version")?;
-        if version != FORMAT_VERSION {
-            return Err(bad(format!("format version {version}, this build reads version {FORMAT_VERSION}")));
-        }
-        let names = f.strings(&meta, "param_names")?;
-        let shape_text = f.require(&meta, "x_shape")?;
-        let x_shape = if shape_text.is_empty() {
-            None
-        } else {
-            Some(Shape::decode(shape_text).ok_or_else(|| bad(format!("unknown observation shape {shape_text:?}")))?)
-        };
-        let info = RunInfo {
-            names,
-            seed: f.parse(&meta, "seed")?,
-            total: f.parse(&meta, "total")?,
-            source: f.require(&meta, "source")?.to_string(),
-        };
-        let completed: usize = f.parse(&meta, "completed")?;
+        let Header { param_names, x_shape, seed, total, completed, source, invalid_messages: messages, model } = header;
+        let info = RunInfo { names: param_names, seed, total, source, model };
         let d = info.names.len();
         let dx = x_shape.as_ref().map_or(0, Shape::numel);
         let (ts, theta) = f.f64("theta")?;
@@ -727,7 +772,6 @@ impl Partial {
         let (its, invalid_theta) = f.f64("invalid_theta")?;
         let invalid_index = f.u64("invalid_index")?;
         let invalid_kind = f.u8("invalid_kind")?;
-        let messages = f.strings(&meta, "invalid_messages")?;
         let n = index.len();
         let m = invalid_index.len();
         if ts != [n, d] || xs != [n, dx] || its != [m, d] || invalid_kind.len() != m || messages.len() != m {
@@ -736,11 +780,14 @@ impl Partial {
         if n + m != completed || completed > info.total {
             return Err(bad(format!("{n} valid + {m} invalid rows, but {completed} completed of {}", info.total)));
         }
+        if index.iter().chain(&invalid_index).any(|&i| i >= info.total as u64) {
+            return Err(bad(format!("a row's index lies beyond the run's {} simulations", info.total)));
+        }
         let invalid = (0..m)
             .map(|j| {
                 let kind = InvalidKind::from_code(invalid_kind[j])
                     .ok_or_else(|| bad(format!("unknown invalid kind {}", invalid_kind[j])))?;
-                let message = Some(messages[j].clone()).filter(|s| !s.is_empty());
+                let message = messages[j].clone();
                 Ok(InvalidSimulation {
                     index: invalid_index[j],
                     kind,
