@@ -86,6 +86,32 @@ fn values_beyond_f32_after_standardisation_are_errors() {
     assert!(matches!(&err, Error::Unrepresentable { column, .. } if column.contains("x[0]")), "{err}");
 }
 
+/// Parameter sets far beyond every training value (an MCMC proposal at 10⁴⁶ in a
+/// log-transformed coordinate) score `-inf` in every potential, not an error that stops
+/// the sampler; an observation that far is an error.
+#[test]
+fn parameters_beyond_f32_score_minus_infinity() {
+    use sbi_runtime::potential::Potential;
+    let model = Shifted { offset: 0.0 };
+    let sims = simulate(&model, 1_000).seed(1).progress(false).run().unwrap();
+    let training = quick(1).with_max_epochs(1);
+    let (x_o, theta) = ([0.3, -0.5], [1e46, 0.0, 0.2, 0.1]);
+    let npe = Npe::default().with_training(training.clone()).train(&model, &sims).unwrap();
+    let nle = Nle::default().with_training(training.clone()).train(&model, &sims).unwrap();
+    let nre = Nre::default().with_training(training).train(&model, &sims).unwrap();
+    for (what, lp) in [
+        ("NPE", npe.potential(&x_o).unwrap().log_potential_grad(&theta).unwrap()),
+        ("NLE", nle.potential(&x_o).unwrap().log_potential_grad(&theta).unwrap()),
+        ("NRE", nre.potential(&x_o).unwrap().log_potential_grad(&theta).unwrap()),
+    ] {
+        assert_eq!(lp.0[0], f64::NEG_INFINITY, "{what}");
+        assert!(lp.0[1].is_finite(), "{what}");
+        assert_eq!(&lp.1[..2], [0.0, 0.0], "{what}");
+    }
+    let far = nle.without_range_check().sample_flat(&[1e300, 0.0], 10);
+    assert!(matches!(far, Err(Error::Unrepresentable { .. })));
+}
+
 mod before {
     use sbi_runtime::prelude::*;
     /// One version of a model.

@@ -419,6 +419,21 @@ impl Standardizer {
     /// infinite or beyond f32's range, or the statistics themselves are not finite;
     /// [`Error::ShapeMismatch`] when `values` is not made of whole rows.
     pub fn to_tensor(&self, values: &[f64], columns: Columns<'_>) -> Result<Tensor> {
+        Ok(self.standardise(values, columns, false)?.0)
+    }
+
+    /// As [`Standardizer::to_tensor`], but a row with a value beyond f32's range once
+    /// z-scored is not an error: it becomes zeros in the tensor and `false` in the returned
+    /// flags. Potentials use it: a parameter set that far from every training value (an MCMC
+    /// proposal at 10⁴⁶) lies outside where the network can say anything, and scores `-inf`.
+    ///
+    /// # Errors
+    /// As [`Standardizer::to_tensor`], for statistics that are not finite or rows that are not whole.
+    pub(crate) fn to_tensor_flagging(&self, values: &[f64], columns: Columns<'_>) -> Result<(Tensor, Vec<bool>)> {
+        self.standardise(values, columns, true)
+    }
+
+    fn standardise(&self, values: &[f64], columns: Columns<'_>, flag: bool) -> Result<(Tensor, Vec<bool>)> {
         let cols = self.mean.len();
         if cols == 0 || !values.len().is_multiple_of(cols) {
             return Err(Error::shape("rows to standardise", cols * (values.len() / cols.max(1)), values.len()));
@@ -432,17 +447,26 @@ impl Standardizer {
         if let Some(j) = (0..cols).find(|&j| !(self.mean[j].is_finite() && self.std[j].is_finite())) {
             return Err(unrepresentable(j, self.mean[j]));
         }
+        let rows = values.len() / cols;
         let mut out = Vec::with_capacity(values.len());
-        for row in values.chunks_exact(cols) {
+        let mut ok = vec![true; rows];
+        for (r, row) in values.chunks_exact(cols).enumerate() {
+            let start = out.len();
             for (j, ((&v, m), s)) in row.iter().zip(&self.mean).zip(&self.std).enumerate() {
                 let z = (v - m) / s;
                 if z.is_infinite() || z.abs() > f32::MAX as f64 {
-                    return Err(unrepresentable(j, v));
+                    if !flag {
+                        return Err(unrepresentable(j, v));
+                    }
+                    ok[r] = false;
                 }
                 out.push(z as f32);
             }
+            if !ok[r] {
+                out[start..].iter_mut().for_each(|z| *z = 0.0);
+            }
         }
-        Ok(Tensor::from_vec(out, (values.len() / cols, cols), &candle_core::Device::Cpu)?)
+        Ok((Tensor::from_vec(out, (rows, cols), &candle_core::Device::Cpu)?, ok))
     }
 
     /// The raw values (f64) of a tensor of z-scored rows, the inverse of

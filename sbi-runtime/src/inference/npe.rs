@@ -521,7 +521,9 @@ impl<P: Prior> NpePotential<'_, P> {
         let estimator = &self.posterior.estimator;
         let context: Vec<f64> = self.x_o.iter().copied().cycle().take(m * self.x_o.len()).collect();
         let context = estimator.context_tensor(&context, Columns::Observation)?;
-        let rows = estimator.input_tensor(theta, Columns::Parameters(&self.posterior.prior.names()))?;
+        let names = self.posterior.prior.names();
+        let (rows, representable) =
+            estimator.input_standardizer().to_tensor_flagging(theta, Columns::Parameters(&names))?;
         let (lq, grad) = if with_grad {
             let var = candle_core::Var::from_tensor(&rows)?;
             let lq = estimator.log_prob(var.as_tensor(), &context)?;
@@ -535,8 +537,9 @@ impl<P: Prior> NpePotential<'_, P> {
         let values = theta
             .chunks_exact(d)
             .zip(lq)
-            .map(|(row, l)| {
-                let inside = self.posterior.prior.log_prob_flat(row)?.is_finite();
+            .zip(representable)
+            .map(|((row, l), representable)| {
+                let inside = representable && self.posterior.prior.log_prob_flat(row)?.is_finite();
                 Ok(if inside { crate::potential::nan_to_neg_inf(l) } else { f64::NEG_INFINITY })
             })
             .collect::<Result<Vec<f64>>>()?;

@@ -85,7 +85,9 @@ impl<P: Prior, S: TrialScore> TrialPotential<'_, P, S> {
         }
         let xs: Vec<f64> = self.x_o.iter().copied().cycle().take(m * k * f).collect();
         let x = self.score.x_standardizer().to_tensor(&xs, Columns::Observation)?;
-        let theta = self.score.theta_standardizer().to_tensor(&th, Columns::Parameters(&self.prior.names()))?;
+        // A parameter set beyond f32's range once z-scored scores -inf (see `to_tensor_flagging`).
+        let (theta, representable) =
+            self.score.theta_standardizer().to_tensor_flagging(&th, Columns::Parameters(&self.prior.names()))?;
         let (s, g) = if with_grad {
             let var = candle_core::Var::from_tensor(&theta)?;
             let s = self.score.score(var.as_tensor(), &x)?;
@@ -99,7 +101,11 @@ impl<P: Prior, S: TrialScore> TrialPotential<'_, P, S> {
         } else {
             (to_f64(&self.score.score(&theta, &x)?)?, None)
         };
-        let sums = s.chunks_exact(k).map(|per_trial| per_trial.iter().sum()).collect();
+        let sums = s
+            .chunks_exact(k)
+            .zip(representable.chunks_exact(k))
+            .map(|(per_trial, ok)| if ok[0] { per_trial.iter().sum() } else { f64::NEG_INFINITY })
+            .collect();
         // The gradient of a row is the sum over its trials' copies.
         let g = g.map(|g| {
             g.chunks_exact(k * d)
