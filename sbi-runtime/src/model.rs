@@ -539,8 +539,8 @@ pub(crate) mod visitors {
     type Resolved<'d, D> = std::result::Result<&'d D, Error>;
 
     impl<R: Rng + ?Sized> Sample<'_, R> {
-        /// Draws the site; invalid arguments, a non-finite draw or one outside the
-        /// distribution's support (zero density) are errors: the prior cannot be sampled here.
+        /// Draws the site; invalid arguments, or a draw that is not finite or lies outside
+        /// the distribution's support, are errors: the prior cannot be sampled here.
         fn visit<D: PriorDistribution>(
             &mut self,
             site: &'static str,
@@ -549,16 +549,11 @@ pub(crate) mod visitors {
             values: &mut [f64],
         ) -> Result<()> {
             let d = d.map_err(|e| Error::Site { site, source: Box::new(e) })?;
-            let mut log_prob = 0.0;
-            for_each_draw(joint, values, |v| {
-                d.sample_into(self.rng, v);
-                log_prob += if v.iter().all(|x| x.is_finite()) { d.log_prob(v) } else { f64::NAN };
-            });
-            if !log_prob.is_finite() {
-                let reason = match values.iter().find(|v| !v.is_finite()) {
-                    Some(v) => format!("the distribution drew {v}"),
-                    None => format!("the distribution drew {values:?}, where its log density is {log_prob}"),
-                };
+            for_each_draw(joint, values, |v| d.sample_into(self.rng, v));
+            // Support checks are comparisons: cheap enough for every draw of every simulation.
+            let support = d.support();
+            if let Some(v) = values.iter().find(|v| !v.is_finite() || !support.contains(**v)) {
+                let reason = format!("the distribution drew {v}, outside its support {support:?}");
                 return Err(Error::Site { site, source: Box::new(Error::PriorDraw { reason }) });
             }
             let out = self

@@ -499,30 +499,33 @@ impl<'a, S: Simulator> Simulate<'a, S> {
     /// Runs simulation `index`: θ from the prior (or proposal), then the simulator, both on stream `(seed, index)`.
     fn run_one(&self, hook: &QuietPanics, prior: &S::Prior, index: u64) -> Outcome<S::Params, S::Output> {
         let mut rng = stream_rng(self.seed, index);
-        let params = match &self.source {
-            Source::Prior(_) => match hook.run(|| prior.sample(&mut rng)) {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => return Outcome::PriorFailed(e.to_string()),
-                Err(message) => {
-                    let message = message.unwrap_or_else(|| "a panic".into());
-                    return Outcome::PriorFailed(format!("the prior panicked: {message}"));
+        // One guarded call for the prior draw and the simulation (a simulator may take well
+        // under a microsecond); `drawn` tells a panic of the simulator from one of the prior.
+        let mut drawn: Option<S::Params> = None;
+        let result = hook.run(|| {
+            let params = match &self.source {
+                Source::Prior(_) => prior.sample(&mut rng).map_err(|e| e.to_string())?,
+                Source::Proposal(flat) => {
+                    let d = <S::Params as Parameters>::DIM;
+                    let row = &flat[index as usize * d..(index as usize + 1) * d];
+                    if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                        return Err(format!("the proposal's parameter set holds {v}"));
+                    }
+                    S::Params::from_flat(row).map_err(|e| e.to_string())?
                 }
-            },
-            Source::Proposal(flat) => {
-                let d = <S::Params as Parameters>::DIM;
-                let row = &flat[index as usize * d..(index as usize + 1) * d];
-                if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-                    return Outcome::PriorFailed(format!("the proposal's parameter set holds {v}"));
-                }
-                match S::Params::from_flat(row) {
-                    Ok(p) => p,
-                    Err(e) => return Outcome::PriorFailed(e.to_string()),
-                }
+            };
+            drawn = Some(params.clone());
+            Ok(self.model.simulate(&params, &mut rng))
+        });
+        match (result, drawn) {
+            (Ok(Ok(x)), Some(params)) => Outcome::Done(params, x),
+            (Ok(Err(message)), _) => Outcome::PriorFailed(message),
+            (Err(message), Some(params)) => Outcome::Panicked(params, message),
+            (Err(message), None) => {
+                let message = message.unwrap_or_else(|| "a panic".into());
+                Outcome::PriorFailed(format!("the prior panicked: {message}"))
             }
-        };
-        match hook.run(|| self.model.simulate(&params, &mut rng)) {
-            Ok(x) => Outcome::Done(params, x),
-            Err(message) => Outcome::Panicked(params, message),
+            (Ok(Ok(_)), None) => unreachable!("a simulation ran, so its parameters were drawn"),
         }
     }
 }
