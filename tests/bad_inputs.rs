@@ -430,7 +430,8 @@ fn slow(rng: &mut impl Rng) -> [f64; 2] {
 const KILL_CHILD: &str = "SBI_TEST_KILLED_CHILD_CHECKPOINT";
 
 fn slow_run(path: Option<&std::path::Path>) -> Result<Simulations, Error> {
-    let run = simulate(&Slow, 5_000).seed(7).chunk_size(50).progress(false);
+    // Two threads whatever the machine: about 2.5 s, so that the kill lands mid-run.
+    let run = simulate(&Slow, 5_000).seed(7).chunk_size(50).threads(2).progress(false);
     match path {
         Some(p) => run.checkpoint(p).checkpoint_interval(std::time::Duration::ZERO).run(),
         None => run.run(),
