@@ -35,8 +35,8 @@ fn run<M: Simulator>(
     let sims = simulate(model, n).seed(seed).progress(false).run()?;
     let training = TrainConfig::default().with_seed(seed).with_progress(false);
     let outcome = |name: &str, r: sbi_runtime::Result<Samples>| match r {
-        Ok(s) => println!("{label:<22} {name:<4} {}", summary(&s.values, shift)),
-        Err(e) => println!("{label:<22} {name:<4} error: {e}"),
+        Ok(s) => println!("{label:<33} {name:<4} {}", summary(&s.values, shift)),
+        Err(e) => println!("{label:<33} {name:<4} error: {e}"),
     };
     let npe = Npe::default().with_training(training.clone()).train(model, &sims);
     outcome("NPE", npe.and_then(|p| p.sample_flat(x_o, m)));
@@ -69,10 +69,10 @@ fn main() -> sbi_runtime::Result<()> {
     let seed: u64 = args.get("seed", 1);
     let obs = [0.3, -0.5];
     let exact: Vec<(f64, f64)> = obs.iter().map(|&x| truncated_normal_moments(x, NOISE, -1.0, 1.0)).collect();
-    println!("{:<22} {:<4} {:>16}  {:>16}", "model", "", "θ₁ mean ± sd", "θ₂ mean ± sd");
+    println!("{:<33} {:<4} {:>16}  {:>16}", "model", "", "θ₁ mean ± sd", "θ₂ mean ± sd");
     println!(
-        "{:<22} {:<4} {:>8.3} ± {:.3}  {:>8.3} ± {:.3}",
-        "exact (x_o = offset + (0.3, −0.5))", "", exact[0].0, exact[0].1, exact[1].0, exact[1].1
+        "{:<33} {:<4} {:>8.3} ± {:.3}  {:>8.3} ± {:.3}",
+        "exact, x_o − offset = (0.3, −0.5)", "", exact[0].0, exact[0].1, exact[1].0, exact[1].1
     );
     for offset in [0.0, 1e7] {
         let x_o = obs.map(|v| v + offset);
@@ -82,8 +82,8 @@ fn main() -> sbi_runtime::Result<()> {
     let far = [0.3, 0.7];
     let exact: Vec<(f64, f64)> = far.iter().map(|&x| truncated_normal_moments(x, NOISE, 0.0, 1.0)).collect();
     println!(
-        "{:<22} {:<4} {:>8.3} ± {:.3}  {:>8.3} ± {:.3}",
-        "exact (θ − base)", "", exact[0].0, exact[0].1, exact[1].0, exact[1].1
+        "{:<33} {:<4} {:>8.3} ± {:.3}  {:>8.3} ± {:.3}",
+        "exact, x_o = (0.3, 0.7)", "", exact[0].0, exact[0].1, exact[1].0, exact[1].1
     );
     for base in [0.0, 1e8] {
         run(&format!("θ offset {base:e}"), &FarPrior { base }, &far, base, n, m, seed)?;
