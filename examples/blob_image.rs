@@ -19,6 +19,7 @@ use sbi_runtime::prelude::*;
 const USAGE: &str = "usage: blob_image [--simulations N] [--tests T] [--samples M] [--seed S] [--out DIR]";
 
 fn main() -> sbi_runtime::Result<()> {
+    sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(USAGE, &["simulations", "tests", "samples", "seed", "out"]);
     let n_sims: usize = args.get("simulations", 10_000);
     let n_tests: usize = args.get("tests", 100);

@@ -22,6 +22,7 @@ fn row(what: &str, values: &[f64], seconds: f64) {
 }
 
 fn main() -> sbi_runtime::Result<()> {
+    sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         "usage: hierarchical [--simulations N] [--samples M] [--seed S]",
         &["simulations", "samples", "seed"],

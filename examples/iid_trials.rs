@@ -20,6 +20,7 @@ use models::measurement::{Measurement, MeasurementParams, exact_moments};
 use sbi_runtime::prelude::*;
 
 fn main() -> sbi_runtime::Result<()> {
+    sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         "usage: iid_trials [--simulations N] [--samples M] [--seed S] [--out DIR]",
         &["simulations", "samples", "seed", "out"],

@@ -60,6 +60,7 @@ fn run<M: Simulator>(
 }
 
 fn main() -> sbi_runtime::Result<()> {
+    sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         "usage: offsets [--simulations N] [--samples M] [--seed S]",
         &["simulations", "samples", "seed"],

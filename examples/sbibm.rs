@@ -189,6 +189,7 @@ fn sample_potential<P: Prior, S: sbi_runtime::inference::TrialScore>(
 }
 
 fn main() {
+    sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         USAGE,
         &[

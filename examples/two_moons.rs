@@ -18,6 +18,7 @@ use sbi_runtime::prelude::*;
 const USAGE: &str = "usage: two_moons [--observation 1..10] [--simulations N] [--samples M] [--seed S] [--estimator maf|nsf|mdn] [--out DIR]";
 
 fn main() -> sbi_runtime::Result<()> {
+    sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(USAGE, &["observation", "simulations", "samples", "seed", "estimator", "out"]);
     let obs: usize = args.get("observation", 1);
     let n_sims: usize = args.get("simulations", 10_000);

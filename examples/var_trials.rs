@@ -21,6 +21,7 @@ use sbi_runtime::prelude::*;
 const USAGE: &str = "usage: var_trials [--simulations N] [--tests T] [--samples M] [--seed S] [--train-trials K]";
 
 fn main() -> sbi_runtime::Result<()> {
+    sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(USAGE, &["simulations", "tests", "samples", "seed", "train-trials"]);
     let n_sims: usize = args.get("simulations", 20_000);
     let n_tests: usize = args.get("tests", 100);

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::model::Shape;
-
 /// Shorthand for `Result<T, sbi_runtime::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -173,10 +171,10 @@ pub enum Error {
     ObservationShape {
         /// Index of the offending simulation.
         index: u64,
-        /// The shape of earlier observations.
-        expected: Shape,
+        /// The shape of earlier observations (as `vector[2]`, `image[1x32x32]`, ...).
+        expected: String,
         /// The shape this simulation returned.
-        got: Shape,
+        got: String,
     },
 
     /// Every simulation was invalid, so there is nothing to return.

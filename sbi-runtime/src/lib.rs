@@ -27,24 +27,19 @@ extern crate self as sbi_runtime;
 
 mod alloc;
 pub mod diagnostics;
-pub mod distributions;
-pub mod embedding;
 pub mod error;
-pub mod flows;
-mod fused;
+pub mod estimators;
 pub mod inference;
 pub mod io;
-pub mod mdn;
 pub mod model;
+pub use model::{distributions, transforms};
 pub mod nn;
-pub mod nsf;
 pub mod plot;
 pub mod potential;
 pub mod rng;
 pub mod samplers;
 pub mod simulate;
 pub mod train;
-pub mod transforms;
 
 pub use distributions::{IntoDistribution, PriorDistribution};
 pub use error::{Error, InvalidKind, ModelPart, Result};
@@ -54,22 +49,22 @@ pub use simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate
 
 /// Everything a model file needs: `use sbi_runtime::prelude::*;`.
 pub mod prelude {
-    pub use crate::distributions::{
-        Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,
-    };
-    pub use crate::flows::{DensityEstimator, MafConfig};
+    pub use crate::estimators::mdn::MdnConfig;
+    pub use crate::estimators::nsf::NsfConfig;
+    pub use crate::estimators::{DensityEstimator, MafConfig};
     pub use crate::inference::{
         Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Rounds, Samples, SequentialNpe,
         SequentialRun,
     };
-    pub use crate::mdn::MdnConfig;
+    pub use crate::model::distributions::{
+        Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,
+    };
+    pub use crate::model::transforms::Support;
     pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries, VarTrials};
     pub use crate::nn::EmbeddingNet;
-    pub use crate::nsf::NsfConfig;
     pub use crate::samplers::{ChainInit, ImportanceConfig, McmcConfig, McmcMethod, Sampler};
     pub use crate::simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
     pub use crate::train::TrainConfig;
-    pub use crate::transforms::Support;
     pub use crate::{Error, ModelPart, sample, simulator};
     pub use rand::{Rng, RngExt};
     pub use rand_distr::StandardNormal;
@@ -78,9 +73,9 @@ pub mod prelude {
 /// Items the macro's generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::distributions;
-    pub use crate::distributions::IntoDistribution;
     pub use crate::error::{Error, Result};
+    pub use crate::model::distributions;
+    pub use crate::model::distributions::IntoDistribution;
     pub use crate::model::{Observation, Parameters, Prior, Simulator, SiteVisitor};
     pub use rand::Rng;
 
@@ -95,7 +90,7 @@ pub mod __private {
         dist: D,
         rng: &mut R,
     ) -> [f64; N] {
-        use crate::distributions::PriorDistribution as _;
+        use crate::model::distributions::PriorDistribution as _;
         let (d, joint) = crate::model::visitors::resolve(site, dist, N).unwrap_or_else(|e| panic!("{e}"));
         let mut v = [0.0; N];
         crate::model::visitors::for_each_draw(joint, &mut v, |v| d.sample_into(rng, v));

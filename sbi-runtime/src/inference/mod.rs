@@ -12,15 +12,15 @@
 pub mod nle;
 pub mod npe;
 pub mod nre;
-mod samples;
+
 mod saved;
 pub mod scored;
 pub mod sequential;
 
+pub use crate::samplers::Samples;
 pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe};
 pub use nre::{Nre, NrePosterior, NreVariant};
-pub use samples::Samples;
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};
 pub use sequential::{Round, Rounds, SequentialRun};
 

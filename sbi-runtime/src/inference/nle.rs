@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::flows::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::estimators::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
 use crate::model::{Shape, Simulator};

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flows::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
+use crate::estimators::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Shape, Simulator};

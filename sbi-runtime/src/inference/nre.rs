@@ -18,7 +18,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flows::{Columns, Standardizer};
+use crate::estimators::{Columns, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
 use crate::model::Shape;
@@ -291,7 +291,7 @@ impl Classifier {
             NreVariant::A | NreVariant::Balanced { .. } => {
                 let logits = self.atom_logits(theta, x, 2, rng)?;
                 let labels = Tensor::new(&[1f32, 0.0], &Device::Cpu)?.broadcast_as((b, 2))?.contiguous()?;
-                let bce = crate::diagnostics::bce_with_logits(&logits, &labels)?;
+                let bce = crate::train::bce_with_logits(&logits, &labels)?;
                 match variant {
                     NreVariant::Balanced { regularization } => {
                         let p = candle_nn::ops::sigmoid(&logits)?;

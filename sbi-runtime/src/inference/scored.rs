@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::flows::{Columns, Standardizer};
+use crate::estimators::{Columns, Standardizer};
 use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore, to_f64};

@@ -61,7 +61,7 @@ impl Mh {
                 cov[j * d + i] = cov[i * d + j];
             }
         }
-        if let Some(l) = crate::distributions::cholesky(&cov, d) {
+        if let Some(l) = crate::model::distributions::cholesky(&cov, d) {
             self.chol = l;
         }
         self.history = Vec::new();

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::potential::FnPotential;
+use crate::potential::Unconstrained;
 use crate::prelude::*;
 
 /// Two wide normal sites: the support is the plane, the transform the identity.

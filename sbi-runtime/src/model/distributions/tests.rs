@@ -9,7 +9,7 @@ fn integral<D: PriorDistribution>(d: &D) -> f64 {
     let t = d.support().transform();
     // The sigmoid saturates to exactly 0 or 1 beyond |z| ≈ 37; stay where it is invertible
     // (the mass left out is below 1e-7 for every case here).
-    let bound = if matches!(t, crate::transforms::Transform::Sigmoid { .. }) { 35.0 } else { 60.0 };
+    let bound = if matches!(t, crate::model::transforms::Transform::Sigmoid { .. }) { 35.0 } else { 60.0 };
     let (lo, hi, h) = (-bound, bound, 0.005);
     let n = ((hi - lo) / h) as usize;
     (0..=n)

@@ -2,153 +2,19 @@
 //! early stopping on the validation loss (restoring the best parameters), gradient-norm
 //! clipping, seeded shuffling and a progress line. Defaults are `sbi`'s.
 
+mod config;
+
+pub use config::{TrainConfig, TrainingSummary};
+
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::nn::ParamStore;
 use crate::rng::{SimRng, stream_rng};
-
-/// Training settings (defaults as `sbi`'s `train()`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Mini-batch size (200).
-    pub batch_size: usize,
-    /// Adam's learning rate (5e-4).
-    pub learning_rate: f64,
-    /// Fraction of the simulations held out for validation (0.1).
-    pub validation_fraction: f64,
-    /// Stop after this many epochs without a better validation loss (20).
-    pub stop_after_epochs: usize,
-    /// Upper bound on the number of epochs (2³¹ − 1, i.e. none in practice).
-    pub max_epochs: usize,
-    /// Clip the gradient's global L2 norm to this value (5.0); `None` disables clipping.
-    pub clip_max_norm: Option<f64>,
-    /// Seed of the initialisation, the split and the shuffling (0).
-    pub seed: u64,
-    /// Show a progress line on stderr (true; never drawn when stderr is not a terminal).
-    pub progress: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            batch_size: 200,
-            learning_rate: 5e-4,
-            validation_fraction: 0.1,
-            stop_after_epochs: 20,
-            max_epochs: (1 << 31) - 1,
-            clip_max_norm: Some(5.0),
-            seed: 0,
-            progress: true,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Sets the batch size.
-    pub fn with_batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n;
-        self
-    }
-    /// Sets the learning rate.
-    pub fn with_learning_rate(mut self, lr: f64) -> Self {
-        self.learning_rate = lr;
-        self
-    }
-    /// Sets the validation fraction.
-    pub fn with_validation_fraction(mut self, f: f64) -> Self {
-        self.validation_fraction = f;
-        self
-    }
-    /// Sets the early-stopping patience.
-    pub fn with_stop_after_epochs(mut self, n: usize) -> Self {
-        self.stop_after_epochs = n;
-        self
-    }
-    /// Sets the maximum number of epochs.
-    pub fn with_max_epochs(mut self, n: usize) -> Self {
-        self.max_epochs = n;
-        self
-    }
-    /// Sets (or disables) gradient clipping.
-    pub fn with_clip_max_norm(mut self, norm: Option<f64>) -> Self {
-        self.clip_max_norm = norm;
-        self
-    }
-    /// Sets the seed.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// Shows or hides progress.
-    pub fn with_progress(mut self, show: bool) -> Self {
-        self.progress = show;
-        self
-    }
-
-    fn validate(&self, n: usize) -> Result<(usize, usize)> {
-        if self.batch_size == 0 || !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) || self.max_epochs == 0
-        {
-            return Err(Error::Config(format!(
-                "batch size, learning rate and max epochs must be positive (and finite), got {}, {} and {}",
-                self.batch_size, self.learning_rate, self.max_epochs
-            )));
-        }
-        if let Some(norm) = self.clip_max_norm
-            && !(norm > 0.0 && norm.is_finite())
-        {
-            return Err(Error::Config(format!(
-                "the gradient clipping norm must be positive and finite (0 freezes training, a negative one \
-                 climbs the loss), got {norm}; use `with_clip_max_norm(None)` to turn clipping off"
-            )));
-        }
-        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
-            return Err(Error::Config(format!(
-                "validation fraction must be in (0, 1), got {}",
-                self.validation_fraction
-            )));
-        }
-        let n_val = ((n as f64 * self.validation_fraction).ceil() as usize).max(1);
-        let n_train = n.saturating_sub(n_val);
-        if n_train < 2 {
-            return Err(Error::Config(format!("{n} simulations are too few to train on")));
-        }
-        Ok((n_train, n_val))
-    }
-}
-
-/// What happened during training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingSummary {
-    /// Epochs run.
-    pub epochs: usize,
-    /// The epoch (from 1) whose parameters were kept.
-    pub best_epoch: usize,
-    /// The best validation loss.
-    pub best_validation_loss: f64,
-    /// Mean training loss of each epoch.
-    pub train_loss: Vec<f64>,
-    /// Validation loss after each epoch.
-    pub validation_loss: Vec<f64>,
-    /// Whether it stopped early (rather than at `max_epochs`).
-    pub converged: bool,
-    /// Wall time of the whole training.
-    pub seconds: f64,
-    /// Number of optimiser steps.
-    pub steps: usize,
-}
-
-impl TrainingSummary {
-    /// Mean wall time of one epoch.
-    pub fn seconds_per_epoch(&self) -> f64 {
-        self.seconds / self.epochs.max(1) as f64
-    }
-}
 
 /// Training data: rows of `a` and `b` belong together (θ and x).
 pub(crate) struct Pairs {
@@ -163,7 +29,6 @@ pub(crate) fn fit(
     config: &TrainConfig,
     loss: impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync,
 ) -> Result<TrainingSummary> {
-    crate::nn::ensure_thread_env();
     let start = Instant::now();
     let n = data.a.dim(0)?;
     let (n_train, n_val) = config.validate(n)?;
@@ -176,7 +41,7 @@ pub(crate) fn fit(
     let mut train_idx = train_idx.to_vec();
     let batch = config.batch_size.min(n_train);
 
-    let mut opt = crate::fused::Adam::new(store.vars(), config.learning_rate, config.clip_max_norm);
+    let mut opt = crate::nn::kernels::Adam::new(store.vars(), config.learning_rate, config.clip_max_norm);
     let bar = progress_bar(config.progress);
     let mut summary = TrainingSummary {
         epochs: 0,
@@ -249,7 +114,7 @@ const SPLIT_BATCH_FROM: usize = 64;
 /// step: each part of the batch gets the random stream `(seed, 2·key + part)` for losses that
 /// draw (contrastive atoms), whatever the thread that runs it.
 fn step(
-    opt: &mut crate::fused::Adam,
+    opt: &mut crate::nn::kernels::Adam,
     data: &Pairs,
     idx: &[u32],
     seed: u64,
@@ -316,4 +181,10 @@ fn progress_bar(show: bool) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template("training [{elapsed_precise}] {msg}").expect("the template is valid"));
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
+}
+
+/// Mean binary cross-entropy of logits `l` against labels `y`: `max(l, 0) − l·y + log(1 + e^{−|l|})`.
+pub(crate) fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
+    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    (logits.relu()? - (logits * labels)? + softplus)?.mean_all()
 }

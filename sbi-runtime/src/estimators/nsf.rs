@@ -7,7 +7,7 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::flows::{ConditionalFlow, normal_noise, softplus, standard_normal_log_prob};
+use crate::estimators::density::{ConditionalFlow, normal_noise, softplus, standard_normal_log_prob};
 use crate::nn::ResidualNet;
 use crate::rng::SimRng;
 

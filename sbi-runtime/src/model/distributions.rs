@@ -12,7 +12,7 @@ use rand::{Rng, RngExt};
 use rand_distr::{Distribution as _, StandardNormal};
 
 use crate::error::{Error, Result};
-use crate::transforms::Support;
+use crate::model::transforms::Support;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 

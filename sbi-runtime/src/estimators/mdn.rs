@@ -2,13 +2,13 @@
 //! weights, means and precision factors of `K` full-covariance Gaussians,
 //! `q(θ | x) = Σ_k π_k(x) N(θ; μ_k(x), (U_kᵀU_k)⁻¹)` with `U_k` upper triangular and a positive diagonal.
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rand::RngExt;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::flows::{ConditionalFlow, HALF_LN_2PI};
+use crate::estimators::density::{ConditionalFlow, HALF_LN_2PI};
 use crate::nn::{Activation, Linear, Mlp};
 use crate::rng::SimRng;
 
@@ -47,9 +47,11 @@ pub struct Mdn {
     means: Linear,
     diag: Linear,
     upper: Option<Linear>,
-    /// `[D, D²]` and `[D(D−1)/2, D²]`: place diagonal and upper entries into a flat `D × D` matrix.
+    /// `[D², D]` and `[D², D(D−1)/2]`: place diagonal and upper entries into a flat `D × D`
+    /// matrix, as the (constant) weights of a dense layer with `no_bias` `[1, D²]`.
     place_diag: Tensor,
     place_upper: Option<Tensor>,
+    no_bias: Tensor,
     k: usize,
     d: usize,
 }
@@ -59,15 +61,16 @@ impl Mdn {
     pub fn new(vb: VarBuilder, c: &MdnConfig, features: usize, context: usize) -> candle_core::Result<Self> {
         let (k, d, h) = (c.components, features, c.hidden);
         let n_upper = d * (d - 1) / 2;
+        // Row (flat position) p of a placement takes input column c when p is c's entry.
         let mut pd = vec![0f32; d * d * d];
         for i in 0..d {
-            pd[i * d * d + i * d + i] = 1.0;
+            pd[(i * d + i) * d + i] = 1.0;
         }
         let mut pu = vec![0f32; n_upper * d * d];
         let mut m = 0;
         for i in 0..d {
             for j in i + 1..d {
-                pu[m * d * d + i * d + j] = 1.0;
+                pu[(i * d + j) * n_upper + m] = 1.0;
                 m += 1;
             }
         }
@@ -77,8 +80,9 @@ impl Mdn {
             means: Linear::new(vb.pp("means"), h, k * d)?,
             diag: Linear::new(vb.pp("diag"), h, k * d)?,
             upper: if n_upper > 0 { Some(Linear::new(vb.pp("upper"), h, k * n_upper)?) } else { None },
-            place_diag: Tensor::from_vec(pd, (d, d * d), &Device::Cpu)?,
-            place_upper: if n_upper > 0 { Some(Tensor::from_vec(pu, (n_upper, d * d), &Device::Cpu)?) } else { None },
+            place_diag: Tensor::from_vec(pd, (d * d, d), &Device::Cpu)?,
+            place_upper: if n_upper > 0 { Some(Tensor::from_vec(pu, (d * d, n_upper), &Device::Cpu)?) } else { None },
+            no_bias: Tensor::zeros((1, d * d), DType::F32, &Device::Cpu)?,
             k,
             d,
         })
@@ -94,10 +98,13 @@ impl Mdn {
         let log_w = candle_nn::ops::log_softmax(&self.logits.forward(&h)?, D::Minus1)?;
         let means = self.means.forward(&h)?.reshape((b, k, d))?;
         let log_diag = self.diag.forward(&h)?.reshape((b * k, d))?;
-        let mut u = (log_diag.exp()? + 1e-6)?.matmul(&self.place_diag)?;
-        if let (Some(upper), Some(place)) = (&self.upper, &self.place_upper) {
+        // The placements are dense layers with constant weights (the toolkit's kernel, not
+        // candle's matmul, which asks the environment for its thread count on every call).
+        let place = |x: &Tensor, w: &Tensor| crate::nn::dense(x, w, &self.no_bias, None, None);
+        let mut u = place(&(log_diag.exp()? + 1e-6)?, &self.place_diag)?;
+        if let (Some(upper), Some(w)) = (&self.upper, &self.place_upper) {
             let n = d * (d - 1) / 2;
-            u = (u + upper.forward(&h)?.reshape((b * k, n))?.matmul(place)?)?;
+            u = (u + place(&upper.forward(&h)?.reshape((b * k, n))?, w)?)?;
         }
         let u = u.reshape((b, k, d, d))?;
         let log_diag = (log_diag.exp()? + 1e-6)?.log()?.reshape((b, k, d))?;
@@ -114,8 +121,8 @@ fn logsumexp(x: &Tensor) -> candle_core::Result<Tensor> {
 impl ConditionalFlow for Mdn {
     fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
         let (log_w, means, u, log_diag) = self.params(context)?;
-        let diff = inputs.unsqueeze(1)?.broadcast_sub(&means)?.unsqueeze(D::Minus1)?; // [B, K, D, 1]
-        let ud = u.matmul(&diff)?.squeeze(D::Minus1)?; // [B, K, D]
+        let diff = inputs.unsqueeze(1)?.broadcast_sub(&means)?.unsqueeze(2)?; // [B, K, 1, D]
+        let ud = u.broadcast_mul(&diff)?.sum(D::Minus1)?; // (U d)_i = Σ_j U_ij d_j: [B, K, D]
         let comp = ((ud.sqr()?.sum(D::Minus1)? * -0.5)? + log_diag.sum(D::Minus1)?)? - self.d as f64 * HALF_LN_2PI;
         logsumexp(&(log_w + comp?)?)
     }

@@ -2,17 +2,21 @@
 //! against finite differences, and fitting a known conditional Gaussian.
 
 use super::*;
+use crate::estimators::density::{ConditionalFlow, HALF_LN_2PI, normal_noise};
+use crate::estimators::maf::Made;
+use crate::nn::Activation;
 use crate::nn::{ParamStore, matrix, to_f64};
 use crate::rng::stream_rng;
 use crate::train::{Pairs, TrainConfig, fit};
+use candle_core::{Device, Tensor};
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
 fn estimators() -> Vec<DensityEstimator> {
     vec![
         DensityEstimator::Maf(MafConfig::default().with_transforms(3).with_hidden(16)),
-        DensityEstimator::Nsf(crate::nsf::NsfConfig::default().with_transforms(3).with_hidden(16)),
-        DensityEstimator::Mdn(crate::mdn::MdnConfig::default().with_components(3).with_hidden(16)),
+        DensityEstimator::Nsf(crate::estimators::nsf::NsfConfig::default().with_transforms(3).with_hidden(16)),
+        DensityEstimator::Mdn(crate::estimators::mdn::MdnConfig::default().with_components(3).with_hidden(16)),
     ]
 }
 
@@ -86,9 +90,9 @@ fn invertible_flows(features: usize, context: usize, seed: u64) -> Vec<(&'static
     spread(&maf_store);
     let nsf_store = ParamStore::new(seed);
     let nsf = std::rc::Rc::new(
-        crate::nsf::Nsf::new(
+        crate::estimators::nsf::Nsf::new(
             nsf_store.var_builder(),
-            &crate::nsf::NsfConfig::default().with_transforms(3).with_hidden(16),
+            &crate::estimators::nsf::NsfConfig::default().with_transforms(3).with_hidden(16),
             features,
             context,
         )

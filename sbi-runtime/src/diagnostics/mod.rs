@@ -1,0 +1,17 @@
+//! Diagnostics that say whether a posterior can be trusted.
+//!
+//! [`c2st`]: the classifier two-sample test of sbibm (Lueckmann et al. 2021). A classifier
+//! learns to tell posterior samples from reference samples; its cross-validated accuracy is
+//! 0.5 when the two distributions are the same and 1.0 when they are disjoint.
+//!
+//! [`Coverage`]: how often held-out true parameters fall in their posterior's central
+//! credible interval; a calibrated posterior covers them at the nominal rate.
+
+mod c2st;
+mod coverage;
+
+pub use c2st::{C2stConfig, c2st, c2st_with};
+pub use coverage::Coverage;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,35 @@
+//! The trait every conditional density estimator implements, and what they share: standard
+//! normal noise and log density, softplus.
+
+use candle_core::{D, Device, Tensor};
+use rand::RngExt;
+use rand_distr::StandardNormal;
+
+use crate::rng::SimRng;
+
+pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// A conditional density on standardised inputs: what every estimator provides.
+pub trait ConditionalFlow: Send + Sync {
+    /// `log q(inputs | context)`: inputs `[B, D]`, context `[B, C]`, result `[B]`.
+    fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor>;
+    /// One draw per context row: context `[B, C]`, result `[B, D]`.
+    fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor>;
+}
+
+/// Standard normal noise `[rows, cols]` from a seeded generator.
+pub(crate) fn normal_noise(rng: &mut SimRng, rows: usize, cols: usize) -> candle_core::Result<Tensor> {
+    let v: Vec<f32> = (0..rows * cols).map(|_| rng.sample::<f64, _>(StandardNormal) as f32).collect();
+    Tensor::from_vec(v, (rows, cols), &Device::Cpu)
+}
+
+/// `log(1 + eˣ)`, computed stably as `max(x, 0) + log(1 + e^{−|x|})`.
+pub(crate) fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// `log N(z; 0, I)` summed over the last dimension.
+pub(crate) fn standard_normal_log_prob(z: &Tensor) -> candle_core::Result<Tensor> {
+    let d = z.dim(D::Minus1)? as f64;
+    (z.sqr()?.sum(D::Minus1)? * -0.5)? - d * HALF_LN_2PI
+}
