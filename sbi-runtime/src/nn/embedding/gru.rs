@@ -11,7 +11,7 @@ pub struct Gru {
     len: usize,
     channels: usize,
     hidden: usize,
-    /// `x_t ↦ [W_ir; W_iz; W_in] x_t + b_i`, applied to every step at once.
+    /// `x_t ↦ [W_ir; W_iz; W_in] x_t + b_i`.
     input: Linear,
     /// `h ↦ [W_hr; W_hz; W_hn] h + b_h`.
     recurrent: Linear,
@@ -38,15 +38,17 @@ impl Embedding for Gru {
     /// The gated recurrent unit of Cho et al. (2014), PyTorch's form: with
     /// `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z = σ(W_iz x + b_iz + W_hz h + b_hz)` and
     /// `n = tanh(W_in x + b_in + r ∘ (W_hn h + b_hn))`, the state becomes
-    /// `h' = (1 − z) ∘ n + z ∘ h`. Written on the toolkit's dense layers (one product for
-    /// all steps' inputs, one per step for the state) rather than candle-nn's `GRU`.
+    /// `h' = (1 − z) ∘ n + z ∘ h`. Written on the toolkit's dense layers rather than
+    /// candle-nn's `GRU` (whose products ask the environment for a thread count each time).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let b = x.dim(0)?;
         let (l, c, h) = (self.len, self.channels, self.hidden);
-        let gates_x = self.input.forward(&x.reshape((b * l, c))?)?.reshape((b, l, 3 * h))?;
+        let steps = x.reshape((b, l, c))?;
         let mut state = Tensor::zeros((b, h), x.dtype(), x.device())?;
         for t in 0..l {
-            let gx = gates_x.narrow(1, t, 1)?.squeeze(1)?;
+            // Step by step: the gradient of a slice of one tensor of all steps' gates would
+            // be a full-size tensor per step (quadratic in the length).
+            let gx = self.input.forward(&steps.narrow(1, t, 1)?.squeeze(1)?.contiguous()?)?;
             let gh = self.recurrent.forward(&state)?;
             let r = candle_nn::ops::sigmoid(&(gx.narrow(1, 0, h)? + gh.narrow(1, 0, h)?)?)?;
             let z = candle_nn::ops::sigmoid(&(gx.narrow(1, h, h)? + gh.narrow(1, h, h)?)?)?;
