@@ -33,8 +33,12 @@ fn bench<M: Simulator>(name: &str, model: &M, n: usize) -> sbi_runtime::Result<(
     Ok(())
 }
 
-fn main() -> sbi_runtime::Result<()> {
-    let args = cli::Args::parse("usage: bench_simulate [--n N]", &["n"]);
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
+    let args = cli::Args::parse("usage: bench_simulate [--n N]", &["n"], &[]);
     let n = args.get("n", 1_000_000usize);
     println!("{:>10} {:>8} {:>12} {:>10} {:>14}", "model", "threads", "simulations", "best ms", "sims/second");
     bench("two_moons", &models::two_moons::TwoMoons, n)?;

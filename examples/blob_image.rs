@@ -16,11 +16,16 @@ use models::blob::Blob;
 use sbi_runtime::diagnostics::Coverage;
 use sbi_runtime::prelude::*;
 
-const USAGE: &str = "usage: blob_image [--simulations N] [--tests T] [--samples M] [--seed S] [--out DIR]";
+const USAGE: &str = "usage: blob_image [--simulations N] [--tests T] [--samples M] [--seed S] [--out DIR] [--device cpu|cuda|cuda:N|metal]";
 
-fn main() -> sbi_runtime::Result<()> {
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
-    let args = cli::Args::parse(USAGE, &["simulations", "tests", "samples", "seed", "out"]);
+    let args = cli::Args::parse(USAGE, &["simulations", "tests", "samples", "seed", "out", "device"], &[]);
+    let device: sbi_runtime::nn::DeviceChoice = args.get("device", sbi_runtime::nn::DeviceChoice::Cpu);
     let n_sims: usize = args.get("simulations", 10_000);
     let n_tests: usize = args.get("tests", 100);
     let n_samples: usize = args.get("samples", 1_000);
@@ -37,7 +42,7 @@ fn main() -> sbi_runtime::Result<()> {
     let npe = Npe::default()
         .with_estimator(DensityEstimator::from_name("nsf").expect("a known estimator"))
         .with_embedding(embedding)
-        .with_training(TrainConfig::default().with_seed(seed));
+        .with_training(TrainConfig::default().with_seed(seed).with_device(device));
     let posterior = npe.train(&Blob, &sims)?;
     let summary = posterior.training_summary().expect("just trained");
     println!(

@@ -21,11 +21,16 @@ fn row(what: &str, values: &[f64], seconds: f64) {
     println!("{what:<26} {:>14} {:>14} {seconds:>8.2}", format!("{t:.3} ± {ts:.3}"), format!("{h:.3} ± {hs:.3}"));
 }
 
-fn main() -> sbi_runtime::Result<()> {
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         "usage: hierarchical [--simulations N] [--samples M] [--seed S]",
         &["simulations", "samples", "seed"],
+        &[],
     );
     let n: usize = args.get("simulations", 10_000);
     let m: usize = args.get("samples", 5_000);

@@ -19,11 +19,16 @@ use std::time::Instant;
 use models::measurement::{Measurement, MeasurementParams, exact_moments};
 use sbi_runtime::prelude::*;
 
-fn main() -> sbi_runtime::Result<()> {
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         "usage: iid_trials [--simulations N] [--samples M] [--seed S] [--out DIR]",
         &["simulations", "samples", "seed", "out"],
+        &[],
     );
     let n_sims: usize = args.get("simulations", 10_000);
     let n_samples: usize = args.get("samples", 5_000);

@@ -23,7 +23,7 @@ fn summary(values: &[f64], shift: f64) -> String {
 }
 
 /// Trains NPE, NLE and NRE on `model` and prints their posteriors at `x_o` (θ shown minus `shift`).
-fn run<M: Simulator>(
+fn compare<M: Simulator>(
     label: &str,
     model: &M,
     x_o: &[f64],
@@ -59,11 +59,16 @@ fn run<M: Simulator>(
     Ok(())
 }
 
-fn main() -> sbi_runtime::Result<()> {
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         "usage: offsets [--simulations N] [--samples M] [--seed S]",
         &["simulations", "samples", "seed"],
+        &[],
     );
     let n: usize = args.get("simulations", 10_000);
     let m: usize = args.get("samples", 5_000);
@@ -77,7 +82,7 @@ fn main() -> sbi_runtime::Result<()> {
     );
     for offset in [0.0, 1e7] {
         let x_o = obs.map(|v| v + offset);
-        run(&format!("x offset {offset:e}"), &Shifted { offset }, &x_o, 0.0, n, m, seed)?;
+        compare(&format!("x offset {offset:e}"), &Shifted { offset }, &x_o, 0.0, n, m, seed)?;
     }
     // θ on [base, base + 1]², observed as θ − base + noise.
     let far = [0.3, 0.7];
@@ -87,7 +92,7 @@ fn main() -> sbi_runtime::Result<()> {
         "exact, x_o = (0.3, 0.7)", "", exact[0].0, exact[0].1, exact[1].0, exact[1].1
     );
     for base in [0.0, 1e8] {
-        run(&format!("θ offset {base:e}"), &FarPrior { base }, &far, base, n, m, seed)?;
+        compare(&format!("θ offset {base:e}"), &FarPrior { base }, &far, base, n, m, seed)?;
     }
     Ok(())
 }

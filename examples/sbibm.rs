@@ -7,16 +7,16 @@
 //!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
 //!     --samples 10000 --seed 1 --output samples.csv \
 //!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
-//!     [--reference-file .../reference_posterior_samples.csv] [--rounds R [--c2st-per-round true]]
-//!     [--warm-start true]
+//!     [--reference-file .../reference_posterior_samples.csv] [--rounds R [--c2st-per-round]]
+//!     [--warm-start]
 //! ```
 //!
 //! With `--rounds R` the simulations are split over R rounds of sequential inference for the
 //! observation (TSNPE for npe, or SNPE-C with `--sequential apt`; SNLE for nle, SNRE for
 //! nre); simulation time is then part of
-//! the training time, and `--c2st-per-round true` also scores every earlier round's posterior
+//! the training time, and `--c2st-per-round` also scores every earlier round's posterior
 //! (that scoring then counts in the training time too). Each round trains a new network, or
-//! with `--warm-start true` continues from the last round's.
+//! with `--warm-start` continues from the last round's.
 
 mod cli;
 mod models;
@@ -29,16 +29,17 @@ const USAGE: &str = "\
 usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observation-file FILE
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv]
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
-             [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet true]
+             [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet]
              [--observation-row K (row of a file with several observations, default 1)]
-             [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round true]
-             [--sequential tsnpe|apt (npe with rounds)] [--warm-start true (rounds)]";
+             [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round]
+             [--sequential tsnpe|apt (npe with rounds)] [--warm-start (rounds)]
+             [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let n_sims: usize = args.get("simulations", 10_000);
     let n_samples: usize = args.get("samples", 10_000);
     let seed: u64 = args.get("seed", 1);
-    let quiet: bool = args.get("quiet", false);
+    let quiet = args.flag("quiet");
     let method = args.get("method", "npe".to_string());
     let obs_file =
         args.opt("observation-file").ok_or_else(|| Error::Config("--observation-file is required".into()))?;
@@ -57,19 +58,20 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 
     let n_rounds: usize = args.get("rounds", 1);
     let mut rounds = Rounds::split(n_sims, n_rounds).with_seed(seed).with_progress(!quiet);
-    if args.get("warm-start", false) {
+    if args.flag("warm-start") {
         rounds = rounds.warm_start();
     }
     let t0 = Instant::now();
     let sims = if n_rounds > 1 { None } else { Some(simulate(model, n_sims).seed(seed).progress(!quiet).run()?) };
     let t_sim = t0.elapsed().as_secs_f64();
-    let training = TrainConfig::default().with_seed(seed).with_progress(!quiet);
+    let device: sbi_runtime::nn::DeviceChoice = args.get("device", sbi_runtime::nn::DeviceChoice::Cpu);
+    let training = TrainConfig::default().with_seed(seed).with_progress(!quiet).with_device(device);
     let sampler_name = args.get("sampler", "slice".to_string());
     let sampler = Sampler::from_name(&sampler_name)
         .ok_or_else(|| Error::Config(format!("unknown sampler {sampler_name:?}")))?
         .with_progress(!quiet);
     let reference = args.opt("reference-file").map(|f| sbi_runtime::io::read_csv(&f)).transpose()?;
-    let per_round = reference.is_some() && args.get("c2st-per-round", false);
+    let per_round = reference.is_some() && args.flag("c2st-per-round");
     // Scores an earlier round's draws against the reference.
     let score_round = |k: usize,
                        samples: &Samples,
@@ -202,15 +204,14 @@ fn main() {
             "output",
             "density-estimator",
             "reference-file",
-            "quiet",
             "observation-row",
             "nre-variant",
             "sampler",
             "rounds",
-            "c2st-per-round",
             "sequential",
-            "warm-start",
+            "device",
         ],
+        &["quiet", "c2st-per-round", "warm-start"],
     );
     let task = args.get("task", String::new());
     let result = match task.as_str() {

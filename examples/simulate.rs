@@ -71,7 +71,8 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 }
 
 fn main() {
-    let args = cli::Args::parse(USAGE, &["model", "simulations", "seed", "threads", "output", "csv", "checkpoint"]);
+    let args =
+        cli::Args::parse(USAGE, &["model", "simulations", "seed", "threads", "output", "csv", "checkpoint"], &[]);
     let model = args.get("model", "two_moons".to_string());
     println!("model: {model}");
     let result = match model.as_str() {

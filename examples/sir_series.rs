@@ -18,9 +18,13 @@ use sbi_runtime::prelude::*;
 
 const USAGE: &str = "usage: sir_series [--simulations N] [--tests T] [--samples M] [--seed S]";
 
-fn main() -> sbi_runtime::Result<()> {
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
-    let args = cli::Args::parse(USAGE, &["simulations", "tests", "samples", "seed"]);
+    let args = cli::Args::parse(USAGE, &["simulations", "tests", "samples", "seed"], &[]);
     let n_sims: usize = args.get("simulations", 5_000);
     let n_tests: usize = args.get("tests", 100);
     let n_samples: usize = args.get("samples", 1_000);

@@ -17,9 +17,13 @@ use sbi_runtime::prelude::*;
 
 const USAGE: &str = "usage: two_moons [--observation 1..10] [--simulations N] [--samples M] [--seed S] [--estimator maf|nsf|mdn] [--out DIR]";
 
-fn main() -> sbi_runtime::Result<()> {
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
-    let args = cli::Args::parse(USAGE, &["observation", "simulations", "samples", "seed", "estimator", "out"]);
+    let args = cli::Args::parse(USAGE, &["observation", "simulations", "samples", "seed", "estimator", "out"], &[]);
     let obs: usize = args.get("observation", 1);
     let n_sims: usize = args.get("simulations", 10_000);
     let n_samples: usize = args.get("samples", 10_000);

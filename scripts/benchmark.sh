@@ -27,7 +27,7 @@ for task in $tasks; do
     esac
     for i in $obs; do
       line=$(./target/release/examples/sbibm --task "$task" --method "$method" "${extra[@]}" \
-        --simulations "$sims" --samples 10000 --seed "$i" --quiet true --rounds "$rounds" \
+        --simulations "$sims" --samples 10000 --seed "$i" --quiet --rounds "$rounds" \
         --observation-file "$shared/$task/obs$i/observation.csv" \
         --reference-file "$shared/$task/obs$i/reference_posterior_samples.csv" | tr '\n' ' ')
       echo "task=$task method=$method setting=$setting rounds=$rounds obs=$i $line"

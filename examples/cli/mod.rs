@@ -1,33 +1,48 @@
-//! A small `--key value` argument reader shared by the examples (they need a handful of
-//! options each; a full CLI crate would cost more build time than it saves).
+//! The examples' command lines, read with `lexopt`: `--key value` options, flags without
+//! values (`--quiet`), `--help`, and errors printed as text.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
-/// Parsed `--key value` pairs.
+/// Parsed options and flags.
 pub struct Args {
     values: HashMap<String, String>,
+    flags: Vec<String>,
     usage: &'static str,
 }
 
 impl Args {
-    /// Reads the process arguments; exits with the usage text on `--help` or a malformed list.
-    pub fn parse(usage: &'static str, known: &[&str]) -> Args {
-        let mut values = HashMap::new();
-        let mut it = std::env::args().skip(1);
-        while let Some(key) = it.next() {
-            if key == "--help" || key == "-h" {
-                println!("{usage}");
-                std::process::exit(0);
+    /// Reads the process arguments: `options` take a value, `flags` none. Prints `usage` and
+    /// exits on `--help`; prints the problem and `usage` and exits with status 2 on anything
+    /// else it does not know.
+    pub fn parse(usage: &'static str, options: &[&str], flags: &[&str]) -> Args {
+        use lexopt::prelude::*;
+        let mut args = Args { values: HashMap::new(), flags: Vec::new(), usage };
+        let mut parser = lexopt::Parser::from_env();
+        loop {
+            match parser.next() {
+                Ok(None) => break,
+                Ok(Some(Short('h') | Long("help"))) => {
+                    println!("{usage}");
+                    std::process::exit(0);
+                }
+                Ok(Some(Long(name))) if flags.contains(&name) => args.flags.push(name.to_string()),
+                Ok(Some(Long(name))) if options.contains(&name) => {
+                    let name = name.to_string();
+                    match parser.value().map(|v| v.string()) {
+                        Ok(Ok(v)) => {
+                            args.values.insert(name, v);
+                        }
+                        Ok(Err(e)) => fail(usage, &format!("--{name}: {e}")),
+                        Err(e) => fail(usage, &e.to_string()),
+                    }
+                }
+                Ok(Some(other)) => fail(usage, &other.unexpected().to_string()),
+                Err(e) => fail(usage, &e.to_string()),
             }
-            let Some(name) = key.strip_prefix("--").filter(|k| known.contains(k)) else {
-                fail(usage, &format!("unknown argument {key:?}"));
-            };
-            let Some(value) = it.next() else { fail(usage, &format!("{key} needs a value")) };
-            values.insert(name.to_string(), value);
         }
-        Args { values, usage }
+        args
     }
 
     /// The value of `--key`, parsed, or `default`.
@@ -42,11 +57,24 @@ impl Args {
     pub fn opt(&self, key: &str) -> Option<String> {
         self.values.get(key).cloned()
     }
+
+    /// Whether the flag `--key` was given.
+    pub fn flag(&self, key: &str) -> bool {
+        self.flags.iter().any(|f| f == key)
+    }
 }
 
 fn fail(usage: &str, msg: &str) -> ! {
     eprintln!("error: {msg}\n\n{usage}");
     std::process::exit(2)
+}
+
+/// Ends an example: on an error, prints it as text (not its debug form) and exits with status 1.
+pub fn finish(result: sbi_runtime::Result<()>) {
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Mean, standard deviation, min and max of column `j` of a row-major matrix with `cols` columns.

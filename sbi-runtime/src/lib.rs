@@ -61,7 +61,7 @@ pub mod prelude {
     };
     pub use crate::model::transforms::Support;
     pub use crate::model::{Observation, Parameters, Prior, Shape, Simulator, TimeSeries, VarTrials};
-    pub use crate::nn::EmbeddingNet;
+    pub use crate::nn::{DeviceChoice, EmbeddingNet};
     pub use crate::samplers::{ChainInit, ImportanceConfig, McmcConfig, McmcMethod, Sampler};
     pub use crate::simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
     pub use crate::train::TrainConfig;

@@ -91,10 +91,10 @@ pub fn c2st_with(samples: &[f64], reference: &[f64], dim: usize, config: &C2stCo
     Ok(accs.iter().sum::<f64>() / accs.len() as f64)
 }
 
-fn gather(x: &[f64], y: &[f64], dim: usize, idx: &[usize]) -> Result<(Tensor, Tensor)> {
+fn gather(x: &[f64], y: &[f64], dim: usize, idx: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
     let xs: Vec<f64> = idx.iter().flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied()).collect();
     let ys: Vec<f64> = idx.iter().map(|&i| y[i]).collect();
-    Ok((matrix(&xs, idx.len(), dim)?, matrix(&ys, idx.len(), 1)?))
+    Ok((matrix(&xs, idx.len(), dim, device)?, matrix(&ys, idx.len(), 1, device)?))
 }
 
 fn fold_accuracy(
@@ -109,8 +109,8 @@ fn fold_accuracy(
     let store = ParamStore::new(config.seed.wrapping_mul(31).wrapping_add(fold));
     let h = 10 * dim;
     let net = Mlp::new(store.var_builder(), &[dim, h, h, 1], Activation::Relu)?;
-    let mut opt = crate::nn::kernels::Adam::new(store.vars(), 1e-3, None);
-    let (xt, yt) = gather(x, y, dim, train)?;
+    let mut opt = crate::nn::kernels::Adam::new(store.vars(), 1e-3, None)?;
+    let (xt, yt) = gather(x, y, dim, train, store.device())?;
     let mut rng = stream_rng(config.seed, 0x1000 + fold);
     let mut idx: Vec<u32> = (0..train.len() as u32).collect();
     let batch = 200.min(train.len());
@@ -119,7 +119,7 @@ fn fold_accuracy(
         shuffle(&mut idx, &mut rng);
         let mut total = 0.0;
         for chunk in idx.chunks(batch) {
-            let i = Tensor::new(chunk, &Device::Cpu)?;
+            let i = Tensor::new(chunk, store.device())?;
             let logits = net.forward(&xt.index_select(&i, 0)?)?;
             let loss = bce_with_logits(&logits, &yt.index_select(&i, 0)?)?;
             total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
@@ -137,7 +137,7 @@ fn fold_accuracy(
             break;
         }
     }
-    let (xs, ys) = gather(x, y, dim, test)?;
+    let (xs, ys) = gather(x, y, dim, test, store.device())?;
     let pred = net.forward(&xs)?.ge(0.0)?.to_dtype(candle_core::DType::F32)?;
     let correct = pred.eq(&ys)?.to_dtype(candle_core::DType::F32)?.sum_all()?.to_scalar::<f32>()? as f64;
     Ok(correct / test.len() as f64)

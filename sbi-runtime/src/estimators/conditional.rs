@@ -58,7 +58,7 @@ impl ConditionalEstimator {
     /// # Errors
     /// As [`Standardizer::to_tensor`].
     pub fn input_tensor(&self, raw: &[f64], columns: Columns<'_>) -> Result<Tensor> {
-        self.spec.input_std.to_tensor(raw, columns)
+        self.spec.input_std.to_tensor(raw, columns, self.store.device())
     }
 
     /// Raw context rows (`B × context values`) as the z-scored tensor the embedding takes.
@@ -66,12 +66,17 @@ impl ConditionalEstimator {
     /// # Errors
     /// As [`Standardizer::to_tensor`].
     pub fn context_tensor(&self, raw: &[f64], columns: Columns<'_>) -> Result<Tensor> {
-        self.spec.context_std.to_tensor(raw, columns)
+        self.spec.context_std.to_tensor(raw, columns, self.store.device())
     }
 
     /// Raw inputs (f64, row-major) from z-scored rows such as [`ConditionalEstimator::sample`]'s.
     pub fn inputs_from(&self, z: &Tensor) -> Result<Vec<f64>> {
         self.spec.input_std.from_tensor(z)
+    }
+
+    /// The device of the networks.
+    pub fn device(&self) -> &candle_core::Device {
+        self.store.device()
     }
 
     /// The z-scoring of the inputs.

@@ -18,9 +18,9 @@ pub trait ConditionalFlow: Send + Sync {
 }
 
 /// Standard normal noise `[rows, cols]` from a seeded generator.
-pub(crate) fn normal_noise(rng: &mut SimRng, rows: usize, cols: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn normal_noise(rng: &mut SimRng, rows: usize, cols: usize, device: &Device) -> candle_core::Result<Tensor> {
     let v: Vec<f32> = (0..rows * cols).map(|_| rng.sample::<f64, _>(StandardNormal) as f32).collect();
-    Tensor::from_vec(v, (rows, cols), &Device::Cpu)
+    Tensor::from_vec(v, (rows, cols), device)
 }
 
 /// `log(1 + eˣ)`, computed stably as `max(x, 0) + log(1 + e^{−|x|})`.

@@ -163,7 +163,7 @@ pub struct Maf {
 }
 
 /// A seeded random permutation and its inverse, as index tensors.
-pub(crate) fn permutation(features: usize, rng: &mut SimRng) -> candle_core::Result<(Tensor, Tensor)> {
+pub(crate) fn permutation(features: usize, rng: &mut SimRng, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let mut p: Vec<u32> = (0..features as u32).collect();
     for i in (1..features).rev() {
         let j = rng.random_range(0..=i);
@@ -173,13 +173,13 @@ pub(crate) fn permutation(features: usize, rng: &mut SimRng) -> candle_core::Res
     for (i, &pi) in p.iter().enumerate() {
         inv[pi as usize] = i as u32;
     }
-    Ok((Tensor::new(p, &Device::Cpu)?, Tensor::new(inv, &Device::Cpu)?))
+    Ok((Tensor::new(p, device)?, Tensor::new(inv, device)?))
 }
 
 /// The order-reversing permutation (its own inverse).
-pub(crate) fn reversal(features: usize) -> candle_core::Result<(Tensor, Tensor)> {
+pub(crate) fn reversal(features: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let p: Vec<u32> = (0..features as u32).rev().collect();
-    Ok((Tensor::new(p.as_slice(), &Device::Cpu)?, Tensor::new(p.as_slice(), &Device::Cpu)?))
+    Ok((Tensor::new(p.as_slice(), device)?, Tensor::new(p.as_slice(), device)?))
 }
 
 impl Maf {
@@ -191,8 +191,8 @@ impl Maf {
             .collect::<candle_core::Result<_>>()?;
         let perms: Vec<(Tensor, Tensor)> = (0..c.transforms)
             .map(|_| match c.permutation {
-                Permutation::Reverse => reversal(features),
-                Permutation::Random => permutation(features, &mut rng),
+                Permutation::Reverse => reversal(features, vb.device()),
+                Permutation::Random => permutation(features, &mut rng, vb.device()),
             })
             .collect::<candle_core::Result<_>>()?;
         let orders = perms.iter().map(|(p, _)| Ok(p.to_vec1::<u32>()?.into())).collect::<candle_core::Result<_>>()?;
@@ -212,7 +212,7 @@ impl Maf {
     pub fn forward(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let mut z = inputs.clone();
         let mut log_det = Tensor::zeros(inputs.dim(0)?, inputs.dtype(), inputs.device())?;
-        let fused = inputs.device().is_cpu() && inputs.dtype() == crate::nn::DTYPE;
+        let fused = crate::nn::kernels::fused_for(inputs);
         for ((made, (perm, _)), order) in self.mades.iter().zip(&self.perms).zip(&self.orders) {
             if fused {
                 // Scale, shift, permutation and log-det in one op (see `fused`).
@@ -256,6 +256,6 @@ impl ConditionalFlow for Maf {
     }
 
     fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
-        self.inverse(&normal_noise(rng, context.dim(0)?, self.features)?, context)
+        self.inverse(&normal_noise(rng, context.dim(0)?, self.features, context.device())?, context)
     }
 }

@@ -2,7 +2,7 @@
 //! weights, means and precision factors of `K` full-covariance Gaussians,
 //! `q(θ | x) = Σ_k π_k(x) N(θ; μ_k(x), (U_kᵀU_k)⁻¹)` with `U_k` upper triangular and a positive diagonal.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 use candle_nn::VarBuilder;
 use rand::RngExt;
 use rand_distr::StandardNormal;
@@ -80,9 +80,9 @@ impl Mdn {
             means: Linear::new(vb.pp("means"), h, k * d)?,
             diag: Linear::new(vb.pp("diag"), h, k * d)?,
             upper: if n_upper > 0 { Some(Linear::new(vb.pp("upper"), h, k * n_upper)?) } else { None },
-            place_diag: Tensor::from_vec(pd, (d * d, d), &Device::Cpu)?,
-            place_upper: if n_upper > 0 { Some(Tensor::from_vec(pu, (d * d, n_upper), &Device::Cpu)?) } else { None },
-            no_bias: Tensor::zeros((1, d * d), DType::F32, &Device::Cpu)?,
+            place_diag: Tensor::from_vec(pd, (d * d, d), vb.device())?,
+            place_upper: if n_upper > 0 { Some(Tensor::from_vec(pu, (d * d, n_upper), vb.device())?) } else { None },
+            no_bias: Tensor::zeros((1, d * d), DType::F32, vb.device())?,
             k,
             d,
         })
@@ -156,6 +156,6 @@ impl ConditionalFlow for Mdn {
             let mb = (r * k + comp) * d;
             out.extend((0..d).map(|i| (means[mb + i] as f64 + x[i]) as f32));
         }
-        Tensor::from_vec(out, (b, d), &Device::Cpu)
+        Tensor::from_vec(out, (b, d), context.device())
     }
 }

@@ -3,7 +3,7 @@
 //! (identity outside), with knots, heights and slopes predicted from the other half and
 //! the context by a residual network. Masks alternate between layers.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -113,9 +113,9 @@ impl Nsf {
                 )?;
                 Ok(Coupling {
                     net,
-                    identity_idx: Tensor::new(identity.as_slice(), &Device::Cpu)?,
-                    transformed_idx: Tensor::new(transformed.as_slice(), &Device::Cpu)?,
-                    restore_idx: Tensor::new(restore, &Device::Cpu)?,
+                    identity_idx: Tensor::new(identity.as_slice(), vb.device())?,
+                    transformed_idx: Tensor::new(transformed.as_slice(), vb.device())?,
+                    restore_idx: Tensor::new(restore, vb.device())?,
                     identity,
                     transformed,
                 })
@@ -151,12 +151,12 @@ impl Nsf {
         let b = inputs.dim(0)?;
         let (k, p) = (self.bins, 3 * self.bins - 1);
         let mut x = inputs.clone();
-        let mut log_det = Tensor::zeros(b, DType::F32, &Device::Cpu)?;
+        let mut log_det = Tensor::zeros(b, DType::F32, inputs.device())?;
         for layer in &self.layers {
             let m = layer.transformed.len();
             let params = layer.net.forward(&self.conditioner_input(layer, &x, context)?)?.reshape((b, m, p))?;
             let xs = x.index_select(&layer.transformed_idx, 1)?;
-            let (y, ld) = if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+            let (y, ld) = if crate::nn::kernels::fused_for(&xs) {
                 // The whole spline, values and gradients, in one op (see `RqSplineOp`).
                 let op = RqSplineOp::new(k, self.bound, self.hidden_scale);
                 let out = xs.contiguous()?.apply_op2(&params.contiguous()?, op)?;
@@ -237,7 +237,7 @@ impl Nsf {
                     zv[r * self.features + f as usize] = invert_rqs(y, knots_x, knots_y, slopes, self.bound) as f32;
                 }
             }
-            z = Tensor::from_vec(zv, (b, self.features), &Device::Cpu)?;
+            z = Tensor::from_vec(zv, (b, self.features), noise.device())?;
         }
         Ok(z)
     }
@@ -512,7 +512,7 @@ impl ConditionalFlow for Nsf {
     }
 
     fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
-        self.inverse(&normal_noise(rng, context.dim(0)?, self.features)?, context)
+        self.inverse(&normal_noise(rng, context.dim(0)?, self.features, context.device())?, context)
     }
 }
 
@@ -521,6 +521,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
+    use candle_core::Device;
 
     /// The fused spline agrees with the spline written in candle's ops: values, log-slopes
     /// and the gradients with respect to the inputs and every spline parameter.
@@ -533,7 +534,8 @@ mod tests {
         let mut rng = crate::rng::stream_rng(5, 0);
         let xs: Vec<f32> = (0..b * m).map(|_| rand::RngExt::random_range(&mut rng, -4.0f32..4.0)).collect();
         let x = Var::from_vec(xs, (b, m), &Device::Cpu).unwrap();
-        let params = Var::from_tensor(&(normal_noise(&mut rng, b * m, p).unwrap() * 2.0).unwrap()).unwrap();
+        let params =
+            Var::from_tensor(&(normal_noise(&mut rng, b * m, p, &Device::Cpu).unwrap() * 2.0).unwrap()).unwrap();
         let params_3d = params.as_tensor().reshape((b, m, p)).unwrap();
         let op = RqSplineOp::new(k, nsf.bound, nsf.hidden_scale);
         let fused = x.as_tensor().apply_op2(&params_3d, op).unwrap();
@@ -543,7 +545,7 @@ mod tests {
             (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
         };
         assert!(diff(&fused, &plain) < 1e-4, "values differ by {}", diff(&fused, &plain));
-        let weights = normal_noise(&mut rng, b, 2 * m).unwrap();
+        let weights = normal_noise(&mut rng, b, 2 * m, &Device::Cpu).unwrap();
         let gf = (&fused * &weights).unwrap().sum_all().unwrap().backward().unwrap();
         let gp = (&plain * &weights).unwrap().sum_all().unwrap().backward().unwrap();
         for (name, v) in [("x", &x), ("params", &params)] {

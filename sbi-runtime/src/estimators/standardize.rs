@@ -1,7 +1,7 @@
 //! z-scoring: per-feature means and scales fitted to training data, applied in f64 before
 //! values become the networks' f32 tensors, and undone in f64 on their outputs.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -57,8 +57,8 @@ impl Standardizer {
     /// [`Error::Unrepresentable`] naming the column (by `columns`) when a z-scored value is
     /// infinite or beyond f32's range, or the statistics themselves are not finite;
     /// [`Error::ShapeMismatch`] when `values` is not made of whole rows.
-    pub fn to_tensor(&self, values: &[f64], columns: Columns<'_>) -> Result<Tensor> {
-        Ok(self.standardise(values, columns, false)?.0)
+    pub fn to_tensor(&self, values: &[f64], columns: Columns<'_>, device: &Device) -> Result<Tensor> {
+        Ok(self.standardise(values, columns, false, device)?.0)
     }
 
     /// As [`Standardizer::to_tensor`], but a row with a value beyond f32's range once
@@ -68,11 +68,22 @@ impl Standardizer {
     ///
     /// # Errors
     /// As [`Standardizer::to_tensor`], for statistics that are not finite or rows that are not whole.
-    pub(crate) fn to_tensor_flagging(&self, values: &[f64], columns: Columns<'_>) -> Result<(Tensor, Vec<bool>)> {
-        self.standardise(values, columns, true)
+    pub(crate) fn to_tensor_flagging(
+        &self,
+        values: &[f64],
+        columns: Columns<'_>,
+        device: &Device,
+    ) -> Result<(Tensor, Vec<bool>)> {
+        self.standardise(values, columns, true, device)
     }
 
-    fn standardise(&self, values: &[f64], columns: Columns<'_>, flag: bool) -> Result<(Tensor, Vec<bool>)> {
+    fn standardise(
+        &self,
+        values: &[f64],
+        columns: Columns<'_>,
+        flag: bool,
+        device: &Device,
+    ) -> Result<(Tensor, Vec<bool>)> {
         let cols = self.mean.len();
         if cols == 0 || !values.len().is_multiple_of(cols) {
             return Err(Error::shape("rows to standardise", cols * (values.len() / cols.max(1)), values.len()));
@@ -105,7 +116,7 @@ impl Standardizer {
                 out[start..].iter_mut().for_each(|z| *z = 0.0);
             }
         }
-        Ok((Tensor::from_vec(out, (rows, cols), &candle_core::Device::Cpu)?, ok))
+        Ok((Tensor::from_vec(out, (rows, cols), device)?, ok))
     }
 
     /// The raw values (f64) of a tensor of z-scored rows, the inverse of

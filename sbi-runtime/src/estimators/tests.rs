@@ -5,12 +5,17 @@ use super::*;
 use crate::estimators::density::{ConditionalFlow, HALF_LN_2PI, normal_noise};
 use crate::estimators::maf::Made;
 use crate::nn::Activation;
-use crate::nn::{ParamStore, matrix, to_f64};
+use crate::nn::{ParamStore, to_f64};
 use crate::rng::stream_rng;
 use crate::train::{Pairs, TrainConfig, fit};
 use candle_core::{Device, Tensor};
 use rand::RngExt;
 use rand_distr::StandardNormal;
+
+/// A host matrix on the CPU.
+fn matrix(values: &[f64], rows: usize, cols: usize) -> crate::error::Result<Tensor> {
+    crate::nn::matrix(values, rows, cols, &Device::Cpu)
+}
 
 fn estimators() -> Vec<DensityEstimator> {
     vec![
@@ -112,7 +117,7 @@ fn inverse_inverts_forward() {
         let n = 64;
         let ctx = matrix(&(0..2 * n).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect::<Vec<_>>(), n, 2).unwrap();
         // Noise from N(0, 1.5²) so that some values fall in the NSF's identity tails.
-        let z = (normal_noise(&mut stream_rng(4, 0), n, 3).unwrap() * 1.5).unwrap();
+        let z = (normal_noise(&mut stream_rng(4, 0), n, 3, &Device::Cpu).unwrap() * 1.5).unwrap();
         let x = inverse(&z, &ctx).unwrap();
         let (z_back, _) = forward(&x, &ctx).unwrap();
         let (a, b) = (to_f64(&z).unwrap(), to_f64(&z_back).unwrap());

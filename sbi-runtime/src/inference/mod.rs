@@ -35,12 +35,12 @@ use crate::simulate::{ModelIdentity, Simulations};
 /// by `new`.
 pub(crate) fn warm_or_new<T: Clone>(
     warm: Option<(&crate::nn::ParamStore, &T)>,
-    seed: u64,
+    training: &crate::train::TrainConfig,
     new: impl FnOnce() -> T,
 ) -> Result<(crate::nn::ParamStore, T)> {
     Ok(match warm {
         Some((store, description)) => (store.warm_copy()?, description.clone()),
-        None => (crate::nn::ParamStore::new(seed), new()),
+        None => (crate::nn::ParamStore::new(training.seed).with_device(training.device.device()?), new()),
     })
 }
 

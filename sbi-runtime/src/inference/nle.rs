@@ -86,7 +86,7 @@ impl Nle {
         self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
         self.embedding.validate(&Shape::Vector(d))?;
         let warm = warm.map(|LikelihoodScore(w)| (&w.store, &w.spec));
-        let (store, spec) = crate::inference::warm_or_new(warm, self.training.seed, || EstimatorSpec {
+        let (store, spec) = crate::inference::warm_or_new(warm, &self.training, || EstimatorSpec {
             estimator: self.estimator.clone(),
             embedding: self.embedding.describe(),
             features: f,
@@ -174,6 +174,10 @@ impl crate::inference::SavedScore for LikelihoodScore {
 }
 
 impl TrialScore for LikelihoodScore {
+    fn device(&self) -> &candle_core::Device {
+        self.0.device()
+    }
+
     fn theta_standardizer(&self) -> &Standardizer {
         self.0.context_standardizer()
     }

@@ -12,7 +12,7 @@ use crate::estimators::{Columns, ConditionalEstimator, DensityEstimator, Estimat
 use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, Samples, saved};
 use crate::model::{Parameters, Prior, Shape, Simulator};
-use crate::nn::{EmbeddingNet, ParamStore, to_f64};
+use crate::nn::{EmbeddingNet, to_f64};
 use crate::rng::stream_rng;
 use crate::simulate::{ModelIdentity, Simulations};
 use crate::train::{Pairs, TrainConfig, TrainingSummary, fit};
@@ -108,7 +108,7 @@ impl Npe {
             ));
         }
         let warm = warm.map(|w| (&w.store, &w.spec));
-        let (store, spec) = crate::inference::warm_or_new(warm, self.training.seed, || EstimatorSpec {
+        let (store, spec) = crate::inference::warm_or_new(warm, &self.training, || EstimatorSpec {
             estimator: self.estimator.clone(),
             embedding: self.embedding.describe(),
             features: d,
@@ -132,7 +132,7 @@ impl Npe {
                 // Each row carries its log prior in an extra column: the atomic loss divides by it.
                 let log_prior =
                     sims.theta.chunks_exact(d).map(|row| prior.log_prob_flat(row)).collect::<Result<Vec<f64>>>()?;
-                let log_prior = crate::nn::matrix(&log_prior, n, 1)?;
+                let log_prior = crate::nn::matrix(&log_prior, n, 1, theta.device())?;
                 let data = Pairs { a: Tensor::cat(&[&theta, &log_prior], 1)?, b: x };
                 fit(&estimator.store, &data, &self.training, |theta_lp, x, rng| {
                     atomic_loss(&estimator, theta_lp, x, atoms, rng)
@@ -216,7 +216,7 @@ fn atomic_loss(
         return Tensor::zeros((), theta_lp.dtype(), theta_lp.device());
     }
     let k = atoms.min(b);
-    let (theta_idx, x_idx) = crate::inference::nre::atom_indices(b, k, rng)?;
+    let (theta_idx, x_idx) = crate::inference::nre::atom_indices(b, k, rng, theta_lp.device())?;
     let rows = theta_lp.index_select(&theta_idx, 0)?;
     let theta = rows.narrow(1, 0, d1 - 1)?;
     let log_prior = rows.narrow(1, d1 - 1, 1)?.squeeze(1)?;
@@ -477,7 +477,7 @@ impl<P: Prior> NpePosterior<P> {
         custom: &EmbeddingNet,
     ) -> Result<Self> {
         let path = path.as_ref();
-        let saved::Loaded { header, weights } = saved::load::<SavedHeader>(path, &FILE)?;
+        let saved::Loaded { header, weights, count: n_saved } = saved::load::<SavedHeader>(path, &FILE)?;
         saved::check_model(path, &header.model, model)?;
         let prior = model.prior();
         let embedding =
@@ -487,8 +487,7 @@ impl<P: Prior> NpePosterior<P> {
         if header.spec.context_shape != x_shape || header.spec.features != prior.dim() {
             return Err(Error::file(path, "the estimator's sizes do not agree with the model's"));
         }
-        let n_saved = weights.len();
-        let estimator = ConditionalEstimator::build(ParamStore::from_tensors(weights), header.spec, &embedding)
+        let estimator = ConditionalEstimator::build(weights, header.spec, &embedding)
             .map_err(|e| Error::file(path, format!("the weights do not fit the model ({e})")))?;
         saved::check_all_used(path, &estimator.store, n_saved)?;
         Ok(NpePosterior {
@@ -522,8 +521,11 @@ impl<P: Prior> NpePotential<'_, P> {
         let context: Vec<f64> = self.x_o.iter().copied().cycle().take(m * self.x_o.len()).collect();
         let context = estimator.context_tensor(&context, Columns::Observation)?;
         let names = self.posterior.prior.names();
-        let (rows, representable) =
-            estimator.input_standardizer().to_tensor_flagging(theta, Columns::Parameters(&names))?;
+        let (rows, representable) = estimator.input_standardizer().to_tensor_flagging(
+            theta,
+            Columns::Parameters(&names),
+            estimator.device(),
+        )?;
         let (lq, grad) = if with_grad {
             let var = candle_core::Var::from_tensor(&rows)?;
             let lq = estimator.log_prob(var.as_tensor(), &context)?;

@@ -178,7 +178,7 @@ impl Nre {
         let (d, f) = (sims.theta_dim(), sims.x_dim());
         self.embedding.validate(&sims.x_shape)?;
         let warm = warm.map(|w| (&w.store, &w.description));
-        let (store, description) = crate::inference::warm_or_new(warm, self.training.seed, || ClassifierDescription {
+        let (store, description) = crate::inference::warm_or_new(warm, &self.training, || ClassifierDescription {
             config: self.classifier.clone(),
             theta: Standardizer::fit(&sims.theta, d),
             x: Standardizer::fit(&sims.x, f),
@@ -188,8 +188,12 @@ impl Nre {
         let classifier = Classifier::new(store, description)?;
         let names = sims.param_names.clone();
         let data = Pairs {
-            a: classifier.description.theta.to_tensor(&sims.theta, Columns::Parameters(&names))?,
-            b: classifier.description.x.to_tensor(&sims.x, Columns::Observation)?,
+            a: classifier.description.theta.to_tensor(
+                &sims.theta,
+                Columns::Parameters(&names),
+                classifier.store.device(),
+            )?,
+            b: classifier.description.x.to_tensor(&sims.x, Columns::Observation, classifier.store.device())?,
         };
         let variant = self.variant;
         let summary =
@@ -276,7 +280,7 @@ impl Classifier {
     fn atom_logits(&self, theta: &Tensor, x: &Tensor, atoms: usize, rng: &mut SimRng) -> candle_core::Result<Tensor> {
         let b = theta.dim(0)?;
         let atoms = atoms.min(b);
-        let (theta_idx, x_idx) = atom_indices(b, atoms, rng)?;
+        let (theta_idx, x_idx) = atom_indices(b, atoms, rng, theta.device())?;
         self.logit(&theta.index_select(&theta_idx, 0)?, &x.index_select(&x_idx, 0)?)?.reshape((b, atoms))
     }
 
@@ -290,7 +294,7 @@ impl Classifier {
         match variant {
             NreVariant::A | NreVariant::Balanced { .. } => {
                 let logits = self.atom_logits(theta, x, 2, rng)?;
-                let labels = Tensor::new(&[1f32, 0.0], &Device::Cpu)?.broadcast_as((b, 2))?.contiguous()?;
+                let labels = Tensor::new(&[1f32, 0.0], theta.device())?.broadcast_as((b, 2))?.contiguous()?;
                 let bce = crate::train::bce_with_logits(&logits, &labels)?;
                 match variant {
                     NreVariant::Balanced { regularization } => {
@@ -310,7 +314,7 @@ impl Classifier {
                 let marginal = self.atom_logits(theta, x, k + 1, rng)?.narrow(1, 1, k)?;
                 let joint = self.atom_logits(theta, x, k, rng)?;
                 let (log_gamma, log_k) = (gamma.ln(), (k as f64).ln());
-                let log_k_col = Tensor::full(log_k as f32, (b, 1), &Device::Cpu)?;
+                let log_k_col = Tensor::full(log_k as f32, (b, 1), theta.device())?;
                 let lse = |l: &Tensor| log_sum_exp(&Tensor::cat(&[&(l + log_gamma)?, &log_k_col], 1)?);
                 let lp_marginal = (log_k - lse(&marginal)?)?;
                 let lp_joint = ((joint.narrow(1, 0, 1)?.squeeze(1)? + log_gamma)? - lse(&joint)?)?;
@@ -324,7 +328,12 @@ impl Classifier {
 /// Contrastive atoms for a batch of `b` pairs: for each row i, `atoms` parameter rows (i
 /// first, then `atoms − 1` others drawn without replacement from the rest of the batch) and
 /// `atoms` copies of i for the observations. Returns both index vectors (`b · atoms`).
-pub(crate) fn atom_indices(b: usize, atoms: usize, rng: &mut SimRng) -> candle_core::Result<(Tensor, Tensor)> {
+pub(crate) fn atom_indices(
+    b: usize,
+    atoms: usize,
+    rng: &mut SimRng,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let mut theta_idx = Vec::with_capacity(b * atoms);
     let mut x_idx = Vec::with_capacity(b * atoms);
     for i in 0..b {
@@ -340,7 +349,7 @@ pub(crate) fn atom_indices(b: usize, atoms: usize, rng: &mut SimRng) -> candle_c
         }
         x_idx.extend(std::iter::repeat_n(i as u32, atoms));
     }
-    Ok((Tensor::new(theta_idx, &Device::Cpu)?, Tensor::new(x_idx, &Device::Cpu)?))
+    Ok((Tensor::new(theta_idx, device)?, Tensor::new(x_idx, device)?))
 }
 
 /// `log Σ_j exp(l_ij)` over the last dimension.
@@ -387,6 +396,10 @@ impl crate::inference::SavedScore for Classifier {
 }
 
 impl TrialScore for Classifier {
+    fn device(&self) -> &Device {
+        self.store.device()
+    }
+
     fn theta_standardizer(&self) -> &Standardizer {
         &self.description.theta
     }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -27,10 +26,12 @@ pub(crate) fn save<H: Serialize>(path: &Path, kind: &FileKind, store: &ParamStor
     write_safetensors(path, kind, &arrays, header)
 }
 
-/// A file read by [`load`]: its header and its weights, ready for [`ParamStore::from_tensors`].
+/// A file read by [`load`]: its header, and a store holding its weights (on the CPU).
 pub(crate) struct Loaded<H> {
     pub header: H,
-    pub weights: HashMap<String, Tensor>,
+    pub weights: ParamStore,
+    /// How many weights the file holds (all must be used: [`check_all_used`]).
+    pub count: usize,
 }
 
 /// Reads a file written by [`save`] for `kind`, checking its format, version and checksum,
@@ -47,12 +48,15 @@ pub(crate) fn load<H: DeserializeOwned>(path: &Path, kind: &FileKind) -> Result<
         if let Some(v) = values.iter().find(|v| v.abs() > f32::MAX as f64) {
             return Err(Error::file(path, format!("weight `{name}` holds {v}, beyond the range of 32-bit floats")));
         }
-        let t =
-            Tensor::from_vec(values.iter().map(|&v| v as f32).collect::<Vec<f32>>(), shape, &candle_core::Device::Cpu)
-                .map_err(|e| Error::file(path, format!("array `{name}` does not match its shape ({e})")))?;
-        weights.insert(name, t);
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(Error::file(path, format!("array `{name}` does not match its shape {shape:?}")));
+        }
+        weights.insert(name, (shape, values.iter().map(|&v| v as f32).collect()));
     }
-    Ok(Loaded { header, weights })
+    let count = weights.len();
+    let weights =
+        ParamStore::from_values(weights).map_err(|e| Error::file(path, format!("unreadable weights ({e})")))?;
+    Ok(Loaded { header, weights, count })
 }
 
 /// Checks that the file was trained for `model` (its identity: parameters, source,

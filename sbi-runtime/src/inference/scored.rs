@@ -22,6 +22,8 @@ use crate::train::TrainingSummary;
 /// Its network sees z-scored values: raw rows are standardised in f64 by the two
 /// standardizers before they become f32 tensors.
 pub trait TrialScore: Send + Sync {
+    /// The device of the network's parameters (and of the tensors it takes).
+    fn device(&self) -> &candle_core::Device;
     /// The z-scoring of `θ` the network expects.
     fn theta_standardizer(&self) -> &Standardizer;
     /// The z-scoring of one trial of `x` the network expects.
@@ -84,10 +86,13 @@ impl<P: Prior, S: TrialScore> TrialPotential<'_, P, S> {
             }
         }
         let xs: Vec<f64> = self.x_o.iter().copied().cycle().take(m * k * f).collect();
-        let x = self.score.x_standardizer().to_tensor(&xs, Columns::Observation)?;
+        let x = self.score.x_standardizer().to_tensor(&xs, Columns::Observation, self.score.device())?;
         // A parameter set beyond f32's range once z-scored scores -inf (see `to_tensor_flagging`).
-        let (theta, representable) =
-            self.score.theta_standardizer().to_tensor_flagging(&th, Columns::Parameters(&self.prior.names()))?;
+        let (theta, representable) = self.score.theta_standardizer().to_tensor_flagging(
+            &th,
+            Columns::Parameters(&self.prior.names()),
+            self.score.device(),
+        )?;
         let (s, g) = if with_grad {
             let var = candle_core::Var::from_tensor(&theta)?;
             let s = self.score.score(var.as_tensor(), &x)?;
@@ -297,11 +302,11 @@ impl<P: Prior, S: SavedScore> PotentialPosterior<P, S> {
         custom: &EmbeddingNet,
     ) -> Result<Self> {
         let path = path.as_ref();
-        let saved::Loaded { header, weights } = saved::load::<PotentialHeader>(path, &Self::file_kind())?;
+        let saved::Loaded { header, weights, count: n_saved } =
+            saved::load::<PotentialHeader>(path, &Self::file_kind())?;
         saved::check_model(path, &header.model, model)?;
         let prior = model.prior();
-        let n_saved = weights.len();
-        let score = S::rebuild(path, header.score, ParamStore::from_tensors(weights), custom).map_err(|e| match e {
+        let score = S::rebuild(path, header.score, weights, custom).map_err(|e| match e {
             Error::File { .. } => e,
             e => Error::file(path, format!("the weights do not fit the model ({e})")),
         })?;

@@ -1,6 +1,6 @@
 //! Activations: ReLU and a fast, vectorisable tanh with its gradient.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 /// `tanh` as a rational approximation (the one Eigen uses; |error| < 4e-7 on f32), which the
 /// compiler vectorises; libm's scalar `tanhf` made it the most expensive op of a flow.
@@ -44,7 +44,7 @@ impl CustomOp1 for FastTanh {
 
 /// Element-wise tanh with gradient.
 pub fn tanh(x: &Tensor) -> candle_core::Result<Tensor> {
-    if x.dtype() == DType::F32 && x.device().is_cpu() { x.contiguous()?.apply_op1(FastTanh) } else { x.tanh() }
+    if crate::nn::kernels::fused_for(x) { x.contiguous()?.apply_op1(FastTanh) } else { x.tanh() }
 }
 
 /// A hidden-layer activation.

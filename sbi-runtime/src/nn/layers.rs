@@ -1,7 +1,7 @@
 //! Layers: dense (PyTorch's `nn.Linear`), masked dense (MADE), MLP and residual MLP, each
 //! one fused kernel per dense layer on the CPU and plain candle ops elsewhere.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::nn::activation::Activation;
@@ -26,7 +26,7 @@ pub(crate) fn dense(
     mask: Option<&(Tensor, std::sync::Arc<[f32]>)>,
     activation: Option<Activation>,
 ) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32 {
+    if crate::nn::kernels::fused_for(x) && weight.dtype() == DType::F32 {
         let op = crate::nn::kernels::Dense { mask: mask.map(|(_, m)| m.clone()), activation };
         return x.contiguous()?.apply_op3(weight, bias, op);
     }
@@ -83,7 +83,7 @@ pub struct MaskedLinear {
 impl MaskedLinear {
     /// Creates the layer with `mask` `[out, in]` (1 where a connection is allowed).
     pub fn new(vb: VarBuilder, mask: Vec<f32>, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
-        let tensor = Tensor::from_vec(mask.clone(), (outputs, inputs), &Device::Cpu)?;
+        let tensor = Tensor::from_vec(mask.clone(), (outputs, inputs), vb.device())?;
         Ok(MaskedLinear { linear: Linear::new(vb, inputs, outputs)?, mask: (tensor, mask.into()) })
     }
 
@@ -165,6 +165,8 @@ impl ResidualNet {
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Device;
+
     use super::*;
     use crate::nn::ParamStore;
 

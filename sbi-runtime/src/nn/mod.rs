@@ -15,7 +15,7 @@ pub use activation::{Activation, tanh};
 pub use embedding::{Embedding, EmbeddingBuilder, EmbeddingNet};
 pub use layers::{Linear, MaskedLinear, Mlp, ResidualNet};
 pub(crate) use layers::{dense, torch_bound};
-pub use store::{DTYPE, ParamStore};
+pub use store::{DTYPE, DeviceChoice, ParamStore};
 
 use candle_core::{DType, Device, Tensor};
 
@@ -39,15 +39,24 @@ pub fn tune_allocator() {
     }
 }
 
-/// A row-major `f64` matrix as an f32 tensor `[rows, cols]`.
-pub fn matrix(values: &[f64], rows: usize, cols: usize) -> Result<Tensor> {
+/// Runs `f` with every layer on plain candle ops instead of the hand-written CPU kernels:
+/// the computation other devices (CUDA, Metal) run, here on the CPU. Training started in
+/// `f` keeps to it on its worker threads. For checking that the two paths agree, and for
+/// ruling out a kernel when a result looks wrong; several times slower.
+pub fn with_candle_ops<R>(f: impl FnOnce() -> R) -> R {
+    kernels::generic(f)
+}
+
+/// A row-major `f64` matrix as an f32 tensor `[rows, cols]` on `device`.
+pub fn matrix(values: &[f64], rows: usize, cols: usize, device: &Device) -> Result<Tensor> {
     if values.len() != rows * cols {
         return Err(Error::shape("matrix", rows * cols, values.len()));
     }
-    Ok(Tensor::from_vec(values.iter().map(|&v| v as f32).collect::<Vec<f32>>(), (rows, cols), &Device::Cpu)?)
+    Ok(Tensor::from_vec(values.iter().map(|&v| v as f32).collect::<Vec<f32>>(), (rows, cols), device)?)
 }
 
-/// A tensor's values as `f64`, row-major.
+/// A tensor's values as `f64`, row-major (read as f32 from any device, widened on the host:
+/// Metal has no f64).
 pub fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?)
+    Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
 }

@@ -11,7 +11,7 @@ use candle_nn::{Init, VarBuilder};
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::rng::SimRng;
 
 /// The dtype of all networks (as in `sbi`).
@@ -23,6 +23,60 @@ pub const DTYPE: DType = DType::F32;
 /// are built through an ordinary [`VarBuilder`] from [`ParamStore::var_builder`].
 pub struct ParamStore {
     inner: Mutex<StoreInner>,
+    device: Device,
+}
+
+/// Where a model's networks live and compute. The CPU runs the toolkit's hand-written
+/// kernels; CUDA and Metal (with the crate's `cuda` or `metal` feature) run the same layers
+/// as plain candle ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeviceChoice {
+    /// The CPU (the default).
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU, by ordinal (needs the `cuda` feature).
+    Cuda(usize),
+    /// An Apple GPU, by ordinal (needs the `metal` feature).
+    Metal(usize),
+}
+
+impl DeviceChoice {
+    /// The candle device.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when this build lacks the device's feature or the device is absent.
+    pub fn device(&self) -> Result<Device> {
+        let unavailable = |what: &str, e: candle_core::Error| {
+            Error::Config(format!(
+                "cannot use {what} ({e}); build with the matching feature (`cuda`, `metal`) on a machine that has it"
+            ))
+        };
+        match *self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda(i) => Device::new_cuda(i).map_err(|e| unavailable(&format!("CUDA device {i}"), e)),
+            DeviceChoice::Metal(i) => Device::new_metal(i).map_err(|e| unavailable(&format!("Metal device {i}"), e)),
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+
+    /// `cpu`, `cuda`, `cuda:N`, `metal` or `metal:N`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (kind, ordinal) = match s.split_once(':') {
+            Some((k, n)) => (k, n.parse().map_err(|_| Error::Config(format!("not a device ordinal: {n:?}")))?),
+            None => (s, 0),
+        };
+        match kind {
+            "cpu" if ordinal == 0 => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(ordinal)),
+            "metal" => Ok(DeviceChoice::Metal(ordinal)),
+            _ => Err(Error::Config(format!("unknown device {s:?}: expected cpu, cuda, cuda:N, metal or metal:N"))),
+        }
+    }
 }
 
 struct StoreInner {
@@ -37,7 +91,32 @@ impl ParamStore {
     pub fn new(seed: u64) -> Self {
         ParamStore {
             inner: Mutex::new(StoreInner { vars: Vec::new(), rng: SimRng::seed_from_u64(seed), loaded: None }),
+            device: Device::Cpu,
         }
+    }
+
+    /// The same store, creating its variables on `device` (before any is created).
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The device of every variable.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A store whose parameters come from host values (a file's arrays): name → (shape,
+    /// values); asking for a missing name or a wrong shape is an error.
+    ///
+    /// # Errors
+    /// A tensor error when values do not fill their shape.
+    pub fn from_values(values: HashMap<String, (Vec<usize>, Vec<f32>)>) -> candle_core::Result<Self> {
+        let tensors = values
+            .into_iter()
+            .map(|(name, (shape, v))| Ok((name, Tensor::from_vec(v, shape, &Device::Cpu)?)))
+            .collect::<candle_core::Result<HashMap<String, Tensor>>>()?;
+        Ok(Self::from_tensors(tensors))
     }
 
     /// A store whose parameters come from `tensors` (a loaded file); asking for a missing
@@ -45,6 +124,7 @@ impl ParamStore {
     pub fn from_tensors(tensors: HashMap<String, Tensor>) -> Self {
         ParamStore {
             inner: Mutex::new(StoreInner { vars: Vec::new(), rng: SimRng::seed_from_u64(0), loaded: Some(tensors) }),
+            device: Device::Cpu,
         }
     }
 
@@ -57,12 +137,12 @@ impl ParamStore {
             .into_iter()
             .map(|(name, t)| Ok((name, t.copy()?)))
             .collect::<candle_core::Result<HashMap<String, Tensor>>>()?;
-        Ok(Self::from_tensors(tensors))
+        Ok(Self::from_tensors(tensors).with_device(self.device.clone()))
     }
 
-    /// A `VarBuilder` creating its variables in this store (f32, CPU).
+    /// A `VarBuilder` creating its variables in this store (f32, on the store's device).
     pub fn var_builder(&self) -> VarBuilder<'_> {
-        VarBuilder::from_backend(Box::new(self), DTYPE, Device::Cpu)
+        VarBuilder::from_backend(Box::new(self), DTYPE, self.device.clone())
     }
 
     /// The variables, in creation order.

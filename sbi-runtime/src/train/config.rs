@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::nn::DeviceChoice;
 
 /// Training settings (defaults as `sbi`'s `train()`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +24,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Show a progress line on stderr (true; never drawn when stderr is not a terminal).
     pub progress: bool,
+    /// Where the networks train and run (the CPU). See [`DeviceChoice`].
+    #[serde(default)]
+    pub device: DeviceChoice,
 }
 
 impl Default for TrainConfig {
@@ -36,6 +40,7 @@ impl Default for TrainConfig {
             clip_max_norm: Some(5.0),
             seed: 0,
             progress: true,
+            device: DeviceChoice::Cpu,
         }
     }
 }
@@ -74,6 +79,12 @@ impl TrainConfig {
     /// Sets the seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+    /// Sets the device the networks train and run on (`DeviceChoice::Cuda(0)` with the
+    /// `cuda` feature). The trained posterior stays there; model files load onto the CPU.
+    pub fn with_device(mut self, device: DeviceChoice) -> Self {
+        self.device = device;
         self
     }
     /// Shows or hides progress.

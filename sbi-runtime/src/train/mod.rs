@@ -8,7 +8,7 @@ pub use config::{TrainConfig, TrainingSummary};
 
 use std::time::{Duration, Instant};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::RngExt;
 
@@ -36,12 +36,12 @@ pub(crate) fn fit(
     let mut order: Vec<u32> = (0..n as u32).collect();
     shuffle(&mut order, &mut rng);
     let (train_idx, val_idx) = order.split_at(n_train);
-    let val_idx = Tensor::new(val_idx, &Device::Cpu)?;
+    let val_idx = Tensor::new(val_idx, data.a.device())?;
     let (val_a, val_b) = (data.a.index_select(&val_idx, 0)?, data.b.index_select(&val_idx, 0)?);
     let mut train_idx = train_idx.to_vec();
     let batch = config.batch_size.min(n_train);
 
-    let mut opt = crate::nn::kernels::Adam::new(store.vars(), config.learning_rate, config.clip_max_norm);
+    let mut opt = crate::nn::kernels::Adam::new(store.vars(), config.learning_rate, config.clip_max_norm)?;
     let bar = progress_bar(config.progress);
     let mut summary = TrainingSummary {
         epochs: 0,
@@ -121,13 +121,10 @@ fn step(
     key: u64,
     loss: &(impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync),
 ) -> Result<f64> {
+    // The kernel selection of this thread goes with the parts onto rayon's threads.
+    let mode = crate::nn::kernels::generic_mode();
     let part = |rows: &[u32], which: u64| -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
-        let t = Tensor::new(rows, &Device::Cpu)?;
-        let mut rng = stream_rng(seed ^ 0x6c6f_7373, 2 * key + which);
-        // Each part's mean, weighted by its share of the batch: the parts sum to the batch mean.
-        let l = (loss(&data.a.index_select(&t, 0)?, &data.b.index_select(&t, 0)?, &mut rng)?
-            * (rows.len() as f64 / idx.len() as f64))?;
-        Ok((l.to_scalar::<f32>()? as f64, l.backward()?))
+        crate::nn::kernels::with_mode(mode, || part_step(data, rows, idx.len(), seed, 2 * key + which, loss))
     };
     let (value, grads) = if idx.len() >= SPLIT_BATCH_FROM {
         let (first, second) = idx.split_at(idx.len() / 2);
@@ -144,6 +141,23 @@ fn step(
     Ok(value)
 }
 
+/// The loss on the rows `rows` of a batch of `batch` rows, weighted by their share of it
+/// (the parts sum to the batch mean), and its gradients; draws use stream `(seed, stream)`.
+fn part_step(
+    data: &Pairs,
+    rows: &[u32],
+    batch: usize,
+    seed: u64,
+    stream: u64,
+    loss: &(impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync),
+) -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
+    let t = Tensor::new(rows, data.a.device())?;
+    let mut rng = stream_rng(seed ^ 0x6c6f_7373, stream);
+    let l = (loss(&data.a.index_select(&t, 0)?, &data.b.index_select(&t, 0)?, &mut rng)?
+        * (rows.len() as f64 / batch as f64))?;
+    Ok((l.to_scalar::<f32>()? as f64, l.backward()?))
+}
+
 /// The mean loss over all rows, in chunks of at most `chunk` rows evaluated in parallel and
 /// added in order (so the result does not depend on the thread count).
 fn validation_loss(
@@ -155,14 +169,18 @@ fn validation_loss(
     use rayon::prelude::*;
     let n = a.dim(0)?;
     let starts: Vec<usize> = (0..n).step_by(chunk.max(1)).collect();
+    let mode = crate::nn::kernels::generic_mode();
     let parts = starts
         .par_iter()
         .map(|&start| {
-            let len = chunk.min(n - start);
-            // The same draws every epoch, so that validation losses compare.
-            let mut rng = stream_rng(0x76_616c_6964, start as u64);
-            let l = loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?, &mut rng)?.to_scalar::<f32>()? as f64;
-            Ok(l * len as f64)
+            crate::nn::kernels::with_mode(mode, || {
+                let len = chunk.min(n - start);
+                // The same draws every epoch, so that validation losses compare.
+                let mut rng = stream_rng(0x76_616c_6964, start as u64);
+                let l =
+                    loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?, &mut rng)?.to_scalar::<f32>()? as f64;
+                Ok(l * len as f64)
+            })
         })
         .collect::<candle_core::Result<Vec<f64>>>()?;
     Ok(parts.iter().sum::<f64>() / n as f64)

@@ -116,7 +116,7 @@ impl Embedding for Cnn2d {
         let mut t = if c == 1 { x.clone() } else { x.reshape((b, c, h, w))?.permute((0, 2, 3, 1))?.flatten_from(1)? };
         for conv in &self.convs {
             let (h, w, c) = conv.out;
-            t = conv.forward(&t)?.apply_op1(MaxPool2 { h, w, c })?.flatten_from(1)?;
+            t = MaxPool2 { h, w, c }.apply(&conv.forward(&t)?)?.flatten_from(1)?;
         }
         self.head.forward(&t)
     }

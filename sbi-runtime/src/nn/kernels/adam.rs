@@ -1,7 +1,7 @@
 //! Adam with global gradient-norm clipping, one in-place pass over each parameter's memory.
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp1, Layout, Var};
+use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor, Var};
 
 use super::with_values;
 
@@ -27,30 +27,44 @@ impl InplaceOp1 for SubAssign<'_> {
 
 /// Adam (Kingma & Ba 2015) with PyTorch's defaults (β = (0.9, 0.999), ε = 1e-8) and no
 /// weight decay, preceded by clipping the global gradient norm (as
-/// `torch.nn.utils.clip_grad_norm_`).
+/// `torch.nn.utils.clip_grad_norm_`). On the CPU one in-place pass over each parameter's
+/// memory; on other devices (or under [`super::generic`]) the same update as candle ops.
 pub(crate) struct Adam {
     vars: Vec<Var>,
+    /// First and second moments: host buffers for the kernel, tensors for the generic path.
     pub(super) m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    moments: Option<Vec<(Tensor, Tensor)>>,
     step: i32,
     lr: f64,
     clip_max_norm: Option<f64>,
     delta: Vec<f32>,
 }
 
+const B1: f32 = 0.9;
+const B2: f32 = 0.999;
+const EPS: f32 = 1e-8;
+
 impl Adam {
-    pub fn new(vars: Vec<Var>, lr: f64, clip_max_norm: Option<f64>) -> Self {
-        let m = vars.iter().map(|v| vec![0.0; v.elem_count()]).collect::<Vec<_>>();
-        Adam { v: m.clone(), m, vars, step: 0, lr, clip_max_norm, delta: Vec::new() }
+    pub fn new(vars: Vec<Var>, lr: f64, clip_max_norm: Option<f64>) -> candle_core::Result<Self> {
+        let fused = vars.first().is_none_or(|v| super::fused_for(v.as_tensor()));
+        let (m, moments) = if fused {
+            (vars.iter().map(|v| vec![0.0; v.elem_count()]).collect::<Vec<_>>(), None)
+        } else {
+            let zeros = |v: &Var| v.as_tensor().zeros_like();
+            let moments = vars.iter().map(|v| Ok((zeros(v)?, zeros(v)?))).collect::<candle_core::Result<Vec<_>>>()?;
+            (Vec::new(), Some(moments))
+        };
+        Ok(Adam { v: m.clone(), m, moments, vars, step: 0, lr, clip_max_norm, delta: Vec::new() })
     }
 
     /// One update from the sum of the gradients in `parts` (the gradients of parts of one
     /// batch, added in the given order). Parameters without a gradient are left as they are,
     /// as in PyTorch.
     pub fn step(&mut self, parts: &[GradStore]) -> candle_core::Result<()> {
-        const B1: f32 = 0.9;
-        const B2: f32 = 0.999;
-        const EPS: f32 = 1e-8;
+        if self.moments.is_some() {
+            return self.generic_step(parts);
+        }
         // The summed gradient of every parameter, in one buffer.
         let mut total = std::mem::take(&mut self.delta);
         total.clear();
@@ -75,18 +89,9 @@ impl Adam {
             }
             spans.push(found.then_some(start..total.len()));
         }
-        let factor = match self.clip_max_norm {
-            Some(max) => {
-                let norm = total.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
-                if norm > max { (max / (norm + 1e-6)) as f32 } else { 1.0 }
-            }
-            None => 1.0,
-        };
-        self.step += 1;
-        let bc1 = 1.0 - (B1 as f64).powi(self.step);
-        let bc2 = 1.0 - (B2 as f64).powi(self.step);
-        let step_size = (self.lr / bc1) as f32;
-        let inv_bc2_sqrt = (1.0 / bc2.sqrt()) as f32;
+        let norm = total.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+        let factor = self.clip_factor(norm);
+        let (step_size, inv_bc2_sqrt) = self.advance();
         for (i, span) in spans.into_iter().enumerate() {
             let Some(span) = span else { continue };
             let delta = &mut total[span];
@@ -99,6 +104,56 @@ impl Adam {
             self.vars[i].as_tensor().inplace_op1(&SubAssign(delta))?;
         }
         self.delta = total;
+        Ok(())
+    }
+
+    /// The clipping factor for a gradient of global norm `norm`.
+    fn clip_factor(&self, norm: f64) -> f32 {
+        match self.clip_max_norm {
+            Some(max) if norm > max => (max / (norm + 1e-6)) as f32,
+            _ => 1.0,
+        }
+    }
+
+    /// Counts a step; returns the bias-corrected step size and `1/√(1 − β₂ᵗ)`.
+    fn advance(&mut self) -> (f32, f32) {
+        self.step += 1;
+        let bc1 = 1.0 - (B1 as f64).powi(self.step);
+        let bc2 = 1.0 - (B2 as f64).powi(self.step);
+        ((self.lr / bc1) as f32, (1.0 / bc2.sqrt()) as f32)
+    }
+
+    /// The same update as [`Adam::step`] in candle ops, for parameters on any device.
+    fn generic_step(&mut self, parts: &[GradStore]) -> candle_core::Result<()> {
+        let mut grads: Vec<Option<Tensor>> = Vec::with_capacity(self.vars.len());
+        for var in &self.vars {
+            let mut sum: Option<Tensor> = None;
+            for part in parts {
+                if let Some(g) = part.get(var.as_tensor()) {
+                    sum = Some(match sum {
+                        Some(s) => (s + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+            grads.push(sum);
+        }
+        let mut norm2 = 0f64;
+        for g in grads.iter().flatten() {
+            norm2 += g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        }
+        let factor = self.clip_factor(norm2.sqrt()) as f64;
+        let (step_size, inv_bc2_sqrt) = self.advance();
+        let moments = self.moments.as_mut().expect("the generic path keeps its moments as tensors");
+        for ((var, g), (m, v)) in self.vars.iter().zip(grads).zip(moments.iter_mut()) {
+            let Some(g) = g else { continue };
+            let g = (g * factor)?;
+            *m = ((&*m * B1 as f64)? + (&g * (1.0 - B1) as f64)?)?;
+            *v = ((&*v * B2 as f64)? + (g.sqr()? * (1.0 - B2) as f64)?)?;
+            let denom = ((v.sqrt()? * inv_bc2_sqrt as f64)? + EPS as f64)?;
+            let delta = ((&*m * step_size as f64)? / denom)?;
+            var.set(&(var.as_tensor() - delta)?)?;
+        }
         Ok(())
     }
 }

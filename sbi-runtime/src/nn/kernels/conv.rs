@@ -48,7 +48,15 @@ impl Unfold {
     /// `[B, H·W·C]` → `[B·H·W, kh·kw·C]`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let b = x.dim(0)?;
-        x.contiguous()?.apply_op1(self.gather.clone())?.reshape((b * self.positions, self.patch))
+        let rows = if super::fused_for(x) {
+            x.contiguous()?.apply_op1(self.gather.clone())?
+        } else {
+            // The same gather as candle ops: a zero column for the padding, then index_select.
+            let zero = Tensor::zeros((b, 1), x.dtype(), x.device())?;
+            let index = Tensor::new(self.gather.index.as_slice(), x.device())?;
+            Tensor::cat(&[x, &zero], 1)?.index_select(&index, 1)?
+        };
+        rows.reshape((b * self.positions, self.patch))
     }
 }
 
@@ -105,6 +113,16 @@ pub(crate) struct MaxPool2 {
 }
 
 impl MaxPool2 {
+    /// Pools `x` `[B, H, W, C]`: the kernel on the CPU, candle ops elsewhere (each window's
+    /// maximum; their gradients differ only at ties, which ReLU's zeros make harmless).
+    pub(crate) fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if super::fused_for(x) {
+            return x.contiguous()?.apply_op1(*self);
+        }
+        let (b, h2, w2, c) = (x.dim(0)?, self.h / 2, self.w / 2, self.c);
+        x.narrow(1, 0, 2 * h2)?.narrow(2, 0, 2 * w2)?.contiguous()?.reshape((b, h2, 2, w2, 2, c))?.max(4)?.max(2)
+    }
+
     /// The flat input offsets of each output's window, in order; calls `f(output, inputs)`.
     fn windows(&self, mut f: impl FnMut(usize, [usize; 4])) {
         let (h2, w2, c) = (self.h / 2, self.w / 2, self.c);

@@ -11,6 +11,10 @@
 //!
 //! Matrix products split work over output tiles only (never over the summed dimension), so
 //! results do not depend on the number of threads.
+//!
+//! Every layer that uses a kernel has the same computation in plain candle ops, which runs
+//! on any other device (CUDA, Metal) and which [`generic`] selects on the CPU: a test checks
+//! that the two agree.
 
 mod adam;
 mod affine;
@@ -21,7 +25,40 @@ pub(crate) use adam::Adam;
 pub(crate) use affine::AffineStep;
 pub(crate) use dense::Dense;
 
-use candle_core::{CpuStorage, Layout, Storage, Tensor};
+use std::cell::Cell;
+
+use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
+
+thread_local! {
+    /// Set on this thread by [`generic`]: layers use their plain candle ops on the CPU too.
+    static GENERIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a layer should use its hand-written kernel for `t`: an f32 tensor on the CPU,
+/// unless [`generic`] is in effect on this thread.
+pub(crate) fn fused_for(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32 && !GENERIC.with(Cell::get)
+}
+
+/// Whether [`generic`] is in effect on this thread (to carry it onto worker threads with
+/// [`with_mode`]).
+pub(crate) fn generic_mode() -> bool {
+    GENERIC.with(Cell::get)
+}
+
+/// Runs `f` with the kernels selected as `generic` says (see [`generic_mode`]).
+pub(crate) fn with_mode<R>(generic: bool, f: impl FnOnce() -> R) -> R {
+    let before = GENERIC.with(|g| g.replace(generic));
+    let out = f();
+    GENERIC.with(|g| g.set(before));
+    out
+}
+
+/// Runs `f` with every layer on its plain candle ops, as on a GPU: the CPU check of the
+/// path other devices take (see [`crate::nn::with_candle_ops`]).
+pub(crate) fn generic<R>(f: impl FnOnce() -> R) -> R {
+    with_mode(true, f)
+}
 
 /// A matrix view: element `(i, j)` at `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]

@@ -18,7 +18,7 @@ fn reference(x: &Tensor, w: &Tensor, b: &Tensor, mask: Option<&Tensor>, act: Opt
 
 /// Seeded standard normal values `[rows, cols]`.
 fn noise(seed: u64, rows: usize, cols: usize) -> Tensor {
-    crate::estimators::density::normal_noise(&mut crate::rng::stream_rng(seed, 0), rows, cols).unwrap()
+    crate::estimators::density::normal_noise(&mut crate::rng::stream_rng(seed, 0), rows, cols, &Device::Cpu).unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -82,7 +82,7 @@ fn affine_step_matches_candle_ops() {
 #[test]
 fn adam_matches_the_textbook_update() {
     let p = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
-    let mut adam = Adam::new(vec![p.clone()], 0.1, None);
+    let mut adam = Adam::new(vec![p.clone()], 0.1, None).unwrap();
     let (mut m, mut v, mut theta) = ([0f64; 2], [0f64; 2], [1.0f64, -2.0]);
     for t in 1..=3 {
         let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
@@ -107,7 +107,7 @@ fn adam_matches_the_textbook_update() {
 fn adam_adds_gradient_parts() {
     let run = |split: bool| {
         let p = Var::new(&[1.0f32, -2.0, 0.5], &Device::Cpu).unwrap();
-        let mut adam = Adam::new(vec![p.clone()], 0.05, Some(1.0));
+        let mut adam = Adam::new(vec![p.clone()], 0.05, Some(1.0)).unwrap();
         for _ in 0..3 {
             let a = p.as_tensor().sqr().unwrap().sum_all().unwrap();
             let b = (p.as_tensor() * 3.0).unwrap().sum_all().unwrap();
@@ -131,7 +131,7 @@ fn clipping_bounds_the_global_norm() {
     // Adam's first step is ±lr per coordinate whatever the gradient's scale, so compare
     // the first moment instead: m = 0.1 · g_clipped.
     let p = Var::new(&[3.0f32, 4.0], &Device::Cpu).unwrap();
-    let mut adam = Adam::new(vec![p.clone()], 0.1, Some(1.0));
+    let mut adam = Adam::new(vec![p.clone()], 0.1, Some(1.0)).unwrap();
     let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap(); // gradient (6, 8), norm 10
     adam.step(&[loss.backward().unwrap()]).unwrap();
     let m = &adam.m[0];
