@@ -40,7 +40,7 @@ fn run() -> sbi_runtime::Result<()> {
     // Two convolution layers (8 and 16 channels, 3 × 3, each halving the image) and 32 features.
     let embedding = EmbeddingNet::Cnn2d { channels: vec![8, 16], kernel: 3, output: 32 };
     let npe = Npe::default()
-        .with_estimator(DensityEstimator::from_name("nsf").expect("a known estimator"))
+        .with_estimator(DensityEstimator::Nsf(NsfConfig::default()))
         .with_embedding(embedding)
         .with_training(TrainConfig::default().with_seed(seed).with_device(device));
     let posterior = npe.train(&Blob, &sims)?;

@@ -51,8 +51,8 @@ fn run() -> sbi_runtime::Result<()> {
     let (nle_file, nre_file) = (out.join("nle.safetensors"), out.join("nre.safetensors"));
     nle.save(&nle_file)?;
     nre.save(&nre_file)?;
-    let nle_nuts = NlePosterior::load(&nle_file, &Measurement)?
-        .with_sampler(Sampler::from_name("nuts").expect("NUTS is a sampler").with_seed(seed));
+    let nle_nuts =
+        NlePosterior::load(&nle_file, &Measurement)?.with_sampler(Sampler::Mcmc(McmcConfig::nuts()).with_seed(seed));
     println!("saved {} and {}\n", nle_file.display(), nre_file.display());
 
     println!("{:>7} {:>8} {:>22} {:>22} {:>10}", "trials", "method", "mu: mean ± sd", "sigma: mean ± sd", "seconds");

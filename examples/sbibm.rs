@@ -53,8 +53,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     }
     let x_o = table.row(row - 1).to_vec();
     let name = args.get("density-estimator", "maf".to_string());
-    let estimator = DensityEstimator::from_name(&name)
-        .ok_or_else(|| Error::Config(format!("unknown density estimator {name:?}")))?;
+    let estimator = name.parse::<DensityEstimator>()?;
 
     let n_rounds: usize = args.get("rounds", 1);
     let mut rounds = Rounds::split(n_sims, n_rounds).with_seed(seed).with_progress(!quiet);
@@ -67,26 +66,12 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let device: sbi_runtime::nn::DeviceChoice = args.get("device", sbi_runtime::nn::DeviceChoice::Cpu);
     let training = TrainConfig::default().with_seed(seed).with_progress(!quiet).with_device(device);
     let sampler_name = args.get("sampler", "slice".to_string());
-    let sampler = Sampler::from_name(&sampler_name)
-        .ok_or_else(|| Error::Config(format!("unknown sampler {sampler_name:?}")))?
-        .with_progress(!quiet);
+    let sampler = sampler_name.parse::<Sampler>()?.with_progress(!quiet);
     let reference = args.opt("reference-file").map(|f| sbi_runtime::io::read_csv(&f)).transpose()?;
-    let per_round = reference.is_some() && args.flag("c2st-per-round");
-    // Scores an earlier round's draws against the reference.
-    let score_round = |k: usize,
-                       samples: &Samples,
-                       summary: Option<&sbi_runtime::train::TrainingSummary>|
-     -> sbi_runtime::Result<()> {
-        if let (true, Some(r)) = (per_round, &reference) {
-            let score = sbi_runtime::diagnostics::c2st(&samples.values, &r.values, samples.names.len())?;
-            let (epochs, seconds) = summary.map_or((0, 0.0), |s| (s.epochs, s.seconds));
-            println!("round={k} epochs={epochs} train_s={seconds:.1} c2st={score:.4}");
-        }
-        Ok(())
-    };
+    let per_round = if args.flag("c2st-per-round") { reference.as_ref() } else { None };
+    let job = Job { model, sims: sims.as_ref(), rounds: &rounds, x_o: &x_o, n_samples, per_round };
     let t1 = Instant::now();
-    // Train (one round, or several for x_o), then sample; `diagnostics` describes the
-    // sampler's run (MCMC: R-hat and ESS).
+    // One generic path for every method: train (once, or in rounds for x_o), then sample.
     let (samples, summary, diagnostics, t_train, t_sample): Outcome = match method.as_str() {
         "npe" => {
             let sequential = match args.get("sequential", "tsnpe".to_string()).as_str() {
@@ -94,42 +79,15 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 "apt" | "snpe-c" => SequentialNpe::Atomic { atoms: 10 },
                 other => return Err(Error::Config(format!("unknown sequential NPE {other:?} (tsnpe or apt)"))),
             };
-            let npe = Npe::default().with_estimator(estimator).with_training(training).with_sequential(sequential);
-            let posterior = train_once_or_in_rounds(
-                &sims,
-                |sims| npe.train(model, sims),
-                || npe.train_rounds(model, &x_o, &rounds),
-                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?, p.training_summary()),
-            )?;
-            let t_train = t1.elapsed().as_secs_f64();
-            let t2 = Instant::now();
-            let samples = posterior.sample_flat(&x_o, n_samples)?;
-            let summary = posterior.training_summary().expect("just trained").clone();
-            let diagnostics = format!("acceptance={:.4}", samples.acceptance_rate);
-            (samples, summary, diagnostics, t_train, t2.elapsed().as_secs_f64())
+            job.run(&Npe::default().with_estimator(estimator).with_training(training).with_sequential(sequential), t1)?
         }
         "nle" => {
-            let nle = Nle::default().with_estimator(estimator).with_training(training).with_sampler(sampler);
-            let posterior = train_once_or_in_rounds(
-                &sims,
-                |sims| nle.train(model, sims),
-                || nle.train_rounds(model, &x_o, &rounds),
-                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?, p.training_summary()),
-            )?;
-            sample_potential(&posterior, &x_o, n_samples, t1)?
+            job.run(&Nle::default().with_estimator(estimator).with_training(training).with_sampler(sampler), t1)?
         }
         "nre" => {
             let name = args.get("nre-variant", "b".to_string());
-            let variant =
-                NreVariant::from_name(&name).ok_or_else(|| Error::Config(format!("unknown NRE variant {name:?}")))?;
-            let nre = Nre::default().with_variant(variant).with_training(training).with_sampler(sampler);
-            let posterior = train_once_or_in_rounds(
-                &sims,
-                |sims| nre.train(model, sims),
-                || nre.train_rounds(model, &x_o, &rounds),
-                |k, p| score_round(k, &p.sample_flat(&x_o, n_samples)?, p.training_summary()),
-            )?;
-            sample_potential(&posterior, &x_o, n_samples, t1)?
+            let variant = name.parse::<NreVariant>()?;
+            job.run(&Nre::default().with_variant(variant).with_training(training).with_sampler(sampler), t1)?
         }
         other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle or nre)"))),
     };
@@ -153,41 +111,52 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 /// sample seconds.
 type Outcome = (Samples, sbi_runtime::train::TrainingSummary, String, f64, f64);
 
-/// Trains on `sims` in one round, or (without them) in rounds for the observation; `score`
-/// is called with every round's posterior but the last (rounds numbered from 1).
-fn train_once_or_in_rounds<Post>(
-    sims: &Option<Simulations>,
-    once: impl FnOnce(&Simulations) -> sbi_runtime::Result<Post>,
-    in_rounds: impl FnOnce() -> sbi_runtime::Result<SequentialRun<Post>>,
-    mut score: impl FnMut(usize, &Post) -> sbi_runtime::Result<()>,
-) -> sbi_runtime::Result<Post> {
-    match sims {
-        Some(sims) => once(sims),
-        None => {
-            let run = in_rounds()?;
-            let last = run.rounds.len() - 1;
-            for (k, round) in run.rounds.iter().enumerate().take(last) {
-                score(k + 1, &round.posterior)?;
-            }
-            Ok(run.into_posterior())
-        }
-    }
+/// One benchmark run: the model, its simulations (none for sequential rounds), the rounds,
+/// the observation, the number of draws, and the reference posterior to score each earlier
+/// round against (`--c2st-per-round`).
+struct Job<'a, M: Simulator> {
+    model: &'a M,
+    sims: Option<&'a Simulations>,
+    rounds: &'a Rounds,
+    x_o: &'a [f64],
+    n_samples: usize,
+    per_round: Option<&'a sbi_runtime::io::Table>,
 }
 
-/// Samples an NLE or NRE posterior trained since `t1`.
-fn sample_potential<P: Prior, S: sbi_runtime::inference::TrialScore>(
-    posterior: &sbi_runtime::inference::PotentialPosterior<P, S>,
-    x_o: &[f64],
-    n: usize,
-    t1: Instant,
-) -> sbi_runtime::Result<Outcome> {
-    let t_train = t1.elapsed().as_secs_f64();
-    let t2 = Instant::now();
-    let run = posterior.sample_run(x_o, n)?;
-    let t_sample = t2.elapsed().as_secs_f64();
-    let summary = posterior.training_summary().expect("just trained").clone();
-    let diagnostics = run.describe();
-    Ok((run.into_samples(), summary, diagnostics, t_train, t_sample))
+impl<M: Simulator> Job<'_, M> {
+    /// Trains `method` (once on the simulations, or in rounds for `x_o`) and samples its
+    /// posterior; `t1` is when training started.
+    fn run<T: Method>(&self, method: &T, t1: Instant) -> sbi_runtime::Result<Outcome> {
+        let posterior = match self.sims {
+            Some(sims) => method.train(self.model, sims)?,
+            None => {
+                let run = method.train_rounds(self.model, self.x_o, self.rounds)?;
+                let last = run.rounds.len() - 1;
+                for (k, round) in run.rounds.iter().enumerate().take(last) {
+                    self.score_round(k + 1, &round.posterior)?;
+                }
+                run.into_posterior()
+            }
+        };
+        let t_train = t1.elapsed().as_secs_f64();
+        let t2 = Instant::now();
+        let run = posterior.sample_run(self.x_o, self.n_samples)?;
+        let t_sample = t2.elapsed().as_secs_f64();
+        let summary = posterior.training_summary().expect("just trained").clone();
+        let diagnostics = run.describe();
+        Ok((run.into_samples(), summary, diagnostics, t_train, t_sample))
+    }
+
+    /// Scores an earlier round's posterior against the reference (`round` from 1).
+    fn score_round<P: Posterior>(&self, round: usize, posterior: &P) -> sbi_runtime::Result<()> {
+        if let Some(reference) = self.per_round {
+            let samples = posterior.sample_flat(self.x_o, self.n_samples)?;
+            let score = sbi_runtime::diagnostics::c2st(&samples.values, &reference.values, samples.names.len())?;
+            let (epochs, seconds) = posterior.training_summary().map_or((0, 0.0), |s| (s.epochs, s.seconds));
+            println!("round={round} epochs={epochs} train_s={seconds:.1} c2st={score:.4}");
+        }
+        Ok(())
+    }
 }
 
 fn main() {

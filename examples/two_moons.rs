@@ -45,8 +45,7 @@ fn run() -> sbi_runtime::Result<()> {
     let t_sim = t0.elapsed().as_secs_f64();
 
     let name = args.get("estimator", "maf".to_string());
-    let estimator =
-        DensityEstimator::from_name(&name).ok_or_else(|| Error::Config(format!("unknown estimator {name:?}")))?;
+    let estimator = name.parse::<DensityEstimator>()?;
     let t1 = Instant::now();
     let posterior = Npe::default()
         .with_estimator(estimator)
@@ -56,7 +55,9 @@ fn run() -> sbi_runtime::Result<()> {
     let summary = posterior.training_summary().expect("just trained");
 
     let t2 = Instant::now();
-    let samples = posterior.sample_flat(&x_o, n_samples)?;
+    let run = posterior.sample_run(&x_o, n_samples)?;
+    let diagnostics = run.describe();
+    let samples = run.into_samples();
     let t_sample = t2.elapsed().as_secs_f64();
 
     let reference = reference_posterior(x_o, n_samples, 0);
@@ -67,7 +68,7 @@ fn run() -> sbi_runtime::Result<()> {
     println!(
         "simulate {:>7.2} s   ({n_sims} simulations)\n\
          train    {:>7.2} s   ({} epochs, {:.1} ms per epoch, best validation loss {:.4} at epoch {})\n\
-         sample   {:>7.2} s   ({n_samples} samples, acceptance {:.3})\n\
+         sample   {:>7.2} s   ({n_samples} samples; {diagnostics})\n\
          total    {:>7.2} s\n\
          C2ST against the exact reference: {score:.3}   (computed in {t_c2st:.1} s; 0.5 is perfect)",
         t_sim,
@@ -77,7 +78,6 @@ fn run() -> sbi_runtime::Result<()> {
         summary.best_validation_loss,
         summary.best_epoch,
         t_sample,
-        samples.acceptance_rate,
         t_sim + t_train + t_sample,
     );
     let csv = out.join("samples.csv");

@@ -112,15 +112,14 @@ fn every_variant_and_sampler_works() {
     let (mean, sd) = (x.iter().sum::<f64>() / 8.25, (0.25f64 / 8.25).sqrt());
     for variant in ["a", "b", "c", "bnre"] {
         let nre = Nre::default()
-            .with_variant(NreVariant::from_name(variant).unwrap())
+            .with_variant(variant.parse::<NreVariant>().unwrap())
             .with_training(quick())
             .with_sampler(quiet_mcmc())
             .train(&NoisyMean, &sims)
             .unwrap();
         for sampler in ["slice", "nuts", "mh", "sir"] {
             let potential = nre.potential(&x).unwrap();
-            let s =
-                Sampler::from_name(sampler).unwrap().with_progress(false).run(&NoisyMean.prior(), &potential, 2_000);
+            let s = sampler.parse::<Sampler>().unwrap().with_progress(false).run(&NoisyMean.prior(), &potential, 2_000);
             let m = s.unwrap().samples().mean()[0];
             // A loose band: 8 trials put the posterior within 1.5 sd of the truth for any
             // reasonable ratio estimate; a broken loss or sampler lands far away.
@@ -190,7 +189,7 @@ fn nle_and_nre_posteriors_survive_save_and_load() {
     let nre = Nre::default()
         .with_variant(NreVariant::C { classes: 3, gamma: 2.0 })
         .with_training(training)
-        .with_sampler(Sampler::from_name("nuts").unwrap().with_progress(false))
+        .with_sampler("nuts".parse::<Sampler>().unwrap().with_progress(false))
         .train(&NoisyMean, &sims)
         .unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -137,7 +137,7 @@ fn every_estimator_trains_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["maf", "nsf", "mdn"] {
         let npe = Npe::default()
-            .with_estimator(DensityEstimator::from_name(name).unwrap())
+            .with_estimator(name.parse::<DensityEstimator>().unwrap())
             .with_training(quick().with_max_epochs(3));
         let posterior = npe.train(&TwoMoons, &sims).unwrap();
         let summary = posterior.training_summary().unwrap();

@@ -53,8 +53,8 @@ pub mod prelude {
     pub use crate::estimators::nsf::NsfConfig;
     pub use crate::estimators::{DensityEstimator, MafConfig};
     pub use crate::inference::{
-        Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Rounds, Samples, SequentialNpe,
-        SequentialRun,
+        Method, Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Posterior, Rounds, Samples,
+        SequentialNpe, SequentialRun,
     };
     pub use crate::model::distributions::{
         Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,

@@ -78,22 +78,28 @@ impl DensityEstimator {
         Ok(())
     }
 
-    /// The estimator named `maf`, `nsf` or `mdn` with default settings.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "maf" => Some(DensityEstimator::Maf(MafConfig::default())),
-            "nsf" => Some(DensityEstimator::Nsf(crate::estimators::nsf::NsfConfig::default())),
-            "mdn" => Some(DensityEstimator::Mdn(crate::estimators::mdn::MdnConfig::default())),
-            _ => None,
-        }
-    }
-
     /// A short name (`maf`, `nsf`, `mdn`).
     pub fn name(&self) -> &'static str {
         match self {
             DensityEstimator::Maf(_) => "maf",
             DensityEstimator::Nsf(_) => "nsf",
             DensityEstimator::Mdn(_) => "mdn",
+        }
+    }
+}
+
+impl std::str::FromStr for DensityEstimator {
+    type Err = crate::error::Error;
+
+    /// `maf`, `nsf` or `mdn`, with default settings.
+    fn from_str(name: &str) -> crate::error::Result<Self> {
+        match name {
+            "maf" => Ok(DensityEstimator::Maf(MafConfig::default())),
+            "nsf" => Ok(DensityEstimator::Nsf(NsfConfig::default())),
+            "mdn" => Ok(DensityEstimator::Mdn(MdnConfig::default())),
+            _ => Err(crate::error::Error::Config(format!(
+                "unknown density estimator {name:?}: expected maf, nsf or mdn"
+            ))),
         }
     }
 }

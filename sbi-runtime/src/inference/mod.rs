@@ -12,6 +12,7 @@
 pub mod nle;
 pub mod npe;
 pub mod nre;
+mod posterior;
 
 mod saved;
 pub mod scored;
@@ -21,6 +22,7 @@ pub use crate::samplers::Samples;
 pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe};
 pub use nre::{Nre, NrePosterior, NreVariant};
+pub use posterior::{Method, Posterior};
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};
 pub use sequential::{Round, Rounds, SequentialRun};
 

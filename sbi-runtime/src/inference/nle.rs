@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use crate::error::{Error, Result};
 use crate::estimators::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
-use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
-use crate::model::{Shape, Simulator};
+use crate::inference::{FeatureRange, Method, PotentialPosterior, TrialScore};
+use crate::model::{Prior, Shape, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore};
 use crate::samplers::Sampler;
 use crate::simulate::Simulations;
@@ -58,19 +58,10 @@ impl Nle {
     }
     /// Sets the embedding network of `θ` (see [`Nle::embedding`]); files of a posterior with
     /// a user's network load through
-    /// [`PotentialPosterior::load_with`](crate::inference::PotentialPosterior::load_with).
+    /// [`Posterior::load_with`](crate::inference::Posterior::load_with).
     pub fn with_embedding(mut self, e: EmbeddingNet) -> Self {
         self.embedding = e;
         self
-    }
-
-    /// Trains `q(x | θ)` on `sims` (simulated from `model`'s prior).
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the simulations do not belong to `model` or are too few;
-    /// [`Error::TrainingDiverged`]; tensor errors.
-    pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NlePosterior<M::Prior>> {
-        self.train_from(model, sims, None)
     }
 
     /// Trains from a new network, or from a copy of `warm` (its weights and z-scoring).
@@ -114,16 +105,18 @@ impl Nle {
             range_check: true,
         })
     }
+}
 
-    /// Sequential NLE (SNLE) for the observation `x_o`: round 1 simulates from the
-    /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
-    /// every round trains on all simulations so far (from a new network, or
-    /// the last round's with [`Rounds::warm_start`]). See [`crate::inference::sequential`].
-    ///
-    /// # Errors
-    /// As [`Nle::train`]; the sampler's errors; [`Error::Config`] for no rounds;
-    /// [`Error::Observation`] for a bad `x_o`.
-    pub fn train_rounds<M: Simulator>(
+impl Method for Nle {
+    type Posterior<P: Prior> = NlePosterior<P>;
+
+    fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NlePosterior<M::Prior>> {
+        self.train_from(model, sims, None)
+    }
+
+    /// Sequential NLE (SNLE): each later round simulates from the last posterior at `x_o`
+    /// (drawn by its sampler).
+    fn train_rounds<M: Simulator>(
         &self,
         model: &M,
         x_o: &[f64],

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::estimators::{Columns, ConditionalEstimator, DensityEstimator, EstimatorSpec, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
-use crate::inference::{FeatureRange, Samples, saved};
-use crate::model::{Parameters, Prior, Shape, Simulator};
+use crate::inference::{FeatureRange, Method, Posterior, saved};
+use crate::model::{Prior, Shape, Simulator};
 use crate::nn::{EmbeddingNet, to_f64};
 use crate::rng::stream_rng;
+use crate::samplers::{RejectionRun, SamplerRun, Samples, rejection_sample};
 use crate::simulate::{ModelIdentity, Simulations};
 use crate::train::{Pairs, TrainConfig, TrainingSummary, fit};
 
@@ -76,16 +77,6 @@ impl Npe {
     pub fn with_sequential(mut self, s: SequentialNpe) -> Self {
         self.sequential = s;
         self
-    }
-
-    /// Trains `q(θ | x)` on `sims` (simulated from `model`'s prior) and returns the posterior.
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the simulations do not belong to `model` or are too few, or
-    /// when the embedding does not fit the observations' shape;
-    /// [`Error::TrainingDiverged`]; tensor errors.
-    pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NpePosterior<M::Prior>> {
-        self.train_with(model, sims, None, None)
     }
 
     /// Trains with NPE's maximum-likelihood loss, or with APT's atomic loss over `atoms`
@@ -151,18 +142,21 @@ impl Npe {
             range_check: true,
         })
     }
+}
 
-    /// Sequential NPE for the observation `x_o`: round 1 simulates from the prior; each
-    /// later round from a proposal built from the last posterior at `x_o`, and every round
-    /// trains on all simulations so far (from a new network, or
-    /// the last round's with [`Rounds::warm_start`]). TSNPE by default (the prior truncated to the last
+impl Method for Npe {
+    type Posterior<P: Prior> = NpePosterior<P>;
+
+    /// Trains `q(θ | x)` on `sims` (simulated from `model`'s prior) and returns the posterior.
+    fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NpePosterior<M::Prior>> {
+        self.train_with(model, sims, None, None)
+    }
+
+    /// Sequential NPE for `x_o`: TSNPE by default (the prior truncated to the last
     /// posterior's region of highest density holding all but 10⁻⁴ of its mass), SNPE-C with
-    /// [`SequentialNpe::Atomic`]. See [`crate::inference::sequential`].
-    ///
-    /// # Errors
-    /// As [`Npe::train`]; [`Error::Config`] for no rounds, or when the truncated region
-    /// holds too little of the prior to draw from; [`Error::Observation`] for a bad `x_o`.
-    pub fn train_rounds<M: Simulator>(
+    /// [`SequentialNpe::Atomic`]; each round a new network, or the last round's with
+    /// [`Rounds::warm_start`]. A truncated region too small to draw from is [`Error::Config`].
+    fn train_rounds<M: Simulator>(
         &self,
         model: &M,
         x_o: &[f64],
@@ -242,36 +236,9 @@ pub struct NpePosterior<P: Prior> {
 const FILE: saved::FileKind = saved::FileKind { format: "sbi-rs/npe", version: 2, what: "an NPE posterior" };
 
 impl<P: Prior> NpePosterior<P> {
-    /// The training summary (absent for a loaded model).
-    pub fn training_summary(&self) -> Option<&TrainingSummary> {
-        self.summary.as_ref()
-    }
-
-    /// The parameters' names.
-    pub fn names(&self) -> Vec<String> {
-        self.prior.names()
-    }
-
-    /// Sets the seed of sampling (default: the training seed). The same seed gives the same draws.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// As [`NpePosterior::sample_flat`], with an explicit seed instead of the posterior's.
-    pub fn sample_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> Result<Samples> {
-        Ok(self.sample_many_seeded(&self.padded(x_o), n, seed)?.remove(0))
-    }
-
     /// Bounds the proposals of rejection sampling (default `100·n + 100,000` for `n` draws).
     pub fn with_max_proposals(mut self, max: usize) -> Self {
         self.max_proposals = Some(max);
-        self
-    }
-
-    /// Turns off the check that observations lie within the range of the training data.
-    pub fn without_range_check(mut self) -> Self {
-        self.range_check = false;
         self
     }
 
@@ -307,63 +274,31 @@ impl<P: Prior> NpePosterior<P> {
         }
     }
 
-    /// `n` draws from `q(θ | x_o)` inside the prior's support, as typed parameters.
-    pub fn sample(&self, x_o: &[f64], n: usize) -> Result<Vec<P::Params>> {
-        P::Params::from_rows(&self.sample_flat(x_o, n)?.values)
-    }
-
-    /// `n` draws from `q(θ | x_o)` inside the prior's support, as a matrix.
+    /// `n` draws for each of several observations (`k × numel` row-major), drawn together
+    /// (one network call per round of proposals for all of them).
     ///
     /// # Errors
-    /// [`Error::Observation`] for an observation of the wrong size, with non-finite values or
-    /// outside the training range; [`Error::SamplingBudget`] when too few proposals land in
-    /// the prior's support. For a model of a varying number of trials (`VarTrials`), `x_o`
-    /// may hold fewer trials than the maximum.
-    pub fn sample_flat(&self, x_o: &[f64], n: usize) -> Result<Samples> {
-        Ok(self.sample_many(&self.padded(x_o), n)?.remove(0))
-    }
-
-    /// `n` draws for each of several observations (`k × numel` row-major), drawn together.
+    /// As [`Posterior::sample_run_with_seed`].
     pub fn sample_many(&self, observations: &[f64], n: usize) -> Result<Vec<Samples>> {
-        self.sample_many_seeded(observations, n, self.seed)
+        Ok(self.sample_many_seeded(observations, n, self.seed)?.into_iter().map(|r| r.samples).collect())
     }
 
-    fn sample_many_seeded(&self, observations: &[f64], n: usize, seed: u64) -> Result<Vec<Samples>> {
+    /// Rejection sampling of `q(θ | x_o)` inside the prior's support, for each observation.
+    fn sample_many_seeded(&self, observations: &[f64], n: usize, seed: u64) -> Result<Vec<RejectionRun>> {
         let c = self.x_shape.numel();
         if observations.is_empty() || !observations.len().is_multiple_of(c) {
             return Err(Error::Observation(format!("expected a multiple of {c} values, got {}", observations.len())));
         }
-        let k = observations.len() / c;
         for x_o in observations.chunks_exact(c) {
             self.check_observation(x_o)?;
         }
         let d = self.prior.dim();
         let budget = self.max_proposals.unwrap_or(n.saturating_mul(100).saturating_add(100_000));
-        if budget == 0 {
-            return Err(Error::Config("a budget of 0 proposals (`with_max_proposals(0)`) allows no draw".into()));
-        }
         let mut rng = stream_rng(seed, 0x5341_4d50);
-        let mut accepted: Vec<Vec<f64>> =
-            (0..k).map(|_| crate::alloc::with_capacity(n, d, "posterior samples")).collect::<Result<_>>()?;
-        let mut proposed = vec![0usize; k];
-        let mut rate = vec![1.0f64; k];
-        loop {
-            let pending: Vec<usize> = (0..k).filter(|&i| accepted[i].len() < n * d).collect();
-            if pending.is_empty() {
-                break;
-            }
-            // Proposals per pending observation: what is missing, inflated by the acceptance rate so far.
-            let sizes: Vec<usize> = pending
-                .iter()
-                .map(|&i| {
-                    let missing = n - accepted[i].len() / d;
-                    ((missing as f64 / rate[i].max(1e-3) * 1.1) as usize + 16)
-                        .min(budget.saturating_sub(proposed[i]).max(1))
-                        .min(1 << 20)
-                })
-                .collect();
-            let mut context = Vec::with_capacity(sizes.iter().sum::<usize>() * c);
-            for (&i, &m) in pending.iter().zip(&sizes) {
+        let propose = |requests: &[(usize, usize)]| -> Result<Vec<f64>> {
+            let total = requests.iter().map(|r| r.1).sum::<usize>();
+            let mut context = crate::alloc::with_capacity(total, c, "proposal contexts")?;
+            for &(i, m) in requests {
                 for _ in 0..m {
                     context.extend_from_slice(&observations[i * c..(i + 1) * c]);
                 }
@@ -371,46 +306,21 @@ impl<P: Prior> NpePosterior<P> {
             let context = self.estimator.context_tensor(&context, Columns::Observation)?;
             let draws = self.estimator.inputs_from(&self.estimator.sample(&context, &mut rng)?)?;
             crate::inference::check_draws(&draws)?;
-            let mut offset = 0;
-            for (&i, &m) in pending.iter().zip(&sizes) {
-                // Count only the draws examined until the quota filled, so that the rate is unbiased.
-                for row in draws[offset * d..(offset + m) * d].chunks_exact(d) {
-                    if accepted[i].len() == n * d {
-                        break;
-                    }
-                    proposed[i] += 1;
-                    if self.prior.log_prob_flat(row)?.is_finite() {
-                        accepted[i].extend_from_slice(row);
-                    }
-                }
-                offset += m;
-                rate[i] = (accepted[i].len() / d) as f64 / proposed[i] as f64;
-                if accepted[i].len() < n * d && proposed[i] >= budget {
-                    return Err(Error::SamplingBudget {
-                        requested: n,
-                        accepted: accepted[i].len() / d,
-                        proposed: proposed[i],
-                    });
-                }
-            }
-        }
-        let names = self.prior.names();
-        Ok(accepted
-            .into_iter()
-            .zip(proposed)
-            .map(|(values, p)| {
-                let rows = values.len() / d;
-                Samples { values, names: names.clone(), acceptance_rate: rows as f64 / p.max(1) as f64 }
-            })
-            .collect())
+            Ok(draws)
+        };
+        let inside = |row: &[f64]| Ok(self.prior.log_prob_flat(row)?.is_finite());
+        rejection_sample(observations.len() / c, n, d, budget, &self.prior.names(), propose, inside)
     }
 
     /// `log p̂(θ | x_o)` for each row of `theta` (`m × DIM`): the estimator's density
     /// renormalised to the prior's support, `log q(θ | x_o) − log P_q(θ ∈ supp p)`, and `-inf`
     /// outside the support (the leakage correction of Greenberg et al. 2019; the acceptance
-    /// probability is estimated from `leakage_samples` draws).
+    /// probability is estimated from `leakage_samples` draws, none for 0).
+    ///
+    /// # Errors
+    /// As [`Posterior::log_density`].
     pub fn log_prob(&self, theta: &[f64], x_o: &[f64], leakage_samples: usize) -> Result<Vec<f64>> {
-        let lq = crate::potential::Potential::log_potential(&self.potential(x_o)?, theta)?;
+        let lq = self.log_density(theta, x_o)?;
         let d = self.prior.dim();
         let acceptance = if leakage_samples == 0 {
             1.0
@@ -429,7 +339,7 @@ impl<P: Prior> NpePosterior<P> {
     /// samplers on a known density.
     ///
     /// # Errors
-    /// As [`NpePosterior::sample_flat`] for a bad observation.
+    /// As [`Posterior::sample_run_with_seed`] for a bad observation.
     pub fn potential<'a>(&'a self, x_o: &'a [f64]) -> Result<NpePotential<'a, P>> {
         let x_o = self.padded(x_o);
         self.check_observation(&x_o)?;
@@ -447,10 +357,46 @@ impl<P: Prior> NpePosterior<P> {
         crate::inference::check_draws(&draws)?;
         Ok(draws)
     }
+}
 
-    /// Saves the weights (safetensors) with a versioned JSON description of the model in
-    /// the file's metadata.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+impl<P: Prior> Posterior for NpePosterior<P> {
+    type Prior = P;
+
+    fn prior(&self) -> &P {
+        &self.prior
+    }
+
+    fn training_summary(&self) -> Option<&TrainingSummary> {
+        self.summary.as_ref()
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    fn without_range_check(mut self) -> Self {
+        self.range_check = false;
+        self
+    }
+
+    /// Rejection sampling of `q(θ | x_o)` inside the prior's support. For a model of a
+    /// varying number of trials (`VarTrials`), `x_o` may hold fewer trials than the maximum.
+    fn sample_run_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> Result<SamplerRun> {
+        Ok(SamplerRun::Rejection(self.sample_many_seeded(&self.padded(x_o), n, seed)?.remove(0)))
+    }
+
+    /// `log q(θ | x_o)` inside the prior's support (no leakage correction: see
+    /// [`NpePosterior::log_prob`]).
+    fn log_density(&self, theta: &[f64], x_o: &[f64]) -> Result<Vec<f64>> {
+        crate::potential::Potential::log_potential(&self.potential(x_o)?, theta)
+    }
+
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let header = SavedHeader {
             spec: self.estimator.spec.clone(),
             model: self.model.clone(),
@@ -461,21 +407,7 @@ impl<P: Prior> NpePosterior<P> {
         saved::save(path.as_ref(), &FILE, &self.estimator.store, &header)
     }
 
-    /// Loads a posterior saved by [`NpePosterior::save`] for `model`.
-    ///
-    /// # Errors
-    /// [`Error::File`] for a corrupt file, another format or version, another model's
-    /// parameters, or missing weights; a custom embedding needs [`NpePosterior::load_with`].
-    pub fn load<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M) -> Result<Self> {
-        Self::load_with(path, model, &EmbeddingNet::Identity)
-    }
-
-    /// Loads a posterior whose embedding is a user's network: pass the same builder.
-    pub fn load_with<M: Simulator<Prior = P>>(
-        path: impl AsRef<Path>,
-        model: &M,
-        custom: &EmbeddingNet,
-    ) -> Result<Self> {
+    fn load_with<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M, custom: &EmbeddingNet) -> Result<Self> {
         let path = path.as_ref();
         let saved::Loaded { header, weights, count: n_saved } = saved::load::<SavedHeader>(path, &FILE)?;
         saved::check_model(path, &header.model, model)?;

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::estimators::{Columns, Standardizer};
 use crate::inference::sequential::{self, Rounds, SequentialRun};
-use crate::inference::{FeatureRange, PotentialPosterior, TrialScore};
+use crate::inference::{FeatureRange, Method, PotentialPosterior, TrialScore};
 use crate::model::Shape;
-use crate::model::Simulator;
+use crate::model::{Prior, Simulator};
 use crate::nn::{Embedding, EmbeddingNet, ParamStore, ResidualNet};
 use crate::rng::SimRng;
 use crate::samplers::Sampler;
@@ -62,17 +62,6 @@ impl Default for NreVariant {
 }
 
 impl NreVariant {
-    /// The variant named `a`, `b`, `c` or `bnre` with `sbi`'s settings.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "a" => Some(NreVariant::A),
-            "b" => Some(NreVariant::B { atoms: 10 }),
-            "c" => Some(NreVariant::C { classes: 5, gamma: 1.0 }),
-            "bnre" | "balanced" => Some(NreVariant::Balanced { regularization: 100.0 }),
-            _ => None,
-        }
-    }
-
     fn validate(&self) -> Result<()> {
         let ok = match *self {
             NreVariant::A => true,
@@ -81,6 +70,21 @@ impl NreVariant {
             NreVariant::Balanced { regularization } => regularization >= 0.0 && regularization.is_finite(),
         };
         if ok { Ok(()) } else { Err(Error::Config(format!("invalid NRE settings {self:?}"))) }
+    }
+}
+
+impl std::str::FromStr for NreVariant {
+    type Err = Error;
+
+    /// `a`, `b` (10 atoms), `c` (5 classes, γ = 1) or `bnre` (`balanced`, λ = 100), as `sbi`.
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "a" => Ok(NreVariant::A),
+            "b" => Ok(NreVariant::B { atoms: 10 }),
+            "c" => Ok(NreVariant::C { classes: 5, gamma: 1.0 }),
+            "bnre" | "balanced" => Ok(NreVariant::Balanced { regularization: 100.0 }),
+            _ => Err(Error::Config(format!("unknown NRE variant {name:?}: expected a, b, c or bnre"))),
+        }
     }
 }
 
@@ -127,7 +131,7 @@ pub struct Nre {
 
 impl Nre {
     /// Sets the embedding network of `x` (a built-in one, or a user's: load its files with
-    /// [`PotentialPosterior::load_with`](crate::inference::PotentialPosterior::load_with)).
+    /// [`Posterior::load_with`](crate::inference::Posterior::load_with)).
     pub fn with_embedding(mut self, e: EmbeddingNet) -> Self {
         self.embedding = e;
         self
@@ -151,15 +155,6 @@ impl Nre {
     pub fn with_sampler(mut self, s: Sampler) -> Self {
         self.sampler = s;
         self
-    }
-
-    /// Trains the classifier on `sims` (simulated from `model`'s prior).
-    ///
-    /// # Errors
-    /// [`Error::Config`] for invalid settings or simulations that do not belong to `model`;
-    /// [`Error::TrainingDiverged`]; tensor errors.
-    pub fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NrePosterior<M::Prior>> {
-        self.train_from(model, sims, None)
     }
 
     /// Trains from a new classifier, or from a copy of `warm` (its weights and z-scoring).
@@ -208,16 +203,18 @@ impl Nre {
             range_check: true,
         })
     }
+}
 
-    /// Sequential NRE (SNRE) for the observation `x_o`: round 1 simulates from the
-    /// prior; each later round from the last posterior at `x_o` (drawn by its sampler);
-    /// every round trains on all simulations so far (from a new classifier, or
-    /// the last round's with [`Rounds::warm_start`]). See [`crate::inference::sequential`].
-    ///
-    /// # Errors
-    /// As [`Nre::train`]; the sampler's errors; [`Error::Config`] for no rounds;
-    /// [`Error::Observation`] for a bad `x_o`.
-    pub fn train_rounds<M: Simulator>(
+impl Method for Nre {
+    type Posterior<P: Prior> = NrePosterior<P>;
+
+    fn train<M: Simulator>(&self, model: &M, sims: &Simulations) -> Result<NrePosterior<M::Prior>> {
+        self.train_from(model, sims, None)
+    }
+
+    /// Sequential NRE (SNRE): each later round simulates from the last posterior at `x_o`
+    /// (drawn by its sampler).
+    fn train_rounds<M: Simulator>(
         &self,
         model: &M,
         x_o: &[f64],

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::estimators::{Columns, Standardizer};
-use crate::inference::{FeatureRange, Samples, saved};
-use crate::model::{Parameters, Prior, Simulator};
+use crate::inference::{FeatureRange, Posterior, saved};
+use crate::model::{Prior, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore, to_f64};
 use crate::potential::{Potential, batched_gradient, check_rows, nan_to_neg_inf};
 use crate::samplers::{Sampler, SamplerRun};
@@ -189,16 +189,6 @@ pub struct PotentialPosterior<P: Prior, S> {
 }
 
 impl<P: Prior, S: TrialScore> PotentialPosterior<P, S> {
-    /// The training summary.
-    pub fn training_summary(&self) -> Option<&TrainingSummary> {
-        self.summary.as_ref()
-    }
-
-    /// The parameters' names.
-    pub fn names(&self) -> Vec<String> {
-        self.prior.names()
-    }
-
     /// The trained per-trial score.
     pub fn score(&self) -> &S {
         &self.score
@@ -207,18 +197,6 @@ impl<P: Prior, S: TrialScore> PotentialPosterior<P, S> {
     /// Sets the sampler (slice-sampling MCMC by default).
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = sampler;
-        self
-    }
-
-    /// Sets the sampler's seed. The same seed gives the same draws.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.sampler = self.sampler.with_seed(seed);
-        self
-    }
-
-    /// Turns off the check that observations lie within the range of the training data.
-    pub fn without_range_check(mut self) -> Self {
-        self.range_check = false;
         self
     }
 
@@ -234,76 +212,77 @@ impl<P: Prior, S: TrialScore> PotentialPosterior<P, S> {
     }
 
     /// The unnormalised log posterior `Σ_k s(θ, x_k) + log p(θ)` of each row of `theta`.
+    ///
+    /// # Errors
+    /// As [`PotentialPosterior::potential`].
     pub fn log_potential(&self, theta: &[f64], x_o: &[f64]) -> Result<Vec<f64>> {
         self.potential(x_o)?.log_potential(theta)
     }
+}
 
-    /// `n` draws at `x_o` with the sampler's diagnostics (R̂ and ESS for MCMC).
-    ///
-    /// # Errors
-    /// As [`PotentialPosterior::potential`]; the sampler's errors ([`Error::McmcBudget`], ...).
-    pub fn sample_run(&self, x_o: &[f64], n: usize) -> Result<SamplerRun> {
+fn file_kind<S: SavedScore>() -> saved::FileKind {
+    saved::FileKind { format: S::FORMAT, version: S::VERSION, what: S::WHAT }
+}
+
+impl<P: Prior, S: SavedScore> Posterior for PotentialPosterior<P, S> {
+    type Prior = P;
+
+    fn prior(&self) -> &P {
+        &self.prior
+    }
+
+    fn training_summary(&self) -> Option<&TrainingSummary> {
+        self.summary.as_ref()
+    }
+
+    fn seed(&self) -> u64 {
+        self.sampler.seed()
+    }
+
+    fn with_seed(mut self, seed: u64) -> Self {
+        self.sampler = self.sampler.with_seed(seed);
+        self
+    }
+
+    fn without_range_check(mut self) -> Self {
+        self.range_check = false;
+        self
+    }
+
+    /// Draws by the posterior's sampler (MCMC in the prior's unconstrained space, or
+    /// importance sampling), with its diagnostics.
+    fn sample_run_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> Result<SamplerRun> {
         if n == 0 {
             return Err(Error::Config("asked for no samples".into()));
         }
         let potential = self.potential(x_o)?;
-        self.sampler.run(&self.prior, &potential, n)
+        self.sampler.clone().with_seed(seed).run(&self.prior, &potential, n)
     }
 
-    /// `n` draws at `x_o` as a matrix.
-    pub fn sample_flat(&self, x_o: &[f64], n: usize) -> Result<Samples> {
-        Ok(self.sample_run(x_o, n)?.into_samples())
+    /// The potential `Σ_k s(θ, x_k) + log p(θ)`.
+    fn log_density(&self, theta: &[f64], x_o: &[f64]) -> Result<Vec<f64>> {
+        self.log_potential(theta, x_o)
     }
 
-    /// `n` draws at `x_o` as typed parameters.
-    pub fn sample(&self, x_o: &[f64], n: usize) -> Result<Vec<P::Params>> {
-        P::Params::from_rows(&self.sample_flat(x_o, n)?.values)
-    }
-}
-
-impl<P: Prior, S: SavedScore> PotentialPosterior<P, S> {
-    fn file_kind() -> saved::FileKind {
-        saved::FileKind { format: S::FORMAT, version: S::VERSION, what: S::WHAT }
-    }
-
-    /// Saves the trained score (safetensors weights) with a versioned JSON description of
-    /// the model, the observations' training range and the sampler's settings.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the file cannot be written.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+    /// Saves the trained score (safetensors weights) with the model's identity, the
+    /// observations' training range and the sampler's settings.
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let header = PotentialHeader {
             model: self.model.clone(),
             x_range: self.x_range.clone(),
             sampler: self.sampler.clone(),
             score: self.score.describe()?,
         };
-        saved::save(path.as_ref(), &Self::file_kind(), self.score.weights(), &header)
-    }
-
-    /// Loads a posterior saved by [`PotentialPosterior::save`] for `model`. It samples as
-    /// the saved one did (same sampler, same seed).
-    ///
-    /// # Errors
-    /// [`Error::File`] for a corrupt file, another kind of model file or version, another
-    /// model's parameters, or weights that do not fit the described network.
-    pub fn load<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M) -> Result<Self> {
-        Self::load_with(path, model, &EmbeddingNet::Identity)
+        saved::save(path.as_ref(), &file_kind::<S>(), self.score.weights(), &header)
     }
 
     /// Loads a posterior whose network embeds `x` (NRE) or `θ` (NLE) with a user's network:
     /// pass the same builder ([`EmbeddingNet::Custom`]).
     ///
-    /// # Errors
-    /// As [`PotentialPosterior::load`]; [`Error::File`] when the file needs another embedding.
-    pub fn load_with<M: Simulator<Prior = P>>(
-        path: impl AsRef<Path>,
-        model: &M,
-        custom: &EmbeddingNet,
-    ) -> Result<Self> {
+    fn load_with<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M, custom: &EmbeddingNet) -> Result<Self> {
         let path = path.as_ref();
         let saved::Loaded { header, weights, count: n_saved } =
-            saved::load::<PotentialHeader>(path, &Self::file_kind())?;
+            saved::load::<PotentialHeader>(path, &file_kind::<S>())?;
         saved::check_model(path, &header.model, model)?;
         let prior = model.prior();
         let score = S::rebuild(path, header.score, weights, custom).map_err(|e| match e {

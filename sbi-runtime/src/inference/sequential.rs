@@ -19,7 +19,7 @@
 //!   constant in θ, so the posterior remains prior × ratio (as `sbi`'s SNRE).
 
 use crate::error::{Error, Result};
-use crate::inference::{NpePosterior, PotentialPosterior, TrialScore};
+use crate::inference::{NpePosterior, Posterior, PotentialPosterior, SavedScore};
 use crate::model::{Prior, Simulator};
 use crate::rng::stream_rng;
 use crate::simulate::{Simulations, simulate, simulate_from_flat};
@@ -153,30 +153,12 @@ fn check_observation(x_o: &[f64], sims: &Simulations, observed: Observed) -> Res
     Ok(())
 }
 
-/// A posterior whose check that observations lie in its training range can be turned off.
-pub(crate) trait RangeChecked {
-    /// The same posterior without the check.
-    fn unchecked(self) -> Self;
-}
-
-impl<P: Prior> RangeChecked for NpePosterior<P> {
-    fn unchecked(self) -> Self {
-        self.without_range_check()
-    }
-}
-
-impl<P: Prior, S: TrialScore> RangeChecked for PotentialPosterior<P, S> {
-    fn unchecked(self) -> Self {
-        self.without_range_check()
-    }
-}
-
 /// The rounds' loop: simulate (prior, then `propose`), append, retrain. `train` is told the
 /// round (from 0) and, for a warm start, the last round's posterior. Every posterior but the
 /// last one is a proposal, used at `x_o` even where its few simulations do not reach `x_o`:
 /// it does not check the training range. The last one does, as any posterior: `x_o` still
 /// outside the range of every simulation is worth an error.
-pub(crate) fn run_rounds<M: Simulator, Post: RangeChecked>(
+pub(crate) fn run_rounds<M: Simulator, Post: Posterior>(
     model: &M,
     x_o: &[f64],
     observed: Observed,
@@ -210,7 +192,7 @@ pub(crate) fn run_rounds<M: Simulator, Post: RangeChecked>(
         };
         let warm = out.last().filter(|_| rounds.warm_start).map(|last| &last.posterior);
         let posterior = train(&pooled, r, warm)?;
-        let posterior = if r + 1 < rounds.rounds { posterior.unchecked() } else { posterior };
+        let posterior = if r + 1 < rounds.rounds { posterior.without_range_check() } else { posterior };
         all = Some(pooled);
         out.push(Round { posterior, simulations: sims });
     }
@@ -257,7 +239,7 @@ pub(crate) fn truncated_prior<P: Prior>(
 
 /// SNLE's and SNRE's rounds: observations of one or more trials, proposals from the last
 /// posterior's sampler.
-pub(crate) fn potential_rounds<M: Simulator, S: TrialScore>(
+pub(crate) fn potential_rounds<M: Simulator, S: SavedScore>(
     model: &M,
     x_o: &[f64],
     rounds: &Rounds,
@@ -269,17 +251,6 @@ pub(crate) fn potential_rounds<M: Simulator, S: TrialScore>(
         Observed::Trials,
         rounds,
         |sims, _, warm| train(sims, warm.map(|p: &PotentialPosterior<M::Prior, S>| &p.score)),
-        |posterior, n, seed| posterior_draws(posterior, x_o, n, seed),
+        |posterior, n, seed| Ok(posterior.sample_with_seed(x_o, n, seed)?.values),
     )
-}
-
-/// SNLE's and SNRE's proposal: `n` draws of the posterior at `x_o` with its sampler, seeded.
-fn posterior_draws<P: Prior, S: TrialScore>(
-    posterior: &PotentialPosterior<P, S>,
-    x_o: &[f64],
-    n: usize,
-    seed: u64,
-) -> Result<Vec<f64>> {
-    let potential = posterior.potential(x_o)?;
-    Ok(posterior.sampler.clone().with_seed(seed).run(&posterior.prior, &potential, n)?.into_samples().values)
 }

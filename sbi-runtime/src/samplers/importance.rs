@@ -88,5 +88,5 @@ pub fn importance_sample<P: Prior, T: Potential>(
         let i = cum.partition_point(|&c| c < u).min(m - 1);
         values.extend_from_slice(&theta[i * d..(i + 1) * d]);
     }
-    Ok(ImportanceRun { samples: Samples { values, names: prior.names(), acceptance_rate: 1.0 }, ess, proposals: m })
+    Ok(ImportanceRun { samples: Samples { values, names: prior.names() }, ess, proposals: m })
 }

@@ -303,7 +303,7 @@ pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: 
     let mut values: Vec<f64> = theta.into_iter().flatten().collect();
     values.truncate(n * d);
     Ok(McmcRun {
-        samples: Samples { values, names: prior.names(), acceptance_rate: 1.0 },
+        samples: Samples { values, names: prior.names() },
         rhat,
         ess,
         evaluations: target.used,

@@ -12,12 +12,14 @@ mod importance;
 mod mcmc;
 mod mh;
 mod nuts;
+mod rejection;
 mod samples;
 mod slice;
 
 pub use importance::{ImportanceConfig, ImportanceRun, importance_sample};
 pub use mcmc::{ChainInit, McmcConfig, McmcMethod, McmcRun, mcmc};
 pub(crate) use mcmc::{Target, Transition, spread};
+pub use rejection::{RejectionRun, rejection_sample};
 pub use samples::Samples;
 
 use serde::{Deserialize, Serialize};
@@ -43,14 +45,11 @@ impl Default for Sampler {
 }
 
 impl Sampler {
-    /// The sampler named `slice`, `nuts`, `mh` or `sir` with default settings.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "slice" => Some(Sampler::Mcmc(McmcConfig::default())),
-            "mh" => Some(Sampler::Mcmc(McmcConfig::mh())),
-            "nuts" => Some(Sampler::Mcmc(McmcConfig::nuts())),
-            "sir" => Some(Sampler::Importance(ImportanceConfig::default())),
-            _ => None,
+    /// The sampler's seed.
+    pub fn seed(&self) -> u64 {
+        match self {
+            Sampler::Mcmc(c) => c.seed,
+            Sampler::Importance(c) => c.seed,
         }
     }
 
@@ -80,9 +79,26 @@ impl Sampler {
     }
 }
 
+impl std::str::FromStr for Sampler {
+    type Err = crate::error::Error;
+
+    /// `slice`, `nuts`, `mh` or `sir`, with default settings.
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "slice" => Ok(Sampler::Mcmc(McmcConfig::default())),
+            "mh" => Ok(Sampler::Mcmc(McmcConfig::mh())),
+            "nuts" => Ok(Sampler::Mcmc(McmcConfig::nuts())),
+            "sir" => Ok(Sampler::Importance(ImportanceConfig::default())),
+            _ => Err(crate::error::Error::Config(format!("unknown sampler {name:?}: expected slice, nuts, mh or sir"))),
+        }
+    }
+}
+
 /// The result of a [`Sampler`], with its diagnostics.
 #[derive(Debug, Clone)]
 pub enum SamplerRun {
+    /// From rejection sampling (NPE): the acceptance rate.
+    Rejection(RejectionRun),
     /// From MCMC: R̂ and ESS per parameter.
     Mcmc(McmcRun),
     /// From importance sampling: the weights' ESS.
@@ -93,6 +109,7 @@ impl SamplerRun {
     /// The draws.
     pub fn samples(&self) -> &Samples {
         match self {
+            SamplerRun::Rejection(r) => &r.samples,
             SamplerRun::Mcmc(r) => &r.samples,
             SamplerRun::Importance(r) => &r.samples,
         }
@@ -101,6 +118,7 @@ impl SamplerRun {
     /// The draws, by value.
     pub fn into_samples(self) -> Samples {
         match self {
+            SamplerRun::Rejection(r) => r.samples,
             SamplerRun::Mcmc(r) => r.samples,
             SamplerRun::Importance(r) => r.samples,
         }
@@ -119,6 +137,9 @@ impl SamplerRun {
                 r.seconds
             ),
             SamplerRun::Importance(r) => format!("importance sampling: ESS {:.0} of {} proposals", r.ess, r.proposals),
+            SamplerRun::Rejection(r) => {
+                format!("rejection sampling: acceptance {:.4} ({} proposals)", r.acceptance_rate, r.proposals)
+            }
         }
     }
 }

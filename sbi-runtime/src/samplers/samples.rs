@@ -11,8 +11,6 @@ pub struct Samples {
     pub values: Vec<f64>,
     /// Column names (the model's parameter names).
     pub names: Vec<String>,
-    /// Fraction of proposals that were accepted (inside the prior's support).
-    pub acceptance_rate: f64,
 }
 
 impl Samples {
