@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::estimators::Standardizer;
 use crate::nn::{Activation, Mlp, ParamStore, matrix};
 use crate::rng::{SimRng, stream_rng};
-use crate::train::bce_with_logits;
+use crate::train::losses::bce_with_logits;
 
 /// Settings of [`c2st_with`] (defaults as sbibm's).
 #[derive(Debug, Clone, PartialEq)]

@@ -121,3 +121,9 @@ impl ConditionalEstimator {
         self.spec.context_std.mean.len()
     }
 }
+
+impl crate::train::losses::LogDensity for ConditionalEstimator {
+    fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+        ConditionalEstimator::log_prob(self, inputs, context)
+    }
+}

@@ -7,6 +7,7 @@ use crate::estimators::maf::Made;
 use crate::nn::Activation;
 use crate::nn::{ParamStore, to_f64};
 use crate::rng::stream_rng;
+use crate::train::losses::{LogDensity, NegativeLogLikelihood};
 use crate::train::{Pairs, TrainConfig, fit};
 use candle_core::{Device, Tensor};
 use rand::RngExt;
@@ -15,6 +16,15 @@ use rand_distr::StandardNormal;
 /// A host matrix on the CPU.
 fn matrix(values: &[f64], rows: usize, cols: usize) -> crate::error::Result<Tensor> {
     crate::nn::matrix(values, rows, cols, &Device::Cpu)
+}
+
+/// A bare flow as a [`LogDensity`], for training it directly.
+struct FlowDensity<'a>(&'a dyn ConditionalFlow);
+
+impl LogDensity for FlowDensity<'_> {
+    fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.log_prob(inputs, context)
+    }
 }
 
 fn estimators() -> Vec<DensityEstimator> {
@@ -216,7 +226,7 @@ fn fits_a_known_conditional_gaussian() {
         let flow = e.build(store.var_builder(), 2, 2, 1).unwrap();
         let data = Pairs { a: matrix(&theta, n, 2).unwrap(), b: matrix(&x, n, 2).unwrap() };
         let config = TrainConfig::default().with_progress(false).with_learning_rate(2e-3).with_max_epochs(300);
-        let summary = fit(&store, &data, &config, |t, c, _| flow.log_prob(t, c)?.mean_all()?.neg()).unwrap();
+        let summary = fit(&store, &data, &config, &NegativeLogLikelihood(&FlowDensity(flow.as_ref()))).unwrap();
         let optimum: f64 = s.iter().map(|s| s.ln() + HALF_LN_2PI + 0.5).sum();
         assert!(
             summary.best_validation_loss < optimum + 0.1,

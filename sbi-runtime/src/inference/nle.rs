@@ -13,6 +13,7 @@ use crate::model::{Prior, Shape, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore};
 use crate::samplers::Sampler;
 use crate::simulate::Simulations;
+use crate::train::losses::NegativeLogLikelihood;
 use crate::train::{Pairs, TrainConfig, fit};
 
 /// Neural likelihood estimation: the density estimator of `x` given `θ`, training settings
@@ -92,9 +93,7 @@ impl Nle {
             a: estimator.input_tensor(&sims.x, Columns::Observation)?,
             b: estimator.context_tensor(&sims.theta, Columns::Parameters(&names))?,
         };
-        let summary = fit(&estimator.store, &data, &self.training, |x, theta, _| {
-            estimator.log_prob(x, theta)?.mean_all()?.neg()
-        })?;
+        let summary = fit(&estimator.store, &data, &self.training, &NegativeLogLikelihood(&estimator))?;
         Ok(PotentialPosterior {
             prior,
             model: identity,

@@ -16,6 +16,7 @@ use crate::nn::{EmbeddingNet, to_f64};
 use crate::rng::stream_rng;
 use crate::samplers::{RejectionRun, SamplerRun, Samples, rejection_sample};
 use crate::simulate::{ModelIdentity, Simulations};
+use crate::train::losses::{Atomic, NegativeLogLikelihood};
 use crate::train::{Pairs, TrainConfig, TrainingSummary, fit};
 
 /// Neural posterior estimation: the estimator, the embedding network and the training settings.
@@ -115,9 +116,7 @@ impl Npe {
         let summary = match atoms {
             None => {
                 let data = Pairs { a: theta, b: x };
-                fit(&estimator.store, &data, &self.training, |theta, x, _| {
-                    estimator.log_prob(theta, x)?.mean_all()?.neg()
-                })?
+                fit(&estimator.store, &data, &self.training, &NegativeLogLikelihood(&estimator))?
             }
             Some(atoms) => {
                 // Each row carries its log prior in an extra column: the atomic loss divides by it.
@@ -125,9 +124,7 @@ impl Npe {
                     sims.theta.chunks_exact(d).map(|row| prior.log_prob_flat(row)).collect::<Result<Vec<f64>>>()?;
                 let log_prior = crate::nn::matrix(&log_prior, n, 1, theta.device())?;
                 let data = Pairs { a: Tensor::cat(&[&theta, &log_prior], 1)?, b: x };
-                fit(&estimator.store, &data, &self.training, |theta_lp, x, rng| {
-                    atomic_loss(&estimator, theta_lp, x, atoms, rng)
-                })?
+                fit(&estimator.store, &data, &self.training, &Atomic { density: &estimator, atoms })?
             }
         };
         Ok(NpePosterior {
@@ -193,30 +190,6 @@ impl Method for Npe {
             }
         }
     }
-}
-
-/// APT's atomic loss on a batch: rows of `theta_lp` are `[θ, log p(θ)]`; each observation
-/// is scored against its own θ and `atoms − 1` others from the batch.
-fn atomic_loss(
-    estimator: &ConditionalEstimator,
-    theta_lp: &Tensor,
-    x: &Tensor,
-    atoms: usize,
-    rng: &mut crate::rng::SimRng,
-) -> candle_core::Result<Tensor> {
-    let (b, d1) = theta_lp.dims2()?;
-    if b < 2 {
-        // Nothing to contrast a single pair with (only in a tiny last validation chunk).
-        return Tensor::zeros((), theta_lp.dtype(), theta_lp.device());
-    }
-    let k = atoms.min(b);
-    let (theta_idx, x_idx) = crate::inference::nre::atom_indices(b, k, rng, theta_lp.device())?;
-    let rows = theta_lp.index_select(&theta_idx, 0)?;
-    let theta = rows.narrow(1, 0, d1 - 1)?;
-    let log_prior = rows.narrow(1, d1 - 1, 1)?.squeeze(1)?;
-    let lq = estimator.log_prob(&theta.contiguous()?, &x.index_select(&x_idx, 0)?)?;
-    let logits = (lq - log_prior)?.reshape((b, k))?;
-    (logits.narrow(1, 0, 1)?.squeeze(1)? - crate::inference::nre::log_sum_exp(&logits)?)?.mean_all()?.neg()
 }
 
 /// A trained NPE posterior for one model.

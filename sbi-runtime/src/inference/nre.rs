@@ -13,8 +13,7 @@
 //! - [`NreVariant::Balanced`] (Delaunoy et al. 2022): NRE-A plus `λ · (E_joint σ(l) + E_marg σ(l) − 1)²`,
 //!   which makes the classifier conservative.
 
-use candle_core::{D, Device, Tensor};
-use rand::RngExt;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -24,10 +23,10 @@ use crate::inference::{FeatureRange, Method, PotentialPosterior, TrialScore};
 use crate::model::Shape;
 use crate::model::{Prior, Simulator};
 use crate::nn::{Embedding, EmbeddingNet, ParamStore, ResidualNet};
-use crate::rng::SimRng;
 use crate::samplers::Sampler;
 use crate::simulate::Simulations;
-use crate::train::{Pairs, TrainConfig, fit};
+use crate::train::losses::{BinaryRatio, ContrastiveRatio, Logit, MultiClassRatio};
+use crate::train::{Loss, Pairs, TrainConfig, fit};
 
 /// The NRE loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -70,6 +69,18 @@ impl NreVariant {
             NreVariant::Balanced { regularization } => regularization >= 0.0 && regularization.is_finite(),
         };
         if ok { Ok(()) } else { Err(Error::Config(format!("invalid NRE settings {self:?}"))) }
+    }
+}
+
+impl NreVariant {
+    /// The variant's loss object for `classifier`.
+    fn loss<'a>(&self, classifier: &'a Classifier) -> Box<dyn Loss + 'a> {
+        match *self {
+            NreVariant::A => Box::new(BinaryRatio { classifier, regularization: 0.0 }),
+            NreVariant::Balanced { regularization } => Box::new(BinaryRatio { classifier, regularization }),
+            NreVariant::B { atoms } => Box::new(ContrastiveRatio { classifier, atoms }),
+            NreVariant::C { classes, gamma } => Box::new(MultiClassRatio { classifier, classes, gamma }),
+        }
     }
 }
 
@@ -191,8 +202,7 @@ impl Nre {
             b: classifier.description.x.to_tensor(&sims.x, Columns::Observation, classifier.store.device())?,
         };
         let variant = self.variant;
-        let summary =
-            fit(&classifier.store, &data, &self.training, |theta, x, rng| classifier.loss(variant, theta, x, rng))?;
+        let summary = fit(&classifier.store, &data, &self.training, variant.loss(&classifier).as_ref())?;
         Ok(PotentialPosterior {
             prior,
             model: identity,
@@ -271,88 +281,12 @@ impl Classifier {
         let x = self.embedding.forward(x)?;
         self.net.forward(&Tensor::cat(&[theta, &x], 1)?)?.squeeze(1)
     }
-
-    /// Logits `[B, atoms]` of each x (row i) against its own θ (column 0) and `atoms − 1`
-    /// others drawn without replacement from the rest of the batch.
-    fn atom_logits(&self, theta: &Tensor, x: &Tensor, atoms: usize, rng: &mut SimRng) -> candle_core::Result<Tensor> {
-        let b = theta.dim(0)?;
-        let atoms = atoms.min(b);
-        let (theta_idx, x_idx) = atom_indices(b, atoms, rng, theta.device())?;
-        self.logit(&theta.index_select(&theta_idx, 0)?, &x.index_select(&x_idx, 0)?)?.reshape((b, atoms))
-    }
-
-    /// The variant's loss on a batch (a scalar mean).
-    fn loss(&self, variant: NreVariant, theta: &Tensor, x: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
-        let b = theta.dim(0)?;
-        if b < 2 {
-            // Nothing to contrast a single pair with (only in a tiny last validation chunk).
-            return Tensor::zeros((), theta.dtype(), theta.device());
-        }
-        match variant {
-            NreVariant::A | NreVariant::Balanced { .. } => {
-                let logits = self.atom_logits(theta, x, 2, rng)?;
-                let labels = Tensor::new(&[1f32, 0.0], theta.device())?.broadcast_as((b, 2))?.contiguous()?;
-                let bce = crate::train::bce_with_logits(&logits, &labels)?;
-                match variant {
-                    NreVariant::Balanced { regularization } => {
-                        let p = candle_nn::ops::sigmoid(&logits)?;
-                        let balance = (p.sum(1)? - 1.0)?.mean_all()?.sqr()?;
-                        bce + (balance * regularization)?
-                    }
-                    _ => Ok(bce),
-                }
-            }
-            NreVariant::B { atoms } => {
-                let logits = self.atom_logits(theta, x, atoms, rng)?;
-                (logits.narrow(1, 0, 1)?.squeeze(1)? - log_sum_exp(&logits)?)?.mean_all()?.neg()
-            }
-            NreVariant::C { classes, gamma } => {
-                let k = classes.min(b - 1);
-                let marginal = self.atom_logits(theta, x, k + 1, rng)?.narrow(1, 1, k)?;
-                let joint = self.atom_logits(theta, x, k, rng)?;
-                let (log_gamma, log_k) = (gamma.ln(), (k as f64).ln());
-                let log_k_col = Tensor::full(log_k as f32, (b, 1), theta.device())?;
-                let lse = |l: &Tensor| log_sum_exp(&Tensor::cat(&[&(l + log_gamma)?, &log_k_col], 1)?);
-                let lp_marginal = (log_k - lse(&marginal)?)?;
-                let lp_joint = ((joint.narrow(1, 0, 1)?.squeeze(1)? + log_gamma)? - lse(&joint)?)?;
-                let (p_marginal, p_joint) = (1.0 / (1.0 + gamma), gamma / (1.0 + gamma));
-                ((lp_marginal * p_marginal)? + (lp_joint * p_joint)?)?.mean_all()?.neg()
-            }
-        }
-    }
 }
 
-/// Contrastive atoms for a batch of `b` pairs: for each row i, `atoms` parameter rows (i
-/// first, then `atoms − 1` others drawn without replacement from the rest of the batch) and
-/// `atoms` copies of i for the observations. Returns both index vectors (`b · atoms`).
-pub(crate) fn atom_indices(
-    b: usize,
-    atoms: usize,
-    rng: &mut SimRng,
-    device: &Device,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let mut theta_idx = Vec::with_capacity(b * atoms);
-    let mut x_idx = Vec::with_capacity(b * atoms);
-    for i in 0..b {
-        let start = theta_idx.len();
-        theta_idx.push(i as u32);
-        while theta_idx.len() - start < atoms {
-            // Uniform over the other rows; redraw a row already chosen.
-            let j = rng.random_range(0..b - 1);
-            let j = (if j >= i { j + 1 } else { j }) as u32;
-            if !theta_idx[start..].contains(&j) {
-                theta_idx.push(j);
-            }
-        }
-        x_idx.extend(std::iter::repeat_n(i as u32, atoms));
+impl Logit for Classifier {
+    fn logit(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+        Classifier::logit(self, theta, x)
     }
-    Ok((Tensor::new(theta_idx, device)?, Tensor::new(x_idx, device)?))
-}
-
-/// `log Σ_j exp(l_ij)` over the last dimension.
-pub(crate) fn log_sum_exp(l: &Tensor) -> candle_core::Result<Tensor> {
-    let max = l.max_keepdim(D::Minus1)?.detach();
-    l.broadcast_sub(&max)?.exp()?.sum(D::Minus1)?.log()? + max.squeeze(D::Minus1)?
 }
 
 impl crate::inference::SavedScore for Classifier {
@@ -412,51 +346,3 @@ impl TrialScore for Classifier {
 
 /// A trained NRE posterior: the classifier's logit summed over trials, plus the log prior.
 pub type NrePosterior<P> = PotentialPosterior<P, Classifier>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The log-sum-exp matches its definition, also for large logits.
-    #[test]
-    fn log_sum_exp_is_stable() {
-        let l = Tensor::new(&[[1f32, 2.0, 3.0], [1000.0, 1000.0, -1000.0]], &Device::Cpu).unwrap();
-        let v = log_sum_exp(&l).unwrap().to_vec1::<f32>().unwrap();
-        let expected0 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln() as f32;
-        assert!((v[0] - expected0).abs() < 1e-5);
-        assert!((v[1] - (1000.0 + 2f32.ln())).abs() < 1e-3);
-    }
-
-    /// Each x is contrasted with its own θ first and with distinct other rows.
-    #[test]
-    fn atoms_are_distinct_and_exclude_the_own_row() {
-        let store = ParamStore::new(1);
-        let std = |d: usize| Standardizer { mean: vec![0.0; d], std: vec![1.0; d] };
-        let description = ClassifierDescription {
-            config: ClassifierConfig::default(),
-            theta: std(1),
-            x: std(1),
-            embedding: EmbeddingNet::Identity,
-            x_shape: Shape::Vector(1),
-        };
-        let c = Classifier::new(store, description).unwrap();
-        // Recover each atom's θ row by matching its logit against (θ_j, x_i) for every j.
-        let theta = Tensor::new(&[[0f32], [1.0], [2.0], [3.0], [4.0]], &Device::Cpu).unwrap();
-        let x = Tensor::new(&[[0.5f32], [1.5], [2.5], [3.5], [4.5]], &Device::Cpu).unwrap();
-        let mut rng = crate::rng::stream_rng(1, 2);
-        let l = c.atom_logits(&theta, &x, 4, &mut rng).unwrap().to_vec2::<f32>().unwrap();
-        for (i, row) in l.iter().enumerate() {
-            let xi = Tensor::new(&[[x.to_vec2::<f32>().unwrap()[i][0]; 1]; 5], &Device::Cpu).unwrap();
-            let all = c.logit(&theta, &xi).unwrap().to_vec1::<f32>().unwrap();
-            // Batches of other sizes round differently in the last bits.
-            let find = |v: f32| all.iter().position(|a| (a - v).abs() < 1e-5).expect("an atom is some row's θ");
-            assert_eq!(find(row[0]), i, "row {i}: the first atom is the joint pair");
-            let mut seen = vec![i];
-            for v in &row[1..] {
-                let j = find(*v);
-                assert!(!seen.contains(&j), "row {i}: atom {j} repeated or own row");
-                seen.push(j);
-            }
-        }
-    }
-}

@@ -3,8 +3,10 @@
 //! clipping, seeded shuffling and a progress line. Defaults are `sbi`'s.
 
 mod config;
+pub mod losses;
 
 pub use config::{TrainConfig, TrainingSummary};
+pub use losses::Loss;
 
 use std::time::{Duration, Instant};
 
@@ -22,13 +24,8 @@ pub(crate) struct Pairs {
     pub b: Tensor,
 }
 
-/// Trains the parameters in `store` to minimise `loss(a_batch, b_batch)` (a scalar mean).
-pub(crate) fn fit(
-    store: &ParamStore,
-    data: &Pairs,
-    config: &TrainConfig,
-    loss: impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync,
-) -> Result<TrainingSummary> {
+/// Trains the parameters in `store` to minimise `loss` on batches of `data`.
+pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: &dyn Loss) -> Result<TrainingSummary> {
     let start = Instant::now();
     let n = data.a.dim(0)?;
     let (n_train, n_val) = config.validate(n)?;
@@ -61,7 +58,7 @@ pub(crate) fn fit(
         let mut batches = 0;
         // Full batches only, as `sbi` (drop_last): a tiny last batch would add noise.
         for (b, chunk) in train_idx.chunks_exact(batch).enumerate() {
-            let value = step(&mut opt, data, chunk, config.seed, (epoch * n + b) as u64, &loss)?;
+            let value = step(&mut opt, data, chunk, config.seed, (epoch * n + b) as u64, loss)?;
             if !value.is_finite() {
                 bar.abandon();
                 return Err(Error::TrainingDiverged { epoch, loss: value });
@@ -70,7 +67,7 @@ pub(crate) fn fit(
             batches += 1;
         }
         summary.steps += batches;
-        let val = validation_loss(&val_a, &val_b, batch.max(SPLIT_BATCH_FROM), &loss)?;
+        let val = validation_loss(&val_a, &val_b, batch.max(SPLIT_BATCH_FROM), loss)?;
         summary.train_loss.push(total / batches.max(1) as f64);
         summary.validation_loss.push(val);
         summary.epochs = epoch;
@@ -119,7 +116,7 @@ fn step(
     idx: &[u32],
     seed: u64,
     key: u64,
-    loss: &(impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync),
+    loss: &dyn Loss,
 ) -> Result<f64> {
     // The kernel selection of this thread goes with the parts onto rayon's threads.
     let mode = crate::nn::kernels::generic_mode();
@@ -149,23 +146,18 @@ fn part_step(
     batch: usize,
     seed: u64,
     stream: u64,
-    loss: &(impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync),
+    loss: &dyn Loss,
 ) -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
     let t = Tensor::new(rows, data.a.device())?;
     let mut rng = stream_rng(seed ^ 0x6c6f_7373, stream);
-    let l = (loss(&data.a.index_select(&t, 0)?, &data.b.index_select(&t, 0)?, &mut rng)?
+    let l = (loss.loss(&data.a.index_select(&t, 0)?, &data.b.index_select(&t, 0)?, &mut rng)?
         * (rows.len() as f64 / batch as f64))?;
     Ok((l.to_scalar::<f32>()? as f64, l.backward()?))
 }
 
 /// The mean loss over all rows, in chunks of at most `chunk` rows evaluated in parallel and
 /// added in order (so the result does not depend on the thread count).
-fn validation_loss(
-    a: &Tensor,
-    b: &Tensor,
-    chunk: usize,
-    loss: &(impl Fn(&Tensor, &Tensor, &mut SimRng) -> candle_core::Result<Tensor> + Sync),
-) -> Result<f64> {
+fn validation_loss(a: &Tensor, b: &Tensor, chunk: usize, loss: &dyn Loss) -> Result<f64> {
     use rayon::prelude::*;
     let n = a.dim(0)?;
     let starts: Vec<usize> = (0..n).step_by(chunk.max(1)).collect();
@@ -177,8 +169,8 @@ fn validation_loss(
                 let len = chunk.min(n - start);
                 // The same draws every epoch, so that validation losses compare.
                 let mut rng = stream_rng(0x76_616c_6964, start as u64);
-                let l =
-                    loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?, &mut rng)?.to_scalar::<f32>()? as f64;
+                let l = loss.loss(&a.narrow(0, start, len)?, &b.narrow(0, start, len)?, &mut rng)?.to_scalar::<f32>()?
+                    as f64;
                 Ok(l * len as f64)
             })
         })
@@ -199,10 +191,4 @@ fn progress_bar(show: bool) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template("training [{elapsed_precise}] {msg}").expect("the template is valid"));
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
-}
-
-/// Mean binary cross-entropy of logits `l` against labels `y`: `max(l, 0) − l·y + log(1 + e^{−|l|})`.
-pub(crate) fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    (logits.relu()? - (logits * labels)? + softplus)?.mean_all()
 }

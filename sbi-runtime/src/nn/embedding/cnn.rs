@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::nn::kernels::conv::{MaxPool2, Unfold};
-use crate::nn::{Activation, Embedding, Linear};
+use crate::nn::{Activation, Linear};
 
 /// One convolution with ReLU: the patches and the dense layer that maps them.
 pub(crate) struct Conv {
@@ -65,7 +65,7 @@ impl Cnn1d {
     }
 }
 
-impl Embedding for Cnn1d {
+impl candle_nn::Module for Cnn1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let b = x.dim(0)?;
         // The series is flattened time-major: channel-last already.
@@ -108,7 +108,7 @@ impl Cnn2d {
     }
 }
 
-impl Embedding for Cnn2d {
+impl candle_nn::Module for Cnn2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (c, h, w) = self.shape;
         let b = x.dim(0)?;

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::nn::{Activation, Embedding, Mlp};
+use crate::nn::{Activation, Mlp};
 
 /// `ρ(mean_k φ(x_k), k/K)` over the trials `x_k` present: invariant to their order.
 pub struct DeepSets {
@@ -35,7 +35,7 @@ impl DeepSets {
     }
 }
 
-impl Embedding for DeepSets {
+impl candle_nn::Module for DeepSets {
     /// Absent trials (rows of NaN, from [`VarTrials`](crate::model::VarTrials)) are left out
     /// of the mean.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::nn::{Embedding, Linear};
+use crate::nn::Linear;
 
 /// A GRU over the steps of a series; its last hidden state, mapped linearly to the output.
 pub struct Gru {
@@ -34,7 +34,7 @@ impl Gru {
     }
 }
 
-impl Embedding for Gru {
+impl candle_nn::Module for Gru {
     /// The gated recurrent unit of Cho et al. (2014), PyTorch's form: with
     /// `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z = σ(W_iz x + b_iz + W_hz h + b_hz)` and
     /// `n = tanh(W_in x + b_in + r ∘ (W_hn h + b_hn))`, the state becomes

@@ -28,11 +28,14 @@ use crate::model::Shape as ObsShape;
 use crate::nn::{Activation, Mlp};
 
 /// A network that turns a (standardised, flattened) observation `[batch, numel]` into
-/// features `[batch, k]`; trained end to end with the density estimator or classifier.
-pub trait Embedding: Send + Sync {
-    /// Applies the network.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor>;
-}
+/// features `[batch, k]`, trained end to end with the density estimator or classifier:
+/// any `candle_nn::Module` that is `Send + Sync` (its `forward` is the embedding).
+pub trait Embedding: candle_nn::Module + Send + Sync {}
+
+/// Every candle module that can be shared between threads is an embedding: candle-nn's
+/// layers, the toolkit's ([`crate::nn::Linear`], [`crate::nn::Mlp`], ...), or a user's own
+/// type implementing `candle_nn::Module`.
+impl<T: candle_nn::Module + Send + Sync> Embedding for T {}
 
 /// Builds a user's own embedding network (any candle module) inside the model's parameter
 /// store, so that it is trained, saved and loaded with the estimator.
@@ -123,13 +126,13 @@ impl std::fmt::Debug for EmbeddingNet {
 
 struct IdentityEmbedding;
 
-impl Embedding for IdentityEmbedding {
+impl candle_nn::Module for IdentityEmbedding {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         Ok(x.clone())
     }
 }
 
-impl Embedding for Mlp {
+impl candle_nn::Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         Mlp::forward(self, x)
     }
