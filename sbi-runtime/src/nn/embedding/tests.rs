@@ -1,6 +1,7 @@
 use super::cnn::Conv;
 use super::*;
 use crate::nn::kernels::conv::MaxPool2;
+use candle_nn::Module;
 
 /// The GRU matches candle-nn's (PyTorch's equations) with the same weights.
 #[test]
