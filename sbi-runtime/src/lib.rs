@@ -20,7 +20,7 @@
 //! # Ok::<(), sbi_runtime::Error>(())
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 // Lets the macro's absolute paths (`::sbi_runtime::...`) resolve inside this crate too.
 extern crate self as sbi_runtime;

@@ -83,6 +83,12 @@ pub struct FnPotential<F> {
     f: F,
 }
 
+impl<F> std::fmt::Debug for FnPotential<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnPotential").field("dim", &self.dim).finish_non_exhaustive()
+    }
+}
+
 impl<F: Fn(&[f64]) -> f64 + Sync> FnPotential<F> {
     /// The potential `f` over `dim` parameters.
     pub fn new(dim: usize, f: F) -> Self {
@@ -102,6 +108,7 @@ impl<F: Fn(&[f64]) -> f64 + Sync> Potential for FnPotential<F> {
 }
 
 /// The prior alone as a potential (`log p(θ)`).
+#[derive(Debug)]
 pub struct PriorPotential<'a, P>(pub &'a P);
 
 impl<P: Prior> Potential for PriorPotential<'_, P> {
@@ -117,6 +124,7 @@ impl<P: Prior> Potential for PriorPotential<'_, P> {
 
 /// A potential seen in the prior's unconstrained space: rows `z` are mapped to `θ(z)` and
 /// scored as `potential(θ) + log |det ∂θ/∂z|`.
+#[derive(Debug)]
 pub struct Unconstrained<'a, P, T> {
     prior: &'a P,
     potential: &'a T,

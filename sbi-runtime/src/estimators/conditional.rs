@@ -33,6 +33,18 @@ pub struct ConditionalEstimator {
     log_scale: f64,
 }
 
+impl std::fmt::Debug for ConditionalEstimator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConditionalEstimator")
+            .field("estimator", &self.spec.estimator)
+            .field("embedding", &self.spec.embedding)
+            .field("features", &self.spec.features)
+            .field("context_shape", &self.spec.context_shape)
+            .field("device", self.store.device())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ConditionalEstimator {
     /// Builds the networks in `store` (fresh or loaded).
     pub(crate) fn build(

@@ -99,6 +99,7 @@ fn mask(out_deg: &[usize], in_deg: &[usize], allowed: impl Fn(usize, usize) -> b
 /// `D + k`) depends on inputs `< k` only. Layout as nflows: masked input layer plus a
 /// context layer, `blocks` masked hidden layers each followed by the activation, a masked
 /// output layer.
+#[derive(Debug)]
 pub struct Made {
     input: MaskedLinear,
     context: Linear,
@@ -154,6 +155,7 @@ impl Made {
 /// A masked autoregressive flow (Papamakarios et al. 2017): affine MADE transforms
 /// `z = θ · s(θ_<k) + t(θ_<k)` with `s = softplus(u) + 10⁻³` (nflows' parameterisation),
 /// each followed by a fixed permutation ([`Permutation`]).
+#[derive(Debug)]
 pub struct Maf {
     mades: Vec<Made>,
     perms: Vec<(Tensor, Tensor)>,

@@ -41,6 +41,7 @@ impl MdnConfig {
 }
 
 /// A mixture density network.
+#[derive(Debug)]
 pub struct Mdn {
     net: Mlp,
     logits: Linear,

@@ -66,6 +66,7 @@ impl NsfConfig {
     }
 }
 
+#[derive(Debug)]
 struct Coupling {
     net: ResidualNet,
     identity: Vec<u32>,
@@ -77,6 +78,7 @@ struct Coupling {
 }
 
 /// A neural spline flow.
+#[derive(Debug)]
 pub struct Nsf {
     layers: Vec<Coupling>,
     features: usize,

@@ -126,6 +126,7 @@ impl Method for Nle {
 }
 
 /// NLE's per-trial score: the trained `log q(x | θ)`.
+#[derive(Debug)]
 pub struct LikelihoodScore(ConditionalEstimator);
 
 impl LikelihoodScore {

@@ -193,6 +193,7 @@ impl Method for Npe {
 }
 
 /// A trained NPE posterior for one model.
+#[derive(Debug)]
 pub struct NpePosterior<P: Prior> {
     pub(crate) prior: P,
     model: ModelIdentity,
@@ -410,6 +411,7 @@ impl<P: Prior> Posterior for NpePosterior<P> {
 }
 
 /// An NPE posterior's density at one observation, as a potential (see [`NpePosterior::potential`]).
+#[derive(Debug)]
 pub struct NpePotential<'a, P: Prior> {
     posterior: &'a NpePosterior<P>,
     x_o: std::borrow::Cow<'a, [f64]>,

@@ -263,6 +263,17 @@ fn serialize_embedding<S: serde::Serializer>(e: &EmbeddingNet, s: S) -> std::res
     }
 }
 
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("config", &self.description.config)
+            .field("embedding", &self.description.embedding)
+            .field("x_shape", &self.description.x_shape)
+            .field("device", self.store.device())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Classifier {
     fn new(store: ParamStore, description: ClassifierDescription) -> Result<Self> {
         let c = &description.config;

@@ -64,6 +64,7 @@ struct PotentialHeader {
 const ROWS_PER_CALL: usize = 50_000;
 
 /// The potential of one observation (one or more iid trials) under a trained score.
+#[derive(Debug)]
 pub struct TrialPotential<'a, P, S> {
     prior: &'a P,
     score: &'a S,
@@ -178,6 +179,7 @@ impl<P: Prior, S: TrialScore> Potential for TrialPotential<'_, P, S> {
 
 /// A posterior known through its potential (NLE's and NRE's): the prior, the trained
 /// per-trial score and the sampler.
+#[derive(Debug)]
 pub struct PotentialPosterior<P: Prior, S> {
     pub(crate) prior: P,
     pub(crate) model: ModelIdentity,

@@ -93,6 +93,7 @@ impl Rounds {
 }
 
 /// One round: the posterior trained after it and the simulations it added.
+#[derive(Debug)]
 pub struct Round<Post> {
     /// The posterior trained on this round's and all earlier rounds' simulations.
     pub posterior: Post,
@@ -101,6 +102,7 @@ pub struct Round<Post> {
 }
 
 /// Every round of a sequential run, in order.
+#[derive(Debug)]
 pub struct SequentialRun<Post> {
     /// The rounds.
     pub rounds: Vec<Round<Post>>,

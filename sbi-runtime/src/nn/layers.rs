@@ -123,6 +123,7 @@ impl Mlp {
 
 /// A residual MLP: `h = W₀ x`, then blocks `h += W₂ relu(W₁ relu(h))`, then a linear output
 /// (nflows' `ResidualNet` without batch norm or dropout: `sbi`'s NSF conditioner and classifier).
+#[derive(Debug)]
 pub struct ResidualNet {
     input: Linear,
     blocks: Vec<(Linear, Linear)>,

@@ -21,6 +21,7 @@ pub const DTYPE: DType = DType::F32;
 ///
 /// It implements candle-nn's `SimpleBackend`, so layers (ours or a user's candle modules)
 /// are built through an ordinary [`VarBuilder`] from [`ParamStore::var_builder`].
+#[derive(Debug)]
 pub struct ParamStore {
     inner: Mutex<StoreInner>,
     device: Device,
@@ -79,6 +80,7 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
+#[derive(Debug)]
 struct StoreInner {
     vars: Vec<(String, Var)>,
     rng: SimRng,

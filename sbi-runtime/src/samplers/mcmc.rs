@@ -190,8 +190,10 @@ pub struct McmcRun {
     pub seconds: f64,
 }
 
-/// A batched log target over the unconstrained space with an evaluation budget.
-pub(crate) struct Target<'a> {
+/// The batched log target a [`Transition`] moves chains on: the potential seen in the
+/// prior's unconstrained space, with a budget of evaluations (rows) that ends the run with
+/// [`Error::McmcBudget`] when spent.
+pub struct Target<'a> {
     potential: &'a dyn Potential,
     dim: usize,
     used: usize,
@@ -199,7 +201,11 @@ pub(crate) struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    /// Evaluates rows of `z`; an error when the budget is exhausted.
+    /// Evaluates rows of `z` (chains × dim, unconstrained space); an error when the budget
+    /// is exhausted.
+    ///
+    /// # Errors
+    /// [`Error::McmcBudget`]; the potential's errors.
     pub fn eval(&mut self, z: &[f64]) -> Result<Vec<f64>> {
         let rows = z.len() / self.dim;
         if self.used + rows > self.budget {
@@ -210,6 +216,9 @@ impl<'a> Target<'a> {
     }
 
     /// Evaluates rows of `z` with their gradients (each row counts as one evaluation).
+    ///
+    /// # Errors
+    /// As [`Target::eval`].
     pub fn eval_grad(&mut self, z: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
         let rows = z.len() / self.dim;
         if self.used + rows > self.budget {
@@ -219,13 +228,32 @@ impl<'a> Target<'a> {
         self.potential.log_potential_grad(z)
     }
 
+    /// Number of coordinates of one chain.
     pub fn dim(&self) -> usize {
         self.dim
     }
 }
 
-/// A transition that moves all chains one sweep; `tune` is true during warm-up.
-pub(crate) trait Transition {
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("dim", &self.dim)
+            .field("used", &self.used)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+/// One MCMC step of every chain on a batched target: the seam for bringing a sampler
+/// ([`mcmc_with`]). Slice sampling and Metropolis–Hastings implement it.
+pub trait Transition {
+    /// Moves all chains one sweep: `z` holds their positions (`chains × dim`, unconstrained
+    /// space) and `f` their log targets; both are updated in place. `rngs` has one generator
+    /// per chain (use chain `c`'s for chain `c`, so that results do not depend on threads);
+    /// `tune` is true during warm-up, when the transition may adapt.
+    ///
+    /// # Errors
+    /// The target's errors (its budget).
     fn sweep(
         &mut self,
         target: &mut Target,
@@ -243,6 +271,31 @@ pub(crate) trait Transition {
 /// [`Error::Config`] for invalid settings or when no starting point has a finite potential;
 /// [`Error::McmcBudget`] when the evaluation budget runs out; the potential's errors.
 pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: &McmcConfig) -> Result<McmcRun> {
+    run(prior, potential, n, config, None)
+}
+
+/// MCMC as [`mcmc`], with a user's [`Transition`] instead of `config.method` (the other
+/// settings apply: chains, warm-up, thinning, initialisation, seed, budget).
+///
+/// # Errors
+/// As [`mcmc`].
+pub fn mcmc_with<P: Prior, T: Potential>(
+    prior: &P,
+    potential: &T,
+    n: usize,
+    config: &McmcConfig,
+    transition: &mut dyn Transition,
+) -> Result<McmcRun> {
+    run(prior, potential, n, config, Some(transition))
+}
+
+fn run<P: Prior, T: Potential>(
+    prior: &P,
+    potential: &T,
+    n: usize,
+    config: &McmcConfig,
+    user: Option<&mut dyn Transition>,
+) -> Result<McmcRun> {
     config.validate()?;
     let start = Instant::now();
     let unconstrained = Unconstrained::new(prior, potential)?;
@@ -264,17 +317,18 @@ pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: 
         .and_then(|s| s.checked_add(config.warmup))
         .ok_or_else(|| Error::TooLarge { what: "MCMC sweeps".into(), rows: per_chain, cols: config.thin })?;
     let bar = progress_bar(config.progress, sweeps as u64);
-    let result = match config.method {
-        McmcMethod::Nuts { max_depth, target_accept } => {
+    let result = match (user, config.method) {
+        (Some(transition), _) => sweep_chains(transition, &mut target, z, f, &mut rngs, config, per_chain, &bar),
+        (None, McmcMethod::Nuts { max_depth, target_accept }) => {
             let settings =
                 nuts::NutsSettings { warmup: config.warmup, thin: config.thin, per_chain, max_depth, target_accept };
             nuts::run(&mut target, &z, &f, &mut rngs, &settings, |it| bar.set_position(it as u64))
                 .map(|r| (r.kept, r.divergences))
         }
-        McmcMethod::Slice => {
+        (None, McmcMethod::Slice) => {
             sweep_chains(&mut slice::Slice::new(&z, chains, d), &mut target, z, f, &mut rngs, config, per_chain, &bar)
         }
-        McmcMethod::Mh => sweep_chains(
+        (None, McmcMethod::Mh) => sweep_chains(
             &mut mh::Mh::new(&z, chains, d, config.warmup),
             &mut target,
             z,

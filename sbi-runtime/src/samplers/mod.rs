@@ -17,8 +17,9 @@ mod samples;
 mod slice;
 
 pub use importance::{ImportanceConfig, ImportanceRun, importance_sample};
+pub(crate) use mcmc::spread;
 pub use mcmc::{ChainInit, McmcConfig, McmcMethod, McmcRun, mcmc};
-pub(crate) use mcmc::{Target, Transition, spread};
+pub use mcmc::{Target, Transition, mcmc_with};
 pub use rejection::{RejectionRun, rejection_sample};
 pub use samples::Samples;
 

@@ -195,3 +195,50 @@ fn budgets_and_bad_settings_are_errors() {
     let wrong_dim = FnPotential::new(3, |_: &[f64]| 0.0);
     assert!(mcmc(&Plane.prior(), &wrong_dim, 10, &quiet(McmcMethod::Slice)).is_err());
 }
+
+/// A user's transition: random-walk Metropolis with a fixed isotropic step.
+struct FixedStepMetropolis {
+    step: f64,
+}
+
+impl Transition for FixedStepMetropolis {
+    fn sweep(
+        &mut self,
+        target: &mut Target,
+        z: &mut [f64],
+        f: &mut [f64],
+        rngs: &mut [crate::rng::SimRng],
+        _tune: bool,
+    ) -> crate::Result<()> {
+        use rand_distr::StandardNormal;
+        let d = target.dim();
+        let proposal: Vec<f64> = z
+            .chunks_exact(d)
+            .zip(rngs.iter_mut())
+            .flat_map(|(row, rng)| {
+                row.iter().map(|v| v + self.step * rng.sample::<f64, _>(StandardNormal)).collect::<Vec<_>>()
+            })
+            .collect();
+        let fp = target.eval(&proposal)?;
+        for (c, rng) in rngs.iter_mut().enumerate() {
+            if rng.random::<f64>().ln() < fp[c] - f[c] {
+                z[c * d..(c + 1) * d].copy_from_slice(&proposal[c * d..(c + 1) * d]);
+                f[c] = fp[c];
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sampler brought by the user runs through `mcmc_with` with the toolkit's chains,
+/// initialisation, budget and diagnostics.
+#[test]
+fn a_users_transition_samples_through_mcmc_with() {
+    let target = FnPotential::new(2, correlated_gaussian);
+    let config = McmcConfig::default().with_warmup(200).with_thin(10).with_progress(false).with_seed(5);
+    let mut transition = FixedStepMetropolis { step: 0.8 };
+    let run = mcmc_with(&Plane.prior(), &target, 10_000, &config, &mut transition).unwrap();
+    assert_eq!(run.samples.rows(), 10_000);
+    assert!(run.rhat.iter().all(|r| *r < 1.1), "R-hat {:?}", run.rhat);
+    check_gaussian(&run.samples, &run.ess, "user's Metropolis");
+}

@@ -47,6 +47,7 @@ pub fn simulate_from_flat<'a, S: Simulator>(model: &'a S, thetas: &[f64]) -> Sim
     Simulate::new(model, Source::Proposal(thetas.to_vec()))
 }
 
+#[derive(Debug)]
 enum Source {
     Prior(usize),
     Proposal(Vec<f64>),
@@ -54,6 +55,7 @@ enum Source {
 
 /// A configured simulation run; call [`Simulate::run`].
 #[must_use = "a simulation does nothing until `.run()`"]
+#[derive(Debug)]
 pub struct Simulate<'a, S: Simulator> {
     model: &'a S,
     source: Source,

@@ -37,6 +37,7 @@ pub trait Logit: Sync {
 }
 
 /// `−mean log q(a | b)`.
+#[derive(Debug)]
 pub struct NegativeLogLikelihood<'a, Q: LogDensity>(pub &'a Q);
 
 impl<Q: LogDensity> Loss for NegativeLogLikelihood<'_, Q> {
@@ -48,6 +49,7 @@ impl<Q: LogDensity> Loss for NegativeLogLikelihood<'_, Q> {
 /// APT's atomic loss `−log [q(θ_i|x_i)/p(θ_i) / Σ_j q(θ_j|x_i)/p(θ_j)]` over `atoms`
 /// parameter sets per observation (its own and others from the batch). Rows of `a` are
 /// `[θ, log p(θ)]`: the last column is the log prior.
+#[derive(Debug)]
 pub struct Atomic<'a, Q: LogDensity> {
     /// The posterior estimator `q(θ | x)`.
     pub density: &'a Q,
@@ -76,6 +78,7 @@ impl<Q: LogDensity> Loss for Atomic<'_, Q> {
 /// NRE-A: binary cross-entropy between joint pairs `(θ_i, x_i)` (label 1) and marginal pairs
 /// `(θ_j, x_i)` (label 0); with `regularization > 0`, BNRE's balance term
 /// `λ (E σ(l_joint) + E σ(l_marginal) − 1)²` on the same pairs.
+#[derive(Debug)]
 pub struct BinaryRatio<'a, C: Logit> {
     /// The classifier.
     pub classifier: &'a C,
@@ -102,6 +105,7 @@ impl<C: Logit> Loss for BinaryRatio<'_, C> {
 }
 
 /// NRE-B: each `x_i` against its own θ and `atoms − 1` others, a softmax over them.
+#[derive(Debug)]
 pub struct ContrastiveRatio<'a, C: Logit> {
     /// The classifier.
     pub classifier: &'a C,
@@ -121,6 +125,7 @@ impl<C: Logit> Loss for ContrastiveRatio<'_, C> {
 
 /// NRE-C: `K` marginal parameter sets and one class for "none of them is x's own", the joint
 /// class weighted by γ.
+#[derive(Debug)]
 pub struct MultiClassRatio<'a, C: Logit> {
     /// The classifier.
     pub classifier: &'a C,

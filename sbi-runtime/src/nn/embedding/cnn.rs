@@ -8,6 +8,7 @@ use crate::nn::kernels::conv::{MaxPool2, Unfold};
 use crate::nn::{Activation, Linear};
 
 /// One convolution with ReLU: the patches and the dense layer that maps them.
+#[derive(Debug)]
 pub(crate) struct Conv {
     unfold: Unfold,
     dense: Linear,
@@ -37,6 +38,7 @@ impl Conv {
 }
 
 /// Convolution layers with 'same' padding, ReLU and average pooling by 2, then a linear layer.
+#[derive(Debug)]
 pub struct Cnn1d {
     convs: Vec<Conv>,
     head: Linear,
@@ -80,6 +82,7 @@ impl candle_nn::Module for Cnn1d {
 }
 
 /// Convolution layers with 'same' padding, ReLU and 2 × 2 max-pooling, then a linear layer.
+#[derive(Debug)]
 pub struct Cnn2d {
     shape: (usize, usize, usize),
     convs: Vec<Conv>,

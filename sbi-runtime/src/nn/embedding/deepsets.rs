@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use crate::nn::{Activation, Mlp};
 
 /// `ρ(mean_k φ(x_k), k/K)` over the trials `x_k` present: invariant to their order.
+#[derive(Debug)]
 pub struct DeepSets {
     trials: usize,
     features: usize,

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use crate::nn::Linear;
 
 /// A GRU over the steps of a series; its last hidden state, mapped linearly to the output.
+#[derive(Debug)]
 pub struct Gru {
     len: usize,
     channels: usize,

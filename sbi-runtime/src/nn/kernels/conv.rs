@@ -13,6 +13,7 @@ use super::f32_slice;
 /// through a direct `conv_transpose2d` loop (a 32 × 32 CNN trained at 1.2 s per epoch of
 /// 1,800 images), and `index_select`/`max` over strided dimensions were still most of the
 /// step; the gather and its scatter-add gradient are two plain loops.
+#[derive(Debug)]
 pub(crate) struct Unfold {
     gather: Gather,
     positions: usize,
@@ -61,7 +62,7 @@ impl Unfold {
 }
 
 /// `out[b, k] = x[b, index[k]]`, or 0 where `index[k] == inputs`; the gradient scatter-adds.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Gather {
     index: std::sync::Arc<Vec<u32>>,
     inputs: usize,
