@@ -12,8 +12,8 @@ use crate::rng::SimRng;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EstimatorSpec {
     pub estimator: DensityEstimator,
-    /// `EmbeddingNet::describe()` of the embedding.
-    pub embedding: String,
+    /// The embedding network, as the file records it.
+    pub embedding: crate::nn::embedding::SavedEmbedding,
     pub features: usize,
     pub context_shape: crate::model::Shape,
     pub seed: u64,

@@ -5,7 +5,42 @@ use candle_core::{D, Device, Tensor};
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
+use crate::error::{Error, Result};
 use crate::rng::SimRng;
+
+/// The settings of one kind of conditional density estimator: its name, the check of its
+/// sizes, and the network it builds. A new estimator is one file (its settings and network,
+/// implementing this trait and [`ConditionalFlow`]) plus one arm of
+/// [`DensityEstimator`](crate::estimators::DensityEstimator).
+pub trait EstimatorConfig: std::fmt::Debug + Send + Sync {
+    /// A short name (`maf`), used on command lines and in messages.
+    fn name(&self) -> &'static str;
+
+    /// Checks the settings for `features` inputs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming what is wrong.
+    fn validate(&self, features: usize) -> Result<()>;
+
+    /// Builds the network in `vb` for `features` inputs and `context` context values;
+    /// `seed` fixes what is drawn at construction (random permutations).
+    fn build(
+        &self,
+        vb: candle_nn::VarBuilder,
+        features: usize,
+        context: usize,
+        seed: u64,
+    ) -> candle_core::Result<Box<dyn ConditionalFlow>>;
+}
+
+/// [`Error::Config`] for sizes that would build a degenerate network.
+pub(crate) fn check_sizes(ok: bool, config: &dyn EstimatorConfig, features: usize, rule: &str) -> Result<()> {
+    if ok && features > 0 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("invalid {} settings {config:?} for {features} inputs: {rule}", config.name())))
+    }
+}
 
 pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 

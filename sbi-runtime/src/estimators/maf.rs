@@ -6,7 +6,9 @@ use candle_nn::VarBuilder;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use crate::estimators::density::{ConditionalFlow, normal_noise, softplus, standard_normal_log_prob};
+use crate::estimators::density::{
+    ConditionalFlow, EstimatorConfig, check_sizes, normal_noise, softplus, standard_normal_log_prob,
+};
 use crate::nn::{Activation, Linear, MaskedLinear};
 use crate::rng::SimRng;
 
@@ -48,6 +50,31 @@ impl Default for MafConfig {
             activation: Activation::Tanh,
             permutation: Permutation::Reverse,
         }
+    }
+}
+
+impl EstimatorConfig for MafConfig {
+    fn name(&self) -> &'static str {
+        "maf"
+    }
+
+    fn validate(&self, features: usize) -> crate::error::Result<()> {
+        check_sizes(
+            self.transforms > 0 && self.hidden > 0,
+            self,
+            features,
+            "transforms and hidden units must be positive",
+        )
+    }
+
+    fn build(
+        &self,
+        vb: VarBuilder,
+        features: usize,
+        context: usize,
+        seed: u64,
+    ) -> candle_core::Result<Box<dyn ConditionalFlow>> {
+        Ok(Box::new(Maf::new(vb, self, features, context, seed)?))
     }
 }
 

@@ -8,7 +8,7 @@ use rand::RngExt;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::estimators::density::{ConditionalFlow, HALF_LN_2PI};
+use crate::estimators::density::{ConditionalFlow, EstimatorConfig, HALF_LN_2PI, check_sizes};
 use crate::nn::{Activation, Linear, Mlp};
 use crate::rng::SimRng;
 
@@ -24,6 +24,31 @@ pub struct MdnConfig {
 impl Default for MdnConfig {
     fn default() -> Self {
         MdnConfig { components: 10, hidden: 50 }
+    }
+}
+
+impl EstimatorConfig for MdnConfig {
+    fn name(&self) -> &'static str {
+        "mdn"
+    }
+
+    fn validate(&self, features: usize) -> crate::error::Result<()> {
+        check_sizes(
+            self.components > 0 && self.hidden > 0,
+            self,
+            features,
+            "components and hidden units must be positive",
+        )
+    }
+
+    fn build(
+        &self,
+        vb: VarBuilder,
+        features: usize,
+        context: usize,
+        _seed: u64,
+    ) -> candle_core::Result<Box<dyn ConditionalFlow>> {
+        Ok(Box::new(Mdn::new(vb, self, features, context)?))
     }
 }
 

@@ -15,7 +15,7 @@ mod standardize;
 
 pub use conditional::ConditionalEstimator;
 pub(crate) use conditional::EstimatorSpec;
-pub use density::ConditionalFlow;
+pub use density::{ConditionalFlow, EstimatorConfig};
 pub use maf::{Maf, MafConfig, Permutation};
 pub use mdn::{Mdn, MdnConfig};
 pub use nsf::{Nsf, NsfConfig};
@@ -31,9 +31,9 @@ pub enum DensityEstimator {
     /// Masked autoregressive flow.
     Maf(MafConfig),
     /// Neural spline flow.
-    Nsf(crate::estimators::nsf::NsfConfig),
+    Nsf(NsfConfig),
     /// Mixture density network.
-    Mdn(crate::estimators::mdn::MdnConfig),
+    Mdn(MdnConfig),
 }
 
 impl Default for DensityEstimator {
@@ -43,7 +43,28 @@ impl Default for DensityEstimator {
 }
 
 impl DensityEstimator {
+    /// Every estimator with its default settings (what [`str::parse`] accepts, by name).
+    pub fn defaults() -> Vec<DensityEstimator> {
+        vec![
+            DensityEstimator::Maf(MafConfig::default()),
+            DensityEstimator::Nsf(NsfConfig::default()),
+            DensityEstimator::Mdn(MdnConfig::default()),
+        ]
+    }
+
+    /// The settings behind the variant.
+    pub fn config(&self) -> &dyn EstimatorConfig {
+        match self {
+            DensityEstimator::Maf(c) => c,
+            DensityEstimator::Nsf(c) => c,
+            DensityEstimator::Mdn(c) => c,
+        }
+    }
+
     /// Builds the estimator for `features` inputs and `context` context values.
+    ///
+    /// # Errors
+    /// Invalid settings ([`DensityEstimator::validate`]); tensor errors.
     pub fn build(
         &self,
         vb: VarBuilder,
@@ -51,56 +72,33 @@ impl DensityEstimator {
         context: usize,
         seed: u64,
     ) -> candle_core::Result<Box<dyn ConditionalFlow>> {
-        self.validate(features)?;
-        Ok(match self {
-            DensityEstimator::Maf(c) => Box::new(Maf::new(vb, c, features, context, seed)?),
-            DensityEstimator::Nsf(c) => Box::new(crate::estimators::nsf::Nsf::new(vb, c, features, context)?),
-            DensityEstimator::Mdn(c) => Box::new(crate::estimators::mdn::Mdn::new(vb, c, features, context)?),
-        })
+        self.validate(features).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        self.config().build(vb, features, context, seed)
     }
 
     /// Checks the settings; a zero size would build a degenerate network (or underflow).
-    pub fn validate(&self, features: usize) -> candle_core::Result<()> {
-        let ok = features > 0
-            && match self {
-                DensityEstimator::Maf(c) => c.transforms > 0 && c.hidden > 0,
-                DensityEstimator::Nsf(c) => {
-                    c.transforms > 0 && c.hidden > 0 && c.bins >= 2 && c.tail_bound > 0.0 && c.tail_bound.is_finite()
-                }
-                DensityEstimator::Mdn(c) => c.components > 0 && c.hidden > 0,
-            };
-        if !ok {
-            candle_core::bail!(
-                "invalid {} settings {self:?} for {features} parameters: sizes must be positive (NSF: at least 2 bins, a positive finite tail bound)",
-                self.name()
-            );
-        }
-        Ok(())
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] naming what is wrong.
+    pub fn validate(&self, features: usize) -> crate::error::Result<()> {
+        self.config().validate(features)
     }
 
     /// A short name (`maf`, `nsf`, `mdn`).
     pub fn name(&self) -> &'static str {
-        match self {
-            DensityEstimator::Maf(_) => "maf",
-            DensityEstimator::Nsf(_) => "nsf",
-            DensityEstimator::Mdn(_) => "mdn",
-        }
+        self.config().name()
     }
 }
 
 impl std::str::FromStr for DensityEstimator {
     type Err = crate::error::Error;
 
-    /// `maf`, `nsf` or `mdn`, with default settings.
+    /// An estimator's name (`maf`, `nsf`, `mdn`), with default settings.
     fn from_str(name: &str) -> crate::error::Result<Self> {
-        match name {
-            "maf" => Ok(DensityEstimator::Maf(MafConfig::default())),
-            "nsf" => Ok(DensityEstimator::Nsf(NsfConfig::default())),
-            "mdn" => Ok(DensityEstimator::Mdn(MdnConfig::default())),
-            _ => Err(crate::error::Error::Config(format!(
-                "unknown density estimator {name:?}: expected maf, nsf or mdn"
-            ))),
-        }
+        let all = Self::defaults();
+        let names: Vec<&str> = all.iter().map(|e| e.name()).collect();
+        let message = format!("unknown density estimator {name:?}: expected one of {names:?}");
+        all.into_iter().find(|e| e.name() == name).ok_or(crate::error::Error::Config(message))
     }
 }
 

@@ -7,7 +7,9 @@ use candle_core::{D, DType, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::estimators::density::{ConditionalFlow, normal_noise, softplus, standard_normal_log_prob};
+use crate::estimators::density::{
+    ConditionalFlow, EstimatorConfig, check_sizes, normal_noise, softplus, standard_normal_log_prob,
+};
 use crate::nn::ResidualNet;
 use crate::rng::SimRng;
 
@@ -40,6 +42,31 @@ pub struct NsfConfig {
 impl Default for NsfConfig {
     fn default() -> Self {
         NsfConfig { transforms: 5, hidden: 50, blocks: 2, bins: 10, tail_bound: 3.0 }
+    }
+}
+
+impl EstimatorConfig for NsfConfig {
+    fn name(&self) -> &'static str {
+        "nsf"
+    }
+
+    fn validate(&self, features: usize) -> crate::error::Result<()> {
+        let ok = self.transforms > 0
+            && self.hidden > 0
+            && self.bins >= 2
+            && self.tail_bound > 0.0
+            && self.tail_bound.is_finite();
+        check_sizes(ok, self, features, "sizes must be positive, with at least 2 bins and a positive finite tail bound")
+    }
+
+    fn build(
+        &self,
+        vb: VarBuilder,
+        features: usize,
+        context: usize,
+        _seed: u64,
+    ) -> candle_core::Result<Box<dyn ConditionalFlow>> {
+        Ok(Box::new(Nsf::new(vb, self, features, context)?))
     }
 }
 

@@ -75,12 +75,12 @@ impl Nle {
         let (prior, identity) = crate::inference::checked_prior(model, sims, "NLE")?;
         crate::inference::refuse_absent_trials(sims)?;
         let (d, f) = (sims.theta_dim(), sims.x_dim());
-        self.estimator.validate(f).map_err(|e| Error::Config(e.to_string()))?;
+        self.estimator.validate(f)?;
         self.embedding.validate(&Shape::Vector(d))?;
         let warm = warm.map(|LikelihoodScore(w)| (&w.store, &w.spec));
         let (store, spec) = crate::inference::warm_or_new(warm, &self.training, || EstimatorSpec {
             estimator: self.estimator.clone(),
-            embedding: self.embedding.describe(),
+            embedding: self.embedding.saved(),
             features: f,
             context_shape: Shape::Vector(d),
             seed: self.training.seed,
@@ -157,11 +157,7 @@ impl crate::inference::SavedScore for LikelihoodScore {
     ) -> Result<Self> {
         let spec: EstimatorSpec = serde_json::from_value(description)
             .map_err(|e| Error::Config(format!("unknown estimator description ({e})")))?;
-        let embedding = crate::inference::saved::resolve_embedding(
-            path,
-            &serde_json::Value::String(spec.embedding.clone()),
-            custom,
-        )?;
+        let embedding = spec.embedding.resolve(path, custom)?;
         Ok(LikelihoodScore(ConditionalEstimator::build(weights, spec, &embedding)?))
     }
 }

@@ -92,7 +92,7 @@ impl Npe {
     ) -> Result<NpePosterior<M::Prior>> {
         let (prior, identity) = crate::inference::checked_prior(model, sims, "NPE")?;
         let (n, d, c) = (sims.len(), sims.theta_dim(), sims.x_dim());
-        self.estimator.validate(d).map_err(|e| Error::Config(e.to_string()))?;
+        self.estimator.validate(d)?;
         self.embedding.validate(&sims.x_shape)?;
         if sims.x.iter().any(|v| v.is_nan()) && !matches!(self.embedding, EmbeddingNet::DeepSets { .. }) {
             return Err(Error::Config(
@@ -102,7 +102,7 @@ impl Npe {
         let warm = warm.map(|w| (&w.store, &w.spec));
         let (store, spec) = crate::inference::warm_or_new(warm, &self.training, || EstimatorSpec {
             estimator: self.estimator.clone(),
-            embedding: self.embedding.describe(),
+            embedding: self.embedding.saved(),
             features: d,
             context_shape: sims.x_shape.clone(),
             seed: self.training.seed,
@@ -386,8 +386,7 @@ impl<P: Prior> Posterior for NpePosterior<P> {
         let saved::Loaded { header, weights, count: n_saved } = saved::load::<SavedHeader>(path, &FILE)?;
         saved::check_model(path, &header.model, model)?;
         let prior = model.prior();
-        let embedding =
-            saved::resolve_embedding(path, &serde_json::Value::String(header.spec.embedding.clone()), custom)?;
+        let embedding = header.spec.embedding.resolve(path, custom)?;
         let x_shape = header.x_shape;
         header.x_range.validate(x_shape.numel()).map_err(|e| Error::file(path, e))?;
         if header.spec.context_shape != x_shape || header.spec.features != prior.dim() {

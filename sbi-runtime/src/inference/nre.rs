@@ -22,6 +22,7 @@ use crate::inference::sequential::{self, Rounds, SequentialRun};
 use crate::inference::{FeatureRange, Method, PotentialPosterior, TrialScore};
 use crate::model::Shape;
 use crate::model::{Prior, Simulator};
+use crate::nn::embedding::SavedEmbedding;
 use crate::nn::{Embedding, EmbeddingNet, ParamStore, ResidualNet};
 use crate::samplers::Sampler;
 use crate::simulate::Simulations;
@@ -188,10 +189,10 @@ impl Nre {
             config: self.classifier.clone(),
             theta: Standardizer::fit(&sims.theta, d),
             x: Standardizer::fit(&sims.x, f),
-            embedding: self.embedding.clone(),
+            embedding: self.embedding.saved(),
             x_shape: sims.x_shape.clone(),
         })?;
-        let classifier = Classifier::new(store, description)?;
+        let classifier = Classifier::new(store, description, &self.embedding)?;
         let names = sims.param_names.clone();
         let data = Pairs {
             a: classifier.description.theta.to_tensor(
@@ -243,24 +244,14 @@ pub struct Classifier {
 }
 
 /// What rebuilds a classifier from its weights: the network's size, the z-scoring and the
-/// embedding of `x` (absent from files saved before embeddings: identity).
+/// embedding of `x`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ClassifierDescription {
     config: ClassifierConfig,
     theta: Standardizer,
     x: Standardizer,
-    /// A built-in embedding as its JSON, a user's as `custom:NAME`.
-    #[serde(default, serialize_with = "serialize_embedding")]
-    embedding: EmbeddingNet,
+    embedding: SavedEmbedding,
     x_shape: Shape,
-}
-
-/// Writes a user's embedding by name (it cannot be serialised; loading asks for the builder).
-fn serialize_embedding<S: serde::Serializer>(e: &EmbeddingNet, s: S) -> std::result::Result<S::Ok, S::Error> {
-    match e {
-        EmbeddingNet::Custom(_) => s.serialize_str(&e.describe()),
-        other => other.serialize(s),
-    }
 }
 
 impl std::fmt::Debug for Classifier {
@@ -275,12 +266,12 @@ impl std::fmt::Debug for Classifier {
 }
 
 impl Classifier {
-    fn new(store: ParamStore, description: ClassifierDescription) -> Result<Self> {
+    fn new(store: ParamStore, description: ClassifierDescription, embedding: &EmbeddingNet) -> Result<Self> {
         let c = &description.config;
         let x_shape = description.x_shape.clone();
         description.theta.check(description.theta.mean.len(), "θ")?;
         description.x.check(x_shape.numel(), "x")?;
-        let (embedding, width) = description.embedding.build(store.var_builder().pp("embedding"), &x_shape)?;
+        let (embedding, width) = embedding.build(store.var_builder().pp("embedding"), &x_shape)?;
         let inputs = description.theta.mean.len() + width;
         let net = ResidualNet::new(store.var_builder().pp("classifier"), inputs, c.hidden, c.blocks, 1)?;
         Ok(Classifier { store, description, embedding, net })
@@ -316,24 +307,14 @@ impl crate::inference::SavedScore for Classifier {
 
     fn rebuild(
         path: &std::path::Path,
-        mut description: serde_json::Value,
+        description: serde_json::Value,
         weights: ParamStore,
         custom: &EmbeddingNet,
     ) -> Result<Self> {
-        // The embedding is resolved first: a user's one is stored by name and needs `custom`.
-        let embedding = match description.get_mut("embedding") {
-            Some(saved) => Some(crate::inference::saved::resolve_embedding(path, &saved.take(), custom)?),
-            None => None,
-        };
-        if let Some(obj) = description.as_object_mut() {
-            obj.remove("embedding");
-        }
-        let mut d: ClassifierDescription = serde_json::from_value(description)
+        let d: ClassifierDescription = serde_json::from_value(description)
             .map_err(|e| Error::Config(format!("unknown classifier description ({e})")))?;
-        if let Some(e) = embedding {
-            d.embedding = e;
-        }
-        Classifier::new(weights, d)
+        let embedding = d.embedding.resolve(path, custom)?;
+        Classifier::new(weights, d, &embedding)
     }
 }
 

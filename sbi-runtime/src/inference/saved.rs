@@ -77,29 +77,6 @@ pub(crate) fn check_all_used(path: &Path, store: &ParamStore, saved: usize) -> R
     Ok(())
 }
 
-/// The embedding a file names: a built-in one (as JSON, or as a string of JSON) or a user's
-/// (`custom:NAME`), which must be the `custom` builder passed to `load_with`.
-pub(crate) fn resolve_embedding(
-    path: &Path,
-    saved: &serde_json::Value,
-    custom: &crate::nn::EmbeddingNet,
-) -> Result<crate::nn::EmbeddingNet> {
-    match saved {
-        serde_json::Value::String(name) if name.starts_with("custom:") => {
-            if custom.describe() != *name {
-                return Err(Error::file(path, format!("it needs the embedding `{name}`: pass it to load_with")));
-            }
-            Ok(custom.clone())
-        }
-        // A unit variant ("identity") is a JSON string itself; NPE stores others as JSON text.
-        serde_json::Value::String(json) => {
-            serde_json::from_value(saved.clone()).or_else(|_| serde_json::from_str(json))
-        }
-        other => serde_json::from_value(other.clone()),
-    }
-    .map_err(|e| Error::file(path, format!("unknown embedding ({e})")))
-}
-
 #[cfg(test)]
 mod tests {
     use crate::io::{Array, FileKind, SafetensorsFile, write_safetensors};

@@ -246,11 +246,39 @@ impl EmbeddingNet {
         }
     }
 
-    /// A description stored in saved models.
-    pub(crate) fn describe(&self) -> String {
+    /// What a model file records of this network.
+    pub(crate) fn saved(&self) -> SavedEmbedding {
         match self {
-            EmbeddingNet::Custom(b) => format!("custom:{}", b.name()),
-            other => serde_json::to_string(other).expect("embedding configs serialise"),
+            EmbeddingNet::Custom(b) => SavedEmbedding::Custom(b.name()),
+            other => SavedEmbedding::Builtin(other.clone()),
+        }
+    }
+}
+
+/// An embedding as a model file records it: a built-in network with its settings, or a
+/// user's by name (its code cannot be saved: loading asks for the same builder).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SavedEmbedding {
+    /// A built-in network.
+    Builtin(EmbeddingNet),
+    /// A user's network, by its builder's name.
+    Custom(String),
+}
+
+impl SavedEmbedding {
+    /// The network to rebuild: the built-in one, or `custom` when it is the user's builder
+    /// the file names.
+    ///
+    /// # Errors
+    /// [`Error::File`] when the file needs a user's builder and `custom` is not it.
+    pub(crate) fn resolve(&self, path: &std::path::Path, custom: &EmbeddingNet) -> Result<EmbeddingNet> {
+        match self {
+            SavedEmbedding::Builtin(net) => Ok(net.clone()),
+            SavedEmbedding::Custom(name) => match custom {
+                EmbeddingNet::Custom(b) if b.name() == *name => Ok(custom.clone()),
+                _ => Err(Error::file(path, format!("it needs the embedding `{name}`: pass its builder to load_with"))),
+            },
         }
     }
 }
