@@ -395,6 +395,13 @@ fn bad_settings_are_typed_errors() {
         sbi_runtime::distributions::Uniform::new(-f64::MAX, f64::MAX),
         Err(Error::InvalidDistribution { .. })
     ));
+    let two = simulate(&TwoMoons, 2).seed(1).progress(false).run().unwrap();
+    let err = Npe::default().with_training(quick(1)).train(&TwoMoons, &two).err().unwrap();
+    assert!(matches!(err, Error::TooFewSimulations { simulations: 2 }), "{err}");
+    if !cfg!(feature = "cuda") {
+        let gpu = Npe::default().with_training(quick(1).with_device(DeviceChoice::Cuda(0))).train(&TwoMoons, &sims);
+        assert!(matches!(gpu.err().unwrap(), Error::DeviceUnavailable { .. }));
+    }
     let npe = Npe::default().with_training(quick(1).with_max_epochs(1)).train(&TwoMoons, &sims).unwrap();
     let err = npe.with_max_proposals(0).sample_flat(&[0.0, 0.0], 10).unwrap_err();
     assert!(matches!(&err, Error::Config(m) if m.contains("with_max_proposals(0)")), "{err}");
@@ -492,10 +499,10 @@ fn some_trials(rng: &mut impl Rng) -> VarTrials<1, 3> {
 fn absent_trials_need_deep_sets() {
     let sims = simulate(&SomeTrials, 500).seed(1).progress(false).run().unwrap();
     let training = quick(1).with_max_epochs(1);
-    let is_config = |r: Result<(), Error>| matches!(r, Err(Error::Config(m)) if m.contains("absent trials"));
-    assert!(is_config(Npe::default().with_training(training.clone()).train(&SomeTrials, &sims).map(|_| ())));
-    assert!(is_config(Nle::default().with_training(training.clone()).train(&SomeTrials, &sims).map(|_| ())));
-    assert!(is_config(Nre::default().with_training(training.clone()).train(&SomeTrials, &sims).map(|_| ())));
+    let is_refused = |r: Result<(), Error>| matches!(r, Err(Error::AbsentTrials { .. }));
+    assert!(is_refused(Npe::default().with_training(training.clone()).train(&SomeTrials, &sims).map(|_| ())));
+    assert!(is_refused(Nle::default().with_training(training.clone()).train(&SomeTrials, &sims).map(|_| ())));
+    assert!(is_refused(Nre::default().with_training(training.clone()).train(&SomeTrials, &sims).map(|_| ())));
     let deep_sets = EmbeddingNet::DeepSets { hidden: vec![8], output: 4 };
     Npe::default().with_embedding(deep_sets).with_training(training).train(&SomeTrials, &sims).unwrap();
 }

@@ -253,9 +253,13 @@ fn a_varying_number_of_trials_is_masked() {
     assert!(matches!(posterior.sample_flat(&[0.1; MAX_TRIALS + 1], 10), Err(Error::Observation(_))));
 
     let identity = Npe::default().with_training(quick().with_max_epochs(1)).train(&model, &sims);
-    assert!(matches!(&identity, Err(Error::Config(m)) if m.contains("DeepSets")), "{:?}", identity.err());
+    assert!(
+        matches!(&identity, Err(Error::AbsentTrials { advice }) if advice.contains("DeepSets")),
+        "{:?}",
+        identity.err()
+    );
     let nle = Nle::default().with_training(quick().with_max_epochs(1)).train(&model, &sims);
-    assert!(matches!(nle, Err(Error::Config(_))));
+    assert!(matches!(nle, Err(Error::AbsentTrials { .. })));
 }
 
 /// NPE's density as a potential: slice-sampling MCMC on it draws the same distribution as

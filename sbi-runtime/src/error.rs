@@ -142,6 +142,67 @@ pub enum Error {
         advice: String,
     },
 
+    /// A device was asked for and cannot be used (this build lacks its feature, or the
+    /// machine lacks the device).
+    #[error(
+        "cannot use {device} ({reason}); build with the matching feature (`cuda`, `metal`) on a machine that has it"
+    )]
+    DeviceUnavailable {
+        /// The device asked for.
+        device: String,
+        /// candle's reason.
+        reason: String,
+    },
+
+    /// The simulations have absent trials (a varying number of them) and the method or
+    /// embedding cannot take them.
+    #[error("the simulations have absent trials (a varying number of them): {advice}")]
+    AbsentTrials {
+        /// What to do instead.
+        advice: String,
+    },
+
+    /// Too few simulations remain to train on once the validation set is held out.
+    #[error(
+        "{simulations} simulations are too few to train on (at least 2 must remain for training after the validation set)"
+    )]
+    TooFewSimulations {
+        /// Simulations given.
+        simulations: usize,
+    },
+
+    /// No prior draw has a finite potential: there is nowhere to start MCMC or nothing to
+    /// weight in importance sampling (the likelihood or ratio is −∞ or NaN everywhere the
+    /// prior puts mass, or the observation is far from every simulation).
+    #[error("no {what} has a finite potential among {draws} prior draws")]
+    NoFinitePotential {
+        /// What was looked for (a starting point, a proposal).
+        what: &'static str,
+        /// Prior draws examined.
+        draws: usize,
+    },
+
+    /// TSNPE's truncated region holds too little of the prior to draw the next round from.
+    #[error(
+        "TSNPE: the truncated region holds too little of the prior ({accepted} of {drawn} prior draws accepted); \
+         use more simulations per round or fewer rounds"
+    )]
+    TruncationTooSmall {
+        /// Prior draws inside the region.
+        accepted: usize,
+        /// Prior draws examined.
+        drawn: usize,
+    },
+
+    /// A pool of worker threads could not be started.
+    #[error("cannot start {threads} threads: {reason}")]
+    ThreadPool {
+        /// Threads asked for.
+        threads: usize,
+        /// The operating system's reason.
+        reason: String,
+    },
+
     /// A slice or matrix did not have the expected number of values.
     #[error("shape mismatch for {what}: expected {expected} values, got {got}")]
     ShapeMismatch {

@@ -59,10 +59,10 @@ pub(crate) fn check_draws(draws: &[f64]) -> Result<()> {
 /// Refuses simulations with absent (NaN) trials: NLE and NRE score one trial per row.
 pub(crate) fn refuse_absent_trials(sims: &Simulations) -> Result<()> {
     if sims.x.iter().any(|v| v.is_nan()) {
-        return Err(Error::Config(
-            "the simulations have absent trials: NLE and NRE take one trial per simulation and add up trials themselves"
+        return Err(Error::AbsentTrials {
+            advice: "NLE and NRE take one trial per simulation and add up trials themselves; use NPE with DeepSets"
                 .into(),
-        ));
+        });
     }
     Ok(())
 }

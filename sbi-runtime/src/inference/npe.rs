@@ -95,9 +95,7 @@ impl Npe {
         self.estimator.validate(d)?;
         self.embedding.validate(&sims.x_shape)?;
         if sims.x.iter().any(|v| v.is_nan()) && !matches!(self.embedding, EmbeddingNet::DeepSets { .. }) {
-            return Err(Error::Config(
-                "the simulations have absent trials (a varying number of them): use the DeepSets embedding".into(),
-            ));
+            return Err(Error::AbsentTrials { advice: "use the DeepSets embedding".into() });
         }
         let warm = warm.map(|w| (&w.store, &w.spec));
         let (store, spec) = crate::inference::warm_or_new(warm, &self.training, || EstimatorSpec {

@@ -221,11 +221,7 @@ pub(crate) fn truncated_prior<P: Prior>(
     let mut theta = vec![0.0; batch * d];
     while out.len() < n * d {
         if drawn >= n.saturating_mul(MAX_PRIOR_DRAWS_PER_PROPOSAL) {
-            return Err(Error::Config(format!(
-                "TSNPE: the truncated region holds too little of the prior ({} of {drawn} prior draws accepted); \
-                 use more simulations per round or fewer rounds",
-                out.len() / d
-            )));
+            return Err(Error::TruncationTooSmall { accepted: out.len() / d, drawn });
         }
         crate::model::sample_rows(&posterior.prior, &mut rng, &mut theta)?;
         drawn += batch;

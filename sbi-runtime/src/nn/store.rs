@@ -47,12 +47,12 @@ impl DeviceChoice {
     /// The candle device.
     ///
     /// # Errors
-    /// [`Error::Config`] when this build lacks the device's feature or the device is absent.
+    /// [`Error::DeviceUnavailable`] when this build lacks the device's feature or the
+    /// device is absent.
     pub fn device(&self) -> Result<Device> {
-        let unavailable = |what: &str, e: candle_core::Error| {
-            Error::Config(format!(
-                "cannot use {what} ({e}); build with the matching feature (`cuda`, `metal`) on a machine that has it"
-            ))
+        let unavailable = |what: &str, e: candle_core::Error| Error::DeviceUnavailable {
+            device: what.to_string(),
+            reason: e.to_string(),
         };
         match *self {
             DeviceChoice::Cpu => Ok(Device::Cpu),

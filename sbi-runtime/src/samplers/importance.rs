@@ -70,7 +70,7 @@ pub fn importance_sample<P: Prior, T: Potential>(
     }
     let max = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
-        return Err(Error::Config("no proposal has a finite importance weight".into()));
+        return Err(Error::NoFinitePotential { what: "proposal", draws: m });
     }
     let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
     let total: f64 = w.iter().sum();

@@ -306,7 +306,7 @@ fn run<P: Prior, T: Potential>(
     let z = unconstrained.unconstrain(&theta0)?;
     let f = target.eval(&z)?;
     if let Some(c) = f.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Config(format!("chain {c} starts where the potential is not finite")));
+        return Err(Error::NoFinitePotential { what: "chain's starting point", draws: c + 1 });
     }
     let mut rngs: Vec<SimRng> = (0..chains).map(|c| stream_rng(config.seed, 0x6d63_6d63_0000 + c as u64)).collect();
     let per_chain = n.div_ceil(chains);
@@ -433,7 +433,7 @@ fn initial_points<P: Prior, T: Potential>(
             .collect::<Result<Vec<f64>>>()?;
         Ok((theta, logw))
     };
-    let none = |m: usize| Error::Config(format!("no starting point has a finite potential among {m} prior draws"));
+    let none = |m: usize| Error::NoFinitePotential { what: "starting point", draws: m };
     let mut out = Vec::with_capacity(chains * d);
     match config.init {
         ChainInit::Prior => {

@@ -185,13 +185,14 @@ fn budgets_and_bad_settings_are_errors() {
         Err(Error::Config(_))
     ));
     let nowhere = FnPotential::new(2, |_: &[f64]| f64::NEG_INFINITY);
-    assert!(matches!(mcmc(&Plane.prior(), &nowhere, 10, &quiet(McmcMethod::Mh)), Err(Error::Config(_))));
+    assert!(matches!(mcmc(&Plane.prior(), &nowhere, 10, &quiet(McmcMethod::Mh)), Err(Error::NoFinitePotential { .. })));
     let deep = quiet(NUTS).with_method(McmcMethod::Nuts { max_depth: 0, target_accept: 0.8 });
     assert!(matches!(mcmc(&Plane.prior(), &target, 10, &deep), Err(Error::Config(_))));
     let tight = quiet(NUTS).with_max_evaluations(50_000);
     assert!(matches!(mcmc(&Plane.prior(), &target, 10_000, &tight), Err(Error::McmcBudget { .. })));
     let nan = FnPotential::new(2, |_: &[f64]| f64::NAN);
-    assert!(importance_sample(&Plane.prior(), &nan, 10, &ImportanceConfig::default()).is_err());
+    let sir = importance_sample(&Plane.prior(), &nan, 10, &ImportanceConfig::default());
+    assert!(matches!(sir, Err(Error::NoFinitePotential { .. })));
     let wrong_dim = FnPotential::new(3, |_: &[f64]| 0.0);
     assert!(mcmc(&Plane.prior(), &wrong_dim, 10, &quiet(McmcMethod::Slice)).is_err());
 }

@@ -199,7 +199,7 @@ impl<'a, S: Simulator> Simulate<'a, S> {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(t)
                     .build()
-                    .map_err(|e| Error::Config(format!("cannot start {t} threads: {e}")))?,
+                    .map_err(|e| Error::ThreadPool { threads: t, reason: e.to_string() })?,
             ),
             None => None,
         };

@@ -118,7 +118,7 @@ impl TrainConfig {
         let n_val = ((n as f64 * self.validation_fraction).ceil() as usize).max(1);
         let n_train = n.saturating_sub(n_val);
         if n_train < 2 {
-            return Err(Error::Config(format!("{n} simulations are too few to train on")));
+            return Err(Error::TooFewSimulations { simulations: n });
         }
         Ok((n_train, n_val))
     }
