@@ -27,7 +27,7 @@ use sbi_runtime::prelude::*;
 
 const USAGE: &str = "\
 usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observation-file FILE
-             [--simulations N] [--samples M] [--seed S] [--output FILE.csv]
+             [--simulations N] [--samples M] [--seed S] [--output FILE.csv|FILE.npy|FILE.npz]
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet]
              [--observation-row K (row of a file with several observations, default 1)]
@@ -98,7 +98,12 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         1e3 * summary.seconds_per_epoch(),
     );
     if let Some(out) = args.opt("output") {
-        samples.write_csv(&out)?;
+        // By extension: numpy's .npy or .npz, CSV otherwise.
+        match std::path::Path::new(&out).extension().and_then(|e| e.to_str()) {
+            Some("npy") => samples.write_npy(&out)?,
+            Some("npz") => samples.write_npz(&out)?,
+            _ => samples.write_csv(&out)?,
+        }
     }
     if let Some(r) = &reference {
         let score = sbi_runtime::diagnostics::c2st(&samples.values, &r.values, samples.names.len())?;

@@ -13,7 +13,7 @@ use sbi_runtime::prelude::*;
 
 const USAGE: &str = "\
 usage: simulate [--model two_moons|gaussian_linear|slcp|groups|sir] [--simulations N]
-                [--seed S] [--threads T] [--output FILE.safetensors] [--csv FILE.csv]
+                [--seed S] [--threads T] [--output FILE.safetensors] [--csv FILE.csv] [--npz FILE.npz]
                 [--checkpoint FILE.safetensors]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
@@ -63,6 +63,10 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         sims.save(&path)?;
         println!("\nsaved to {path} (Python: safetensors.numpy.load_file)");
     }
+    if let Some(path) = args.opt("npz") {
+        sims.save_npz(&path)?;
+        println!("wrote {path} (Python: numpy.load)");
+    }
     if let Some(path) = args.opt("csv") {
         sims.write_csv(&path)?;
         println!("wrote {path}");
@@ -71,8 +75,11 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 }
 
 fn main() {
-    let args =
-        cli::Args::parse(USAGE, &["model", "simulations", "seed", "threads", "output", "csv", "checkpoint"], &[]);
+    let args = cli::Args::parse(
+        USAGE,
+        &["model", "simulations", "seed", "threads", "output", "csv", "npz", "checkpoint"],
+        &[],
+    );
     let model = args.get("model", "two_moons".to_string());
     println!("model: {model}");
     let result = match model.as_str() {

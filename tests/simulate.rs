@@ -151,6 +151,19 @@ fn save_load_and_csv() {
     assert_eq!(loaded, sims, "θ, x, indices, names, shape and invalid records all survive");
     assert!(loaded.invalid.iter().any(|s| s.message.is_some()));
 
+    // numpy's .npz: the same simulations back, names, shape and model identity included.
+    let npz = dir.path().join("sims.npz");
+    sims.save_npz(&npz).unwrap();
+    assert_eq!(Simulations::load_npz(&npz).unwrap(), sims);
+    assert!(matches!(Simulations::load(&npz), Err(Error::File { .. })), "an .npz is not a safetensors file");
+    let samples = Samples { values: sims.theta.clone(), names: sims.param_names.clone() };
+    samples.write_npz(dir.path().join("s.npz")).unwrap();
+    assert_eq!(Samples::read_npz(dir.path().join("s.npz")).unwrap(), samples);
+    samples.write_npy(dir.path().join("s.npy")).unwrap();
+    let (values, rows, cols) = sbi_runtime::io::read_npy(dir.path().join("s.npy")).unwrap();
+    assert_eq!((values, rows, cols), (samples.values.clone(), samples.rows(), 1));
+    assert!(matches!(Simulations::load_npz(dir.path().join("s.npz")), Err(Error::File { .. })));
+
     let csv = dir.path().join("sims.csv");
     sims.write_csv(&csv).unwrap();
     let table = sbi_runtime::io::read_csv(&csv).unwrap();

@@ -5,9 +5,12 @@
 //! corrupt or foreign file as [`Error::File`].
 
 mod csv;
+mod npz;
 mod safetensors;
 
 pub use csv::{Table, read_csv, write_csv};
+pub(crate) use npz::{NpzFile, write_npz};
+pub use npz::{read_npy, write_npy};
 pub(crate) use safetensors::{Array, FileKind, SafetensorsFile, write_safetensors};
 
 use std::path::Path;
@@ -21,4 +24,41 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A file of named arrays (safetensors or `.npz`), read by name and dtype.
+pub(crate) trait ArrayFile {
+    /// An f64 array with its shape.
+    fn f64(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)>;
+    /// A u64 vector.
+    fn u64(&self, name: &str) -> Result<Vec<u64>>;
+    /// A u8 vector.
+    fn u8(&self, name: &str) -> Result<Vec<u8>>;
+    /// The file, for error messages.
+    fn path(&self) -> &Path;
+}
+
+/// Refuses a file of another format version than `kind`'s, saying which way it differs.
+pub(crate) fn check_version(path: &Path, version: u32, kind: &FileKind) -> Result<()> {
+    if version < kind.version {
+        return Err(Error::file(
+            path,
+            format!(
+                "written by an earlier version of this toolkit (format version {version}; this build reads version {}, \
+                 which records the model's identity and a checksum); create it again with this build",
+                kind.version
+            ),
+        ));
+    }
+    if version > kind.version {
+        return Err(Error::file(
+            path,
+            format!(
+                "written by a newer version of this toolkit (format version {version}; this build reads version {}); \
+                 update the toolkit",
+                kind.version
+            ),
+        ));
+    }
+    Ok(())
 }

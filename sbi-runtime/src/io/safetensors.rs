@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::io::{ArrayFile, write_atomic};
 
 /// One named array to write: its dtype, shape and little-endian bytes.
 pub(crate) struct Array {
@@ -144,20 +144,7 @@ impl<'p> SafetensorsFile<'p> {
             return Err(bad(format!("not {} file", kind.what)));
         }
         let version: u32 = self.parse(&meta, "version")?;
-        if version < kind.version {
-            return Err(bad(format!(
-                "written by an earlier version of this toolkit (format version {version}; this build reads version {}, \
-                 which records the model's identity and a checksum); create it again with this build",
-                kind.version
-            )));
-        }
-        if version > kind.version {
-            return Err(bad(format!(
-                "written by a newer version of this toolkit (format version {version}; this build reads version {}); \
-                 update the toolkit",
-                kind.version
-            )));
-        }
+        crate::io::check_version(self.path, version, kind)?;
         let stored = self.require(&meta, "checksum")?;
         let st = self.parsed()?;
         let arrays: Vec<(String, TensorView<'_>)> = st.tensors();
@@ -215,9 +202,22 @@ impl<'p> SafetensorsFile<'p> {
         let v = self.require(meta, key)?;
         v.parse().map_err(|_| Error::file(self.path, format!("metadata `{key}` = {v:?} is not valid")))
     }
+}
 
-    /// The path, for error messages.
-    pub(crate) fn path(&self) -> &Path {
+impl ArrayFile for SafetensorsFile<'_> {
+    fn f64(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+        SafetensorsFile::f64(self, name)
+    }
+
+    fn u64(&self, name: &str) -> Result<Vec<u64>> {
+        SafetensorsFile::u64(self, name)
+    }
+
+    fn u8(&self, name: &str) -> Result<Vec<u8>> {
+        SafetensorsFile::u8(self, name)
+    }
+
+    fn path(&self) -> &Path {
         self.path
     }
 }

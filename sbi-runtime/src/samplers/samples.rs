@@ -3,6 +3,10 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::io::FileKind;
+
+/// `.npz` files of samples.
+const FILE: FileKind = FileKind { format: "sbi-rs/samples", version: 1, what: "a samples file" };
 
 /// Posterior draws: `rows() × names.len()` values, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +54,41 @@ impl Samples {
         }
         c.iter_mut().for_each(|a| *a /= (self.rows().max(2) - 1) as f64);
         c
+    }
+
+    /// Writes the draws as numpy's `.npy` (a `rows × names` float64 matrix; the names are
+    /// not in the file: write CSV or `.npz` to keep them).
+    ///
+    /// # Errors
+    /// File errors.
+    pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::io::write_npy(path, &self.values, self.rows(), self.names.len())
+    }
+
+    /// Writes the draws as numpy's `.npz`: an array `samples` (`rows × names`) and `header`
+    /// (UTF-8 JSON bytes holding the names).
+    ///
+    /// # Errors
+    /// File errors.
+    pub fn write_npz(&self, path: impl AsRef<Path>) -> Result<()> {
+        let arrays = [crate::io::Array::f64("samples", vec![self.rows(), self.names.len()], &self.values)];
+        crate::io::write_npz(path.as_ref(), &FILE, &arrays, &self.names)
+    }
+
+    /// Reads draws written by [`Samples::write_npz`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] for a missing file; [`crate::Error::File`] for another file.
+    pub fn read_npz(path: impl AsRef<Path>) -> Result<Samples> {
+        use crate::io::ArrayFile;
+        let path = path.as_ref();
+        let f = crate::io::NpzFile::open(path)?;
+        let names: Vec<String> = f.header(&FILE)?;
+        let (shape, values) = f.f64("samples")?;
+        if shape != [values.len() / names.len().max(1), names.len()] {
+            return Err(crate::Error::file(path, format!("samples of shape {shape:?} for {} names", names.len())));
+        }
+        Ok(Samples { values, names })
     }
 
     /// Writes a CSV file: a header of parameter names, one row per draw.

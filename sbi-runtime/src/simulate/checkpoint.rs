@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, InvalidKind, Result};
-use crate::io::{Array, FileKind, SafetensorsFile, write_safetensors};
+use crate::io::{Array, ArrayFile, FileKind, NpzFile, SafetensorsFile, write_npz, write_safetensors};
 use crate::model::{Observation, Parameters, Shape};
 use crate::simulate::{InvalidPolicy, InvalidSimulation, ModelIdentity, Outcome, Simulations};
 
@@ -228,13 +228,14 @@ impl Partial {
         })
     }
 
-    pub(super) fn save(&self, path: &Path, info: &RunInfo) -> Result<()> {
+    /// The arrays and header of the file (safetensors or `.npz`).
+    fn arrays(&self, info: &RunInfo) -> (Vec<Array>, Header) {
         let d = info.names.len();
         let dx = self.x_shape.as_ref().map_or(0, Shape::numel);
         let invalid_theta: Vec<f64> = self.invalid.iter().flat_map(|s| s.theta.iter().copied()).collect();
         let invalid_index: Vec<u64> = self.invalid.iter().map(|s| s.index).collect();
         let invalid_kind: Vec<u8> = self.invalid.iter().map(|s| s.kind.code()).collect();
-        let arrays = [
+        let arrays = vec![
             Array::f64("theta", vec![self.index.len(), d], &self.theta),
             Array::f64("x", vec![self.index.len(), dx], &self.x),
             Array::u64("index", &self.index),
@@ -252,12 +253,31 @@ impl Partial {
             invalid_messages: self.invalid.iter().map(|s| s.message.clone()).collect(),
             model: info.model.clone(),
         };
+        (arrays, header)
+    }
+
+    pub(super) fn save(&self, path: &Path, info: &RunInfo) -> Result<()> {
+        let (arrays, header) = self.arrays(info);
         write_safetensors(path, &FILE, &arrays, &header)
+    }
+
+    pub(super) fn save_npz(&self, path: &Path, info: &RunInfo) -> Result<()> {
+        let (arrays, header) = self.arrays(info);
+        write_npz(path, &FILE, &arrays, &header)
     }
 
     pub(super) fn load(path: &Path) -> Result<(Partial, RunInfo)> {
         let f = SafetensorsFile::open(path)?;
-        let header: Header = f.header(&FILE)?;
+        Self::read(&f, f.header(&FILE)?)
+    }
+
+    pub(super) fn load_npz(path: &Path) -> Result<(Partial, RunInfo)> {
+        let f = NpzFile::open(path)?;
+        Self::read(&f, f.header(&FILE)?)
+    }
+
+    /// The state in `f`, checked against its `header`.
+    fn read(f: &dyn ArrayFile, header: Header) -> Result<(Partial, RunInfo)> {
         let bad = |reason: String| Error::file(f.path(), reason);
         let Header { param_names, x_shape, seed, total, completed, source, invalid_messages: messages, model } = header;
         let info = RunInfo { names: param_names, seed, total, source, model };

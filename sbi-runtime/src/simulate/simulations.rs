@@ -175,10 +175,37 @@ impl Simulations {
         Partial::from_simulations(self).save(path.as_ref(), &RunInfo::standalone(self))
     }
 
+    /// Saves to numpy's `.npz` (`numpy.load(path)` reads the arrays `theta`, `x`, `index`,
+    /// `invalid_theta`, `invalid_index`, `invalid_kind`, and `header`: UTF-8 JSON bytes with
+    /// the parameter names, observation shape, seed and the model's identity).
+    ///
+    /// # Errors
+    /// File errors.
+    pub fn save_npz(&self, path: impl AsRef<Path>) -> Result<()> {
+        Partial::from_simulations(self).save_npz(path.as_ref(), &RunInfo::standalone(self))
+    }
+
+    /// Loads a file written by [`Simulations::save_npz`].
+    ///
+    /// # Errors
+    /// As [`Simulations::load`].
+    pub fn load_npz(path: impl AsRef<Path>) -> Result<Simulations> {
+        let path = path.as_ref();
+        Self::finished(path, Partial::load_npz(path)?)
+    }
+
     /// Loads a file written by [`Simulations::save`] (or a finished checkpoint).
+    ///
+    /// # Errors
+    /// [`Error::Io`] for a missing file; [`Error::File`] for a corrupt, damaged, foreign or
+    /// older file, or an unfinished run.
     pub fn load(path: impl AsRef<Path>) -> Result<Simulations> {
         let path = path.as_ref();
-        let (partial, info) = Partial::load(path)?;
+        Self::finished(path, Partial::load(path)?)
+    }
+
+    /// The simulations of a finished run read from `path`.
+    fn finished(path: &Path, (partial, info): (Partial, RunInfo)) -> Result<Simulations> {
         if partial.completed != info.total {
             return Err(Error::file(
                 path,
