@@ -47,7 +47,7 @@ fn run() -> sbi_runtime::Result<()> {
         let posterior = npe.train(&model, &sims)?;
         let summary = posterior.training_summary().expect("just trained");
         let t = Instant::now();
-        let coverage = Coverage::of(&tests, 0.95, |_, x| Ok(posterior.sample_flat(x, n_samples)?.values))?;
+        let coverage = Coverage::of_posterior(&posterior, &tests, 0.95, n_samples)?;
         let rates = coverage.rates();
         println!(
             "{name:>8} {:>8} {:>14.0} {:>10.1} {:>22}",

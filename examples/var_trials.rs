@@ -64,7 +64,7 @@ fn run() -> sbi_runtime::Result<()> {
         let (m, c) = (draws.mean(), draws.covariance());
         let t = Instant::now();
         let tests = simulate(&MeasurementTrials { trials: k }, n_tests).seed(seed + k as u64).progress(false).run()?;
-        let coverage = Coverage::of(&tests, 0.95, |_, x| Ok(posterior.sample_flat(x, n_samples)?.values))?;
+        let coverage = Coverage::of_posterior(&posterior, &tests, 0.95, n_samples)?;
         let rates = coverage.rates();
         let pm = |mean: f64, sd: f64| format!("{mean:.3} ± {sd:.3}");
         println!("{k:>7} {:>6} {:>18} {:>18}", "exact", pm(exact[0].0, exact[0].1), pm(exact[1].0, exact[1].1));

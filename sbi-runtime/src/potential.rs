@@ -16,6 +16,10 @@ pub trait Potential: Sync {
 
     /// The log potential of each row of `theta` (`m × dim`, row-major): `-inf` outside the
     /// support; never NaN.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for rows of the wrong length; the potential's own errors
+    /// (a network's tensor errors).
     fn log_potential(&self, theta: &[f64]) -> Result<Vec<f64>>;
 
     /// The log potential of each row and its gradient (`m × dim`, row-major; zero where the
@@ -24,6 +28,10 @@ pub trait Potential: Sync {
     /// The default differentiates [`Potential::log_potential`] by central differences
     /// (two batched calls per coordinate); neural potentials override it with candle's
     /// autograd.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for rows of the wrong length; the potential's own errors
+    /// (a network's tensor errors).
     fn log_potential_grad(&self, theta: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
         let d = self.dim();
         check_rows(theta, d)?;
@@ -132,6 +140,10 @@ pub struct Unconstrained<'a, P, T> {
 
 impl<'a, P: Prior, T: Potential> Unconstrained<'a, P, T> {
     /// The potential `potential` over the unconstrained space of `prior`.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for rows of the wrong length; the potential's own errors
+    /// (a network's tensor errors).
     pub fn new(prior: &'a P, potential: &'a T) -> Result<Self> {
         if prior.dim() != potential.dim() {
             return Err(Error::shape("potential dimension", prior.dim(), potential.dim()));
@@ -140,6 +152,10 @@ impl<'a, P: Prior, T: Potential> Unconstrained<'a, P, T> {
     }
 
     /// Maps rows of `z` to rows of `θ`; returns the `θ` rows and the log-Jacobians.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for rows of the wrong length; the potential's own errors
+    /// (a network's tensor errors).
     pub fn constrain(&self, z: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
         let d = self.prior.dim();
         check_rows(z, d)?;
@@ -153,6 +169,10 @@ impl<'a, P: Prior, T: Potential> Unconstrained<'a, P, T> {
     }
 
     /// Maps rows of `θ` (inside the support) to the unconstrained space.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for rows of the wrong length; the potential's own errors
+    /// (a network's tensor errors).
     pub fn unconstrain(&self, theta: &[f64]) -> Result<Vec<f64>> {
         let d = self.prior.dim();
         check_rows(theta, d)?;

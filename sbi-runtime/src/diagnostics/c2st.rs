@@ -36,11 +36,19 @@ impl Default for C2stConfig {
 /// sbibm's procedure: z-score both with the reference's mean and std, label reference 0
 /// and samples 1, train an MLP (two hidden layers of `10·dim` ReLU units, Adam, learning
 /// rate 1e-3, batches of 200) and report the mean accuracy of shuffled 5-fold cross-validation.
+///
+/// # Errors
+/// [`crate::Error::ShapeMismatch`] for rows of other widths; [`crate::Error::Config`] for
+/// non-finite values, an empty side, or fewer rows than folds allow.
 pub fn c2st(samples: &[f64], reference: &[f64], dim: usize) -> Result<f64> {
     c2st_with(samples, reference, dim, &C2stConfig::default())
 }
 
 /// [`c2st`] with explicit settings.
+///
+/// # Errors
+/// [`crate::Error::ShapeMismatch`] for rows of other widths; [`crate::Error::Config`] for
+/// non-finite values, an empty side, or fewer rows than folds allow.
 pub fn c2st_with(samples: &[f64], reference: &[f64], dim: usize, config: &C2stConfig) -> Result<f64> {
     if dim == 0 || !samples.len().is_multiple_of(dim) || !reference.len().is_multiple_of(dim) {
         return Err(Error::shape("C2ST samples (rows of dim values)", dim, samples.len() % dim.max(1)));

@@ -2,6 +2,7 @@
 //! interval; a calibrated posterior covers them at the nominal rate.
 
 use crate::error::{Error, Result};
+use crate::inference::Posterior;
 
 /// Empirical coverage of central credible intervals over test simulations: for each
 /// `(θ*, x*)` simulated from the prior, draws from the posterior at `x*` give the central
@@ -66,6 +67,24 @@ impl Coverage {
             c.add(&draws(truth, x)?, truth)?;
         }
         Ok(c)
+    }
+
+    /// The coverage of `posterior` over held-out simulations `tests`, from `n` draws at each
+    /// test's observation (seeded by the posterior's seed and the test's row).
+    ///
+    /// # Errors
+    /// The posterior's sampling errors; as [`Coverage::of`].
+    pub fn of_posterior<P: Posterior>(
+        posterior: &P,
+        tests: &crate::simulate::Simulations,
+        level: f64,
+        n: usize,
+    ) -> Result<Coverage> {
+        let mut row = 0u64;
+        Coverage::of(tests, level, |_, x| {
+            row += 1;
+            Ok(posterior.sample_with_seed(x, n, posterior.seed().wrapping_add(row))?.values)
+        })
     }
 
     /// The share of tests covered, per parameter.

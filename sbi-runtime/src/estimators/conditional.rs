@@ -82,6 +82,10 @@ impl ConditionalEstimator {
     }
 
     /// Raw inputs (f64, row-major) from z-scored rows such as [`ConditionalEstimator::sample`]'s.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn inputs_from(&self, z: &Tensor) -> Result<Vec<f64>> {
         self.spec.input_std.from_tensor(z)
     }
@@ -103,6 +107,10 @@ impl ConditionalEstimator {
 
     /// `log q(inputs | context)` in raw units (the z-scoring's Jacobian included), for
     /// z-scored rows: `[B, D]`, `[B, C]` → `[B]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
         self.flow.log_prob(inputs, &self.embedding.forward(context)?)? - self.log_scale
     }
@@ -110,6 +118,10 @@ impl ConditionalEstimator {
     /// One draw per z-scored context row: `[B, C]` → z-scored inputs `[B, D]` (raw values
     /// through [`ConditionalEstimator::inputs_from`]). Rows are drawn in chunks of 512, so
     /// that the intermediates of a draw stay small whatever the number of rows.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
         const CHUNK: usize = 512;
         let b = context.dim(0)?;

@@ -24,6 +24,10 @@ pub trait EstimatorConfig: std::fmt::Debug + Send + Sync {
 
     /// Builds the network in `vb` for `features` inputs and `context` context values;
     /// `seed` fixes what is drawn at construction (random permutations).
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     fn build(
         &self,
         vb: candle_nn::VarBuilder,
@@ -47,8 +51,16 @@ pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 /// A conditional density on standardised inputs: what every estimator provides.
 pub trait ConditionalFlow: Send + Sync {
     /// `log q(inputs | context)`: inputs `[B, D]`, context `[B, C]`, result `[B]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     fn log_prob(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor>;
     /// One draw per context row: context `[B, C]`, result `[B, D]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     fn sample(&self, context: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor>;
 }
 

@@ -138,6 +138,10 @@ pub struct Made {
 
 impl Made {
     /// A MADE with `params_per_feature` outputs per input feature.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(
         vb: VarBuilder,
         features: usize,
@@ -170,6 +174,10 @@ impl Made {
     }
 
     /// Autoregressive parameters `[B, params_per_feature · D]`, grouped by parameter.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = (self.input.forward_act(x, None)? + self.context.forward(context)?)?;
         for b in &self.blocks {
@@ -213,6 +221,10 @@ pub(crate) fn reversal(features: usize, device: &Device) -> candle_core::Result<
 
 impl Maf {
     /// Builds the flow; `seed` fixes the permutations.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(vb: VarBuilder, c: &MafConfig, features: usize, context: usize, seed: u64) -> candle_core::Result<Self> {
         let mut rng = crate::rng::stream_rng(seed, 0x4d4146);
         let mades = (0..c.transforms)
@@ -238,6 +250,10 @@ impl Maf {
 
 impl Maf {
     /// The map to base noise: `z = f(x; context)` and `log |det ∂f/∂x|` per row.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let mut z = inputs.clone();
         let mut log_det = Tensor::zeros(inputs.dim(0)?, inputs.dtype(), inputs.device())?;
@@ -259,6 +275,10 @@ impl Maf {
     }
 
     /// The inverse map `x = f⁻¹(z; context)`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn inverse(&self, noise: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
         let mut z = noise.clone();
         for (made, (_, inv)) in self.mades.iter().zip(&self.perms).rev() {

@@ -84,6 +84,10 @@ pub struct Mdn {
 
 impl Mdn {
     /// Builds the network for `features` parameters and `context` inputs.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(vb: VarBuilder, c: &MdnConfig, features: usize, context: usize) -> candle_core::Result<Self> {
         let (k, d, h) = (c.components, features, c.hidden);
         let n_upper = d * (d - 1) / 2;

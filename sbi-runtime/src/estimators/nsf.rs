@@ -116,6 +116,10 @@ pub struct Nsf {
 
 impl Nsf {
     /// Builds the flow for `features` parameters and `context` inputs.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(vb: VarBuilder, c: &NsfConfig, features: usize, context: usize) -> candle_core::Result<Self> {
         let params = 3 * c.bins - 1;
         let layers = (0..c.transforms)
@@ -176,6 +180,10 @@ impl Nsf {
     }
 
     /// The map to base noise with `log |det ∂z/∂x|` per row.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward(&self, inputs: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let b = inputs.dim(0)?;
         let (k, p) = (self.bins, 3 * self.bins - 1);
@@ -243,6 +251,10 @@ impl Nsf {
     }
 
     /// The inverse map `x = f⁻¹(z; context)`, computed in f64 outside the graph.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn inverse(&self, noise: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
         let b = noise.dim(0)?;
         let (k, p) = (self.bins, 3 * self.bins - 1);

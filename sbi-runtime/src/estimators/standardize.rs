@@ -121,6 +121,9 @@ impl Standardizer {
 
     /// The raw values (f64) of a tensor of z-scored rows, the inverse of
     /// [`Standardizer::to_tensor`]: `u · std + mean`, computed in f64.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the tensor is not made of whole rows; a tensor error.
     pub fn from_tensor(&self, t: &Tensor) -> Result<Vec<f64>> {
         let cols = self.mean.len();
         let mut v = crate::nn::to_f64(t)?;

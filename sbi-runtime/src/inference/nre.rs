@@ -279,6 +279,10 @@ impl Classifier {
 
     /// The logit `l(θ, x)` of z-scored rows ([`TrialScore::theta_standardizer`],
     /// [`TrialScore::x_standardizer`]): `[m, d]`, `[m, f]` → `[m]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn logit(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = self.embedding.forward(x)?;
         self.net.forward(&Tensor::cat(&[theta, &x], 1)?)?.squeeze(1)

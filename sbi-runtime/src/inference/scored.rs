@@ -29,6 +29,10 @@ pub trait TrialScore: Send + Sync {
     /// The z-scoring of one trial of `x` the network expects.
     fn x_standardizer(&self) -> &Standardizer;
     /// Scores z-scored rows: `theta` `[m, d]`, `x` `[m, f]` → `[m]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     fn score(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor>;
 }
 
@@ -42,11 +46,18 @@ pub trait SavedScore: TrialScore + Sized {
     /// What the file holds, for error messages ("an NLE posterior").
     const WHAT: &'static str;
     /// The score's architecture and fixed transforms, as JSON.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the description cannot be written.
     fn describe(&self) -> Result<serde_json::Value>;
     /// The score's trained weights.
     fn weights(&self) -> &ParamStore;
     /// Rebuilds the score from [`SavedScore::describe`]'s output and saved weights; a user's
     /// embedding named in the file must be `custom` ([`Error::File`] otherwise).
+    ///
+    /// # Errors
+    /// [`Error::File`] when the file names an embedding `custom` is not; [`Error::Config`] for
+    /// an unreadable description; tensor errors for weights that do not fit.
     fn rebuild(path: &Path, description: serde_json::Value, weights: ParamStore, custom: &EmbeddingNet)
     -> Result<Self>;
 }

@@ -7,6 +7,10 @@ use crate::error::{Error, Result};
 use crate::io::write_atomic;
 
 /// Writes a CSV file with a header and `rows.len() / header.len()` rows of numbers.
+///
+/// # Errors
+/// [`crate::Error::Io`] when the file cannot be read or written; [`crate::Error::File`] for
+/// malformed content; [`crate::Error::ShapeMismatch`] for rows that do not fit the header.
 pub fn write_csv(path: impl AsRef<Path>, header: &[String], rows: &[f64]) -> Result<()> {
     let path = path.as_ref();
     let cols = header.len();
@@ -47,6 +51,10 @@ impl Table {
 
 /// Reads a CSV file with a header row and numeric cells (such as sbibm's observation
 /// and reference-posterior files).
+///
+/// # Errors
+/// [`crate::Error::Io`] when the file cannot be read or written; [`crate::Error::File`] for
+/// malformed content; [`crate::Error::ShapeMismatch`] for rows that do not fit the header.
 pub fn read_csv(path: impl AsRef<Path>) -> Result<Table> {
     let path = path.as_ref();
     let mut r = csv::Reader::from_path(path).map_err(|e| match e.into_kind() {

@@ -52,6 +52,9 @@ pub trait IntoDistribution {
     /// The distribution.
     type Dist: PriorDistribution;
     /// Unwraps the distribution or returns the constructor's error.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     fn into_distribution(self) -> Result<Self::Dist>;
 }
 
@@ -114,6 +117,9 @@ pub struct Uniform {
 
 impl Uniform {
     /// Uniform on `[low, high]`; needs finite `low < high`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new(low: f64, high: f64) -> Result<Self> {
         finite("Uniform", "low", low)?;
         finite("Uniform", "high", high)?;
@@ -149,6 +155,9 @@ pub struct Normal {
 
 impl Normal {
     /// Normal(mean, std); needs a finite mean and `std > 0`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new(mean: f64, std: f64) -> Result<Self> {
         finite("Normal", "mean", mean)?;
         positive("Normal", "std", std)?;
@@ -175,6 +184,9 @@ pub struct LogNormal {
 
 impl LogNormal {
     /// LogNormal(mu, sigma) of the underlying normal; needs a finite `mu` and `sigma > 0`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new(mu: f64, sigma: f64) -> Result<Self> {
         finite("LogNormal", "mu", mu)?;
         positive("LogNormal", "sigma", sigma)?;
@@ -206,6 +218,9 @@ pub struct Gamma {
 
 impl Gamma {
     /// Gamma(shape, rate); needs `shape > 0`, `rate > 0`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new(shape: f64, rate: f64) -> Result<Self> {
         positive("Gamma", "shape", shape)?;
         positive("Gamma", "rate", rate)?;
@@ -235,6 +250,9 @@ pub struct Beta {
 
 impl Beta {
     /// Beta(a, b); needs `a > 0`, `b > 0`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new(a: f64, b: f64) -> Result<Self> {
         positive("Beta", "a", a)?;
         positive("Beta", "b", b)?;
@@ -275,6 +293,9 @@ pub struct Exponential {
 
 impl Exponential {
     /// Exponential(rate); needs `rate > 0`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new(rate: f64) -> Result<Self> {
         positive("Exponential", "rate", rate)?;
         Ok(Exponential { rate })
@@ -296,6 +317,9 @@ pub struct HalfNormal {
 
 impl HalfNormal {
     /// HalfNormal(scale); needs `scale > 0`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new(scale: f64) -> Result<Self> {
         positive("HalfNormal", "scale", scale)?;
         Ok(HalfNormal { scale })
@@ -327,6 +351,9 @@ pub struct MultivariateNormal {
 impl MultivariateNormal {
     /// MultivariateNormal(mean, covariance): `covariance` is given as rows (`[[f64; D]; D]`,
     /// `Vec<Vec<f64>>`, ...) and must be symmetric positive definite.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
     pub fn new<M, R>(mean: M, covariance: R) -> Result<Self>
     where
         M: AsRef<[f64]>,

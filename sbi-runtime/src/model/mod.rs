@@ -31,9 +31,15 @@ pub trait Parameters: Sized + Clone + std::fmt::Debug + Send + Sync + 'static {
     fn names() -> Vec<String>;
 
     /// Writes the coordinates into `out`, which must hold exactly `DIM` values.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length.
     fn write_flat(&self, out: &mut [f64]) -> Result<()>;
 
     /// Reads a parameter set from exactly `DIM` values.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length.
     fn from_flat(flat: &[f64]) -> Result<Self>;
 
     /// The coordinates as a new vector.
@@ -44,6 +50,9 @@ pub trait Parameters: Sized + Clone + std::fmt::Debug + Send + Sync + 'static {
     }
 
     /// Reads `n × DIM` row-major values into typed parameter sets.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length.
     fn from_rows(flat: &[f64]) -> Result<Vec<Self>> {
         if Self::DIM == 0 || !flat.len().is_multiple_of(Self::DIM) {
             return Err(Error::shape("parameter rows", Self::DIM * (flat.len() / Self::DIM.max(1)).max(1), flat.len()));
@@ -58,8 +67,18 @@ pub trait Parameters: Sized + Clone + std::fmt::Debug + Send + Sync + 'static {
 /// transform or list supports. Implement it to add a prior operation.
 pub trait SiteVisitor {
     /// A scalar site.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length; [`crate::Error::Site`]
+    /// when a site cannot be resolved (its distribution has the wrong number of coordinates,
+    /// or, when drawing, its arguments are invalid at the earlier sites' values).
     fn scalar<D: IntoDistribution>(&mut self, site: &'static str, dist: D) -> Result<f64>;
     /// A vector site of `N` coordinates.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length; [`crate::Error::Site`]
+    /// when a site cannot be resolved (its distribution has the wrong number of coordinates,
+    /// or, when drawing, its arguments are invalid at the earlier sites' values).
     fn vector<D: IntoDistribution, const N: usize>(&mut self, site: &'static str, dist: D) -> Result<[f64; N]>;
 }
 
@@ -72,6 +91,11 @@ pub trait Prior: Send + Sync {
     type Params: Parameters;
 
     /// Visits every site in order (written by `#[simulator]`).
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length; [`crate::Error::Site`]
+    /// when a site cannot be resolved (its distribution has the wrong number of coordinates,
+    /// or, when drawing, its arguments are invalid at the earlier sites' values).
     fn visit_sites<V: SiteVisitor>(&self, visitor: &mut V) -> Result<()>;
 
     /// Number of flattened coordinates.
@@ -85,6 +109,11 @@ pub trait Prior: Send + Sync {
     }
 
     /// Draws one parameter set.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length; [`crate::Error::Site`]
+    /// when a site cannot be resolved (its distribution has the wrong number of coordinates,
+    /// or, when drawing, its arguments are invalid at the earlier sites' values).
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Self::Params> {
         let mut flat = vec![0.0; self.dim()];
         self.sample_flat(rng, &mut flat)?;
@@ -124,6 +153,11 @@ pub trait Prior: Send + Sync {
 
     /// The support of each coordinate, given the earlier coordinates of `theta`
     /// (only hierarchical priors depend on them).
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length; [`crate::Error::Site`]
+    /// when a site cannot be resolved (its distribution has the wrong number of coordinates,
+    /// or, when drawing, its arguments are invalid at the earlier sites' values).
     fn support(&self, theta: &[f64]) -> Result<Vec<Support>> {
         expect_len("prior support", self.dim(), theta.len())?;
         let mut v = visitors::Supports { theta, pos: 0, supports: Vec::with_capacity(theta.len()) };
@@ -132,6 +166,11 @@ pub trait Prior: Send + Sync {
     }
 
     /// Maps unconstrained `z` to `theta`; returns `log |det dθ/dz|`.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length; [`crate::Error::Site`]
+    /// when a site cannot be resolved (its distribution has the wrong number of coordinates,
+    /// or, when drawing, its arguments are invalid at the earlier sites' values).
     fn constrain(&self, z: &[f64], theta: &mut [f64]) -> Result<f64> {
         expect_len("unconstrained point", self.dim(), z.len())?;
         expect_len("parameters", self.dim(), theta.len())?;
@@ -142,6 +181,11 @@ pub trait Prior: Send + Sync {
 
     /// Maps `theta` to unconstrained `z`; returns `log |det dθ/dz|` at that `z`
     /// (the same quantity as [`Prior::constrain`]).
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for a slice of the wrong length; [`crate::Error::Site`]
+    /// when a site cannot be resolved (its distribution has the wrong number of coordinates,
+    /// or, when drawing, its arguments are invalid at the earlier sites' values).
     fn unconstrain(&self, theta: &[f64], z: &mut [f64]) -> Result<f64> {
         expect_len("parameters", self.dim(), theta.len())?;
         expect_len("unconstrained point", self.dim(), z.len())?;

@@ -43,6 +43,10 @@ impl CustomOp1 for FastTanh {
 }
 
 /// Element-wise tanh with gradient.
+///
+/// # Errors
+/// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+/// model file: please report it).
 pub fn tanh(x: &Tensor) -> candle_core::Result<Tensor> {
     if crate::nn::kernels::fused_for(x) { x.contiguous()?.apply_op1(FastTanh) } else { x.tanh() }
 }
@@ -60,6 +64,10 @@ pub enum Activation {
 
 impl Activation {
     /// Applies the activation.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::Tanh => tanh(x),

@@ -50,11 +50,19 @@ pub struct Linear {
 
 impl Linear {
     /// Creates the layer's parameters `weight` `[out, in]` and `bias` `[1, out]` under `vb`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
         Self::with_init(vb, inputs, outputs, torch_bound(inputs))
     }
 
     /// The layer with weights and bias drawn from `init`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn with_init(vb: VarBuilder, inputs: usize, outputs: usize, init: Init) -> candle_core::Result<Self> {
         Ok(Linear {
             weight: vb.get_with_hints((outputs, inputs), "weight", init)?,
@@ -63,11 +71,19 @@ impl Linear {
     }
 
     /// Applies the layer to `x` `[batch, in]`, then `activation` if given.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward_act(&self, x: &Tensor, activation: Option<Activation>) -> candle_core::Result<Tensor> {
         dense(x, &self.weight, &self.bias, None, activation)
     }
 
     /// Applies the layer to `x` `[batch, in]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.forward_act(x, None)
     }
@@ -82,12 +98,20 @@ pub struct MaskedLinear {
 
 impl MaskedLinear {
     /// Creates the layer with `mask` `[out, in]` (1 where a connection is allowed).
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(vb: VarBuilder, mask: Vec<f32>, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
         let tensor = Tensor::from_vec(mask.clone(), (outputs, inputs), vb.device())?;
         Ok(MaskedLinear { linear: Linear::new(vb, inputs, outputs)?, mask: (tensor, mask.into()) })
     }
 
     /// Applies the masked layer, then `activation` if given.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward_act(&self, x: &Tensor, activation: Option<Activation>) -> candle_core::Result<Tensor> {
         dense(x, &self.linear.weight, &self.linear.bias, Some(&self.mask), activation)
     }
@@ -102,6 +126,10 @@ pub struct Mlp {
 
 impl Mlp {
     /// An MLP with sizes `[in, hidden..., out]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(vb: VarBuilder, sizes: &[usize], activation: Activation) -> candle_core::Result<Self> {
         let layers = sizes
             .windows(2)
@@ -112,6 +140,10 @@ impl Mlp {
     }
 
     /// Applies the network to `x` `[batch, in]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -132,6 +164,10 @@ pub struct ResidualNet {
 
 impl ResidualNet {
     /// `inputs → hidden`, `blocks` residual blocks, `hidden → outputs`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(
         vb: VarBuilder,
         inputs: usize,
@@ -154,6 +190,10 @@ impl ResidualNet {
     }
 
     /// Applies the network to `x` `[batch, inputs]`.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = self.input.forward(x)?;
         for (a, b) in &self.blocks {

@@ -48,6 +48,9 @@ pub fn with_candle_ops<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// A row-major `f64` matrix as an f32 tensor `[rows, cols]` on `device`.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when `values` is not `rows × cols`; a tensor error.
 pub fn matrix(values: &[f64], rows: usize, cols: usize, device: &Device) -> Result<Tensor> {
     if values.len() != rows * cols {
         return Err(Error::shape("matrix", rows * cols, values.len()));
@@ -57,6 +60,9 @@ pub fn matrix(values: &[f64], rows: usize, cols: usize, device: &Device) -> Resu
 
 /// A tensor's values as `f64`, row-major (read as f32 from any device, widened on the host:
 /// Metal has no f64).
+///
+/// # Errors
+/// A tensor error (reading a tensor from its device).
 pub fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
 }

@@ -133,6 +133,9 @@ impl ParamStore {
     /// A new store that starts from a copy of this one's current values (a warm start:
     /// building the same network on it continues training from here, leaving this store as
     /// it is).
+    ///
+    /// # Errors
+    /// A tensor error when a value cannot be copied.
     pub fn warm_copy(&self) -> Result<Self> {
         let tensors = self
             .named_tensors()
@@ -158,11 +161,17 @@ impl ParamStore {
     }
 
     /// A copy of every value (for restoring the best epoch).
+    ///
+    /// # Errors
+    /// A tensor error when a value cannot be copied.
     pub fn snapshot(&self) -> Result<Vec<Tensor>> {
         Ok(self.lock().vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
     }
 
     /// Sets every variable from a [`snapshot`](ParamStore::snapshot).
+    ///
+    /// # Errors
+    /// A tensor error when the snapshot does not match the variables.
     pub fn restore(&self, snapshot: &[Tensor]) -> Result<()> {
         for ((_, v), t) in self.lock().vars.iter().zip(snapshot) {
             v.set(t)?;

@@ -15,6 +15,11 @@ const BINS: usize = 40;
 /// Writes a pair plot of `samples` (`n × names.len()` row-major) to an SVG file, labelled
 /// with the parameter names. With `reference` (same layout), its marginals are drawn over
 /// the diagonal in orange and its 2-D histograms fill the upper triangle.
+///
+/// # Errors
+/// [`crate::Error::ShapeMismatch`] for values that are not rows of the names;
+/// [`crate::Error::Config`] for a column without finite values; [`crate::Error::Io`] or
+/// [`crate::Error::File`] when the file cannot be written.
 pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], reference: Option<&[f64]>) -> Result<()> {
     let path = path.as_ref();
     let d = names.len();

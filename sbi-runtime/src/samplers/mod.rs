@@ -72,6 +72,10 @@ impl Sampler {
     }
 
     /// Draws `n` samples of `exp(potential)` over `prior`'s support.
+    ///
+    /// # Errors
+    /// The sampler's errors ([`crate::Error::McmcBudget`], [`crate::Error::NoFinitePotential`],
+    /// [`crate::Error::Config`] for invalid settings, [`crate::Error::TooLarge`]).
     pub fn run<P: Prior, T: Potential>(&self, prior: &P, potential: &T, n: usize) -> Result<SamplerRun> {
         Ok(match self {
             Sampler::Mcmc(c) => SamplerRun::Mcmc(mcmc(prior, potential, n, c)?),

@@ -92,6 +92,9 @@ impl Samples {
     }
 
     /// Writes a CSV file: a header of parameter names, one row per draw.
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] or [`crate::Error::File`] when the file cannot be written.
     pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::io::write_csv(path, &self.names, &self.values)
     }

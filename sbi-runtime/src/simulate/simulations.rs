@@ -106,6 +106,9 @@ impl Simulations {
     }
 
     /// The parameters as typed structs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the requested type's parameters are not these simulations'.
     pub fn params<P: Parameters>(&self) -> Result<Vec<P>> {
         if P::names() != self.param_names {
             return Err(Error::Config(format!(
@@ -171,6 +174,9 @@ impl Simulations {
     /// Saves to a safetensors file that Python reads with `safetensors.numpy.load_file`
     /// (arrays `theta`, `x`, `index`, `invalid_theta`, `invalid_index`, `invalid_kind`;
     /// names and shape in the header's metadata).
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::File`] when the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         Partial::from_simulations(self).save(path.as_ref(), &RunInfo::standalone(self))
     }
@@ -224,6 +230,9 @@ impl Simulations {
 
     /// Writes a CSV file with one row per valid simulation: the parameter columns, then
     /// `x[0]`, `x[1]`, ... (flattened observation).
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::File`] when the file cannot be written.
     pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut header = self.param_names.clone();
         header.extend((0..self.x_dim()).map(|i| format!("x[{i}]")));

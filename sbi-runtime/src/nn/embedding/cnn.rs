@@ -48,6 +48,10 @@ impl Cnn1d {
     /// A CNN for series of `len` steps of `channels` values: one convolution of width
     /// `kernel` per entry of `widths` (its output channels), each followed by ReLU and
     /// average pooling by 2, then a linear map to `output` features.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(
         vb: VarBuilder,
         len: usize,
@@ -93,6 +97,10 @@ impl Cnn2d {
     /// A CNN for `channels × height × width` images: one `kernel × kernel` convolution per
     /// entry of `widths` (its output channels), each followed by ReLU and 2 × 2 max-pooling,
     /// then a linear map to `output` features.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(
         vb: VarBuilder,
         (channels, height, width): (usize, usize, usize),

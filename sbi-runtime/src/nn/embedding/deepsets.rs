@@ -19,6 +19,10 @@ impl DeepSets {
     /// φ: an MLP from a trial's `features` through `hidden` (ReLU after every layer); the
     /// mean over the trials present, with the share of trials present appended; ρ: an MLP
     /// from there through one more hidden layer of the last width to `output` features.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(
         vb: VarBuilder,
         trials: usize,

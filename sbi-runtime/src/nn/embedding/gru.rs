@@ -22,6 +22,10 @@ pub struct Gru {
 impl Gru {
     /// A GRU with `hidden` units over `len` steps of `channels` values, then a linear map to
     /// `output` features. Its weights start uniform on `±1/√hidden`, as PyTorch's.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn new(vb: VarBuilder, len: usize, channels: usize, hidden: usize, output: usize) -> candle_core::Result<Self> {
         let init = crate::nn::torch_bound(hidden);
         Ok(Gru {

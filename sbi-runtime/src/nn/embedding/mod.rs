@@ -43,6 +43,10 @@ pub trait EmbeddingBuilder: Send + Sync {
     /// A name stored in saved models; loading checks it.
     fn name(&self) -> String;
     /// Creates the network for observations of `input` shape; returns it and its output width.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     fn build(&self, vb: VarBuilder, input: &crate::model::Shape) -> candle_core::Result<(Box<dyn Embedding>, usize)>;
 }
 
@@ -140,6 +144,10 @@ impl candle_nn::Module for Mlp {
 
 impl EmbeddingNet {
     /// Builds the network for observations of `input` shape; returns it and its output width.
+    ///
+    /// # Errors
+    /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
+    /// model file: please report it).
     pub fn build(
         &self,
         vb: VarBuilder,
