@@ -52,9 +52,12 @@ impl Shape {
             Shape::Trials { trials, features } => vec![trials, features],
         }
     }
+}
 
-    /// A compact text form (`vector[2]`, `image[1x32x32]`, ...), used in saved files.
-    pub fn encode(&self) -> String {
+/// A compact text form for messages: `vector[2]`, `image[1x32x32]`, `sequence[60x1]`,
+/// `trials[50x2]`. (Files record shapes as typed values, not this text.)
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dims = self.dims().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         let kind = match self {
             Shape::Vector(_) => "vector",
@@ -62,25 +65,6 @@ impl Shape {
             Shape::Sequence { .. } => "sequence",
             Shape::Trials { .. } => "trials",
         };
-        format!("{kind}[{dims}]")
-    }
-
-    /// Inverse of [`Shape::encode`].
-    pub fn decode(s: &str) -> Option<Shape> {
-        let (kind, rest) = s.split_once('[')?;
-        let dims: Vec<usize> = rest.strip_suffix(']')?.split('x').map(|d| d.parse().ok()).collect::<Option<_>>()?;
-        Some(match (kind, dims.as_slice()) {
-            ("vector", [n]) => Shape::Vector(*n),
-            ("image", [c, h, w]) => Shape::Image { channels: *c, height: *h, width: *w },
-            ("sequence", [l, c]) => Shape::Sequence { len: *l, channels: *c },
-            ("trials", [t, f]) => Shape::Trials { trials: *t, features: *f },
-            _ => return None,
-        })
-    }
-}
-
-impl std::fmt::Display for Shape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.encode())
+        write!(f, "{kind}[{dims}]")
     }
 }
