@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::nn::activation::Activation;
+use crate::nn::Activation;
 
 /// PyTorch's default `nn.Linear` initialisation bound, `1/√fan_in`.
 pub(crate) fn torch_bound(fan_in: usize) -> Init {

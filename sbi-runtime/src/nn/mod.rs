@@ -5,14 +5,13 @@
 //! initialisers draw from an unseeded one, and `VarMap` iterates in hash order), so the
 //! same seed gives the same network and the same training run.
 
-mod activation;
 pub mod embedding;
 pub(crate) mod kernels;
 mod layers;
 mod store;
 
-pub use activation::{Activation, tanh};
 pub use embedding::{Embedding, EmbeddingBuilder, EmbeddingNet};
+pub use kernels::{Activation, tanh};
 pub use layers::{Linear, MaskedLinear, Mlp, ResidualNet};
 pub(crate) use layers::{dense, torch_bound};
 pub use store::{DTYPE, DeviceChoice, ParamStore};

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
+use super::activation::{Activation, tanh_f32};
 use super::{View, f32_slice, matmul_into, with_values};
-use crate::nn::activation::{Activation, tanh_f32};
 
 /// `act(x (W∘M)ᵀ + b)` as a single op: `x` `[B, in]`, `W` `[out, in]`, `b` `[1, out]`.
 pub(crate) struct Dense {

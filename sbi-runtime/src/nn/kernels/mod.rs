@@ -16,11 +16,13 @@
 //! on any other device (CUDA, Metal) and which [`generic`] selects on the CPU: a test checks
 //! that the two agree.
 
+pub(crate) mod activation;
 mod adam;
 mod affine;
 pub(crate) mod conv;
 mod dense;
 
+pub use activation::{Activation, tanh};
 pub(crate) use adam::Adam;
 pub(crate) use affine::AffineStep;
 pub(crate) use dense::Dense;

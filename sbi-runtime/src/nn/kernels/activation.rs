@@ -1,4 +1,5 @@
-//! Activations: ReLU and a fast, vectorisable tanh with its gradient.
+//! Activations: ReLU and a fast, vectorisable tanh with its gradient (a CPU kernel; plain
+//! candle `tanh` elsewhere).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
@@ -48,7 +49,7 @@ impl CustomOp1 for FastTanh {
 /// A tensor error when the inputs do not have the shapes above (a bug or an inconsistent
 /// model file: please report it).
 pub fn tanh(x: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::nn::kernels::fused_for(x) { x.contiguous()?.apply_op1(FastTanh) } else { x.tanh() }
+    if super::fused_for(x) { x.contiguous()?.apply_op1(FastTanh) } else { x.tanh() }
 }
 
 /// A hidden-layer activation.
