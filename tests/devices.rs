@@ -51,6 +51,16 @@ fn check(name: &str, build: &dyn Fn(&ParamStore) -> Network, input: &Tensor) {
     let (fused, fused_grads) = run();
     let (generic, generic_grads) = with_candle_ops(run);
     assert_eq!(fused.len(), generic.len(), "{name}");
+    let worst_out = fused.iter().zip(&generic).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0f32, f32::max);
+    let worst_grad = fused_grads
+        .iter()
+        .zip(&generic_grads)
+        .flat_map(|(ga, gb)| {
+            let scale = ga.iter().fold(0f32, |m, g| m.max(g.abs()));
+            ga.iter().zip(gb).map(move |(a, b)| (a - b).abs() / (1.0 + scale))
+        })
+        .fold(0f32, f32::max);
+    println!("{name}: largest difference {worst_out:.1e} in outputs, {worst_grad:.1e} in gradients");
     for (a, b) in fused.iter().zip(&generic) {
         assert!(close(*a, *b, 1e-4), "{name}: output {a} (kernels) vs {b} (candle ops)");
     }
@@ -116,6 +126,8 @@ fn npe_after_one_epoch<M: Simulator>(model: &M, sims: &Simulations, npe: Npe, x_
 }
 
 fn agree(name: &str, fused: &[f64], generic: &[f64]) {
+    let worst = fused.iter().zip(generic).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0f64, f64::max);
+    println!("{name}: largest difference {worst:.1e} in log densities after one epoch");
     for (a, b) in fused.iter().zip(generic) {
         assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{name}: {a} (kernels) vs {b} (candle ops)");
     }
