@@ -33,7 +33,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observ
              [--observation-row K (row of a file with several observations, default 1)]
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round]
              [--sequential tsnpe|apt (npe with rounds)] [--warm-start (rounds)]
-             [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]";
+             [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]
+             [--theta-space constrained|unconstrained (npe)]";
 
 fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let n_sims: usize = args.get("simulations", 10_000);
@@ -79,7 +80,9 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 "apt" | "snpe-c" => SequentialNpe::Atomic { atoms: 10 },
                 other => return Err(Error::Config(format!("unknown sequential NPE {other:?} (tsnpe or apt)"))),
             };
-            job.run(&Npe::default().with_estimator(estimator).with_training(training).with_sequential(sequential), t1)?
+            let space: ThetaSpace = args.get("theta-space", ThetaSpace::default());
+            let npe = Npe::default().with_estimator(estimator).with_training(training).with_sequential(sequential);
+            job.run(&npe.with_theta_space(space), t1)?
         }
         "nle" => {
             job.run(&Nle::default().with_estimator(estimator).with_training(training).with_sampler(sampler), t1)?
@@ -184,6 +187,7 @@ fn main() {
             "rounds",
             "sequential",
             "device",
+            "theta-space",
         ],
         &["quiet", "c2st-per-round", "warm-start"],
     );

@@ -54,7 +54,7 @@ pub mod prelude {
     pub use crate::estimators::{DensityEstimator, MafConfig};
     pub use crate::inference::{
         Method, Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Posterior, Rounds, Samples,
-        SequentialNpe, SequentialRun,
+        SequentialNpe, SequentialRun, ThetaSpace,
     };
     pub use crate::model::distributions::{
         Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,

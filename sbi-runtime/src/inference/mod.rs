@@ -20,7 +20,7 @@ pub mod sequential;
 
 pub use crate::samplers::Samples;
 pub use nle::{Nle, NlePosterior};
-pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe};
+pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe, ThetaSpace};
 pub use nre::{Nre, NrePosterior, NreVariant};
 pub use posterior::{Method, Posterior};
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};

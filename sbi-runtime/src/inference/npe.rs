@@ -39,6 +39,61 @@ pub struct Npe {
     pub training: TrainConfig,
     /// How later rounds of [`Npe::train_rounds`] propose and train (TSNPE).
     pub sequential: SequentialNpe,
+    /// Where the estimator models θ: in the prior's own space, or mapped to ℝᵈ by the
+    /// prior's transforms (see [`ThetaSpace`]).
+    pub theta_space: ThetaSpace,
+}
+
+/// Where NPE's estimator models the parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ThetaSpace {
+    /// θ as the prior gives it (as `sbi`): the density can put mass outside a bounded
+    /// prior's support, and sampling rejects those draws (and `log_prob` corrects for the
+    /// lost mass).
+    #[default]
+    Constrained,
+    /// `z = T⁻¹(θ)`, the prior's bijection onto ℝᵈ (the transforms MCMC uses): the
+    /// estimator is trained on z, draws are mapped back, so none leaves the support, and
+    /// the density gets the transform's Jacobian, `log q(θ|x) = log q(z|x) − log |det ∂θ/∂z|`.
+    Unconstrained,
+}
+
+impl std::str::FromStr for ThetaSpace {
+    type Err = Error;
+
+    /// `constrained` or `unconstrained`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "constrained" => Ok(ThetaSpace::Constrained),
+            "unconstrained" => Ok(ThetaSpace::Unconstrained),
+            _ => Err(Error::Config(format!("unknown θ space {s:?}: expected constrained or unconstrained"))),
+        }
+    }
+}
+
+/// Rows of θ mapped to the prior's unconstrained space, with `log |det ∂θ/∂z|` per row
+/// (`-inf` for a row on the support's boundary, whose `z` is infinite).
+fn unconstrain_rows<P: Prior>(prior: &P, theta: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+    let d = prior.dim();
+    let mut z = vec![0.0; theta.len()];
+    let mut log_det = Vec::with_capacity(theta.len() / d.max(1));
+    for (t, z) in theta.chunks_exact(d).zip(z.chunks_exact_mut(d)) {
+        let ld = prior.unconstrain(t, z)?;
+        log_det.push(if z.iter().all(|v| v.is_finite()) && ld.is_finite() { ld } else { f64::NEG_INFINITY });
+    }
+    Ok((z, log_det))
+}
+
+/// Rows of the unconstrained space mapped back to θ.
+fn constrain_rows<P: Prior>(prior: &P, z: &[f64]) -> Result<Vec<f64>> {
+    let d = prior.dim();
+    let mut theta = vec![0.0; z.len()];
+    for (z, t) in z.chunks_exact(d).zip(theta.chunks_exact_mut(d)) {
+        prior.constrain(z, t)?;
+    }
+    Ok(theta)
 }
 
 /// The sequential variant of NPE used by [`Npe::train_rounds`].
@@ -74,6 +129,11 @@ impl Npe {
         self.training = t;
         self
     }
+    /// Sets where the estimator models θ ([`ThetaSpace`]).
+    pub fn with_theta_space(mut self, space: ThetaSpace) -> Self {
+        self.theta_space = space;
+        self
+    }
     /// Sets the sequential variant (TSNPE or SNPE-C).
     pub fn with_sequential(mut self, s: SequentialNpe) -> Self {
         self.sequential = s;
@@ -97,6 +157,24 @@ impl Npe {
         if sims.x.iter().any(|v| v.is_nan()) && !matches!(self.embedding, EmbeddingNet::DeepSets { .. }) {
             return Err(Error::AbsentTrials { advice: "use the DeepSets embedding".into() });
         }
+        // In the unconstrained space, a row on the support's boundary (infinite z: a draw
+        // of probability 2⁻⁵³) is left out.
+        let (rows, x_rows, log_det): (std::borrow::Cow<'_, [f64]>, std::borrow::Cow<'_, [f64]>, Vec<f64>) = match self
+            .theta_space
+        {
+            ThetaSpace::Constrained => (sims.theta.as_slice().into(), sims.x.as_slice().into(), vec![0.0; n]),
+            ThetaSpace::Unconstrained => {
+                let (z, log_det) = unconstrain_rows(&prior, &sims.theta)?;
+                let keep: Vec<usize> = (0..n).filter(|&i| log_det[i].is_finite()).collect();
+                let pick = |v: &[f64], w: usize| keep.iter().flat_map(|&i| v[i * w..(i + 1) * w].to_vec()).collect();
+                (
+                    std::borrow::Cow::Owned(pick(&z, d)),
+                    std::borrow::Cow::Owned(pick(&sims.x, c)),
+                    keep.iter().map(|&i| log_det[i]).collect(),
+                )
+            }
+        };
+        let n = log_det.len();
         let warm = warm.map(|w| (&w.store, &w.spec));
         let (store, spec) = crate::inference::warm_or_new(warm, &self.training, || EstimatorSpec {
             estimator: self.estimator.clone(),
@@ -104,22 +182,30 @@ impl Npe {
             features: d,
             context_shape: sims.x_shape.clone(),
             seed: self.training.seed,
-            input_std: Standardizer::fit(&sims.theta, d),
-            context_std: Standardizer::fit(&sims.x, c),
+            input_std: Standardizer::fit(&rows, d),
+            context_std: Standardizer::fit(&x_rows, c),
         })?;
         let estimator = ConditionalEstimator::build(store, spec, &self.embedding)?;
         let names = prior.names();
-        let theta = estimator.input_tensor(&sims.theta, Columns::Parameters(&names))?;
-        let x = estimator.context_tensor(&sims.x, Columns::Observation)?;
+        let theta = estimator.input_tensor(&rows, Columns::Parameters(&names))?;
+        let x = estimator.context_tensor(&x_rows, Columns::Observation)?;
         let summary = match atoms {
             None => {
                 let data = Pairs { a: theta, b: x };
                 fit(&estimator.store, &data, &self.training, &NegativeLogLikelihood(&estimator))?
             }
             Some(atoms) => {
-                // Each row carries its log prior in an extra column: the atomic loss divides by it.
-                let log_prior =
-                    sims.theta.chunks_exact(d).map(|row| prior.log_prob_flat(row)).collect::<Result<Vec<f64>>>()?;
+                // Each row carries its log prior in an extra column: the atomic loss divides by
+                // it (the prior's density in the estimator's space: with the Jacobian in z).
+                let thetas = match self.theta_space {
+                    ThetaSpace::Constrained => rows.to_vec(),
+                    ThetaSpace::Unconstrained => constrain_rows(&prior, &rows)?,
+                };
+                let log_prior = thetas
+                    .chunks_exact(d)
+                    .zip(&log_det)
+                    .map(|(row, ld)| Ok(prior.log_prob_flat(row)? + ld))
+                    .collect::<Result<Vec<f64>>>()?;
                 let log_prior = crate::nn::matrix(&log_prior, n, 1, theta.device())?;
                 let data = Pairs { a: Tensor::cat(&[&theta, &log_prior], 1)?, b: x };
                 fit(&estimator.store, &data, &self.training, &Atomic { density: &estimator, atoms })?
@@ -135,6 +221,7 @@ impl Npe {
             seed: self.training.seed,
             max_proposals: None,
             range_check: true,
+            theta_space: self.theta_space,
         })
     }
 }
@@ -202,6 +289,7 @@ pub struct NpePosterior<P: Prior> {
     seed: u64,
     max_proposals: Option<usize>,
     range_check: bool,
+    theta_space: ThetaSpace,
 }
 
 /// NPE model files. Version 2 added the model's identity, a typed header and the checksum.
@@ -276,9 +364,7 @@ impl<P: Prior> NpePosterior<P> {
                 }
             }
             let context = self.estimator.context_tensor(&context, Columns::Observation)?;
-            let draws = self.estimator.inputs_from(&self.estimator.sample(&context, &mut rng)?)?;
-            crate::inference::check_draws(&draws)?;
-            Ok(draws)
+            self.draws(&context, &mut rng)
         };
         let inside = |row: &[f64]| Ok(self.prior.log_prob_flat(row)?.is_finite());
         rejection_sample(observations.len() / c, n, d, budget, &self.prior.names(), propose, inside)
@@ -325,9 +411,23 @@ impl<P: Prior> NpePosterior<P> {
         context.extend(x_o.iter().copied().cycle().take(n * c));
         let mut rng = stream_rng(self.seed, 0x4c45_414b);
         let context = self.estimator.context_tensor(&context, Columns::Observation)?;
-        let draws = self.estimator.inputs_from(&self.estimator.sample(&context, &mut rng)?)?;
+        self.draws(&context, &mut rng)
+    }
+
+    /// One draw of θ per row of the (z-scored) context: the estimator's draws, mapped back
+    /// to the prior's space when it models the unconstrained one.
+    fn draws(&self, context: &Tensor, rng: &mut crate::rng::SimRng) -> Result<Vec<f64>> {
+        let draws = self.estimator.inputs_from(&self.estimator.sample(context, rng)?)?;
         crate::inference::check_draws(&draws)?;
-        Ok(draws)
+        match self.theta_space {
+            ThetaSpace::Constrained => Ok(draws),
+            ThetaSpace::Unconstrained => constrain_rows(&self.prior, &draws),
+        }
+    }
+
+    /// Where the estimator models θ.
+    pub fn theta_space(&self) -> ThetaSpace {
+        self.theta_space
     }
 }
 
@@ -375,6 +475,7 @@ impl<P: Prior> Posterior for NpePosterior<P> {
             x_shape: self.x_shape.clone(),
             x_range: self.x_range.clone(),
             seed: self.seed,
+            theta_space: self.theta_space,
         };
         saved::save(path.as_ref(), &FILE, &self.estimator.store, &header)
     }
@@ -403,6 +504,7 @@ impl<P: Prior> Posterior for NpePosterior<P> {
             seed: header.seed,
             max_proposals: None,
             range_check: true,
+            theta_space: header.theta_space,
         })
     }
 }
@@ -425,17 +527,43 @@ impl<P: Prior> NpePotential<'_, P> {
         let context: Vec<f64> = self.x_o.iter().copied().cycle().take(m * self.x_o.len()).collect();
         let context = estimator.context_tensor(&context, Columns::Observation)?;
         let names = self.posterior.prior.names();
-        let (rows, representable) = estimator.input_standardizer().to_tensor_flagging(
-            theta,
-            Columns::Parameters(&names),
-            estimator.device(),
-        )?;
+        let prior = &self.posterior.prior;
+        // In the unconstrained space: z = T⁻¹(θ) and log |det ∂θ/∂z| per row.
+        let (z, log_det) = match self.posterior.theta_space {
+            ThetaSpace::Constrained => (std::borrow::Cow::Borrowed(theta), vec![0.0; m]),
+            ThetaSpace::Unconstrained => {
+                let (z, log_det) = unconstrain_rows(prior, theta)?;
+                // A row on the boundary (infinite z) is scored -inf below; zeros stand in.
+                let z = z
+                    .chunks_exact(d)
+                    .zip(&log_det)
+                    .flat_map(|(row, ld)| if ld.is_finite() { row.to_vec() } else { vec![0.0; d] })
+                    .collect();
+                (std::borrow::Cow::Owned(z), log_det)
+            }
+        };
+        let (rows, representable) =
+            estimator.input_standardizer().to_tensor_flagging(&z, Columns::Parameters(&names), estimator.device())?;
         let (lq, grad) = if with_grad {
             let var = candle_core::Var::from_tensor(&rows)?;
             let lq = estimator.log_prob(var.as_tensor(), &context)?;
             let grads = lq.sum_all()?.backward()?;
             let mut g = grads.get(var.as_tensor()).map(to_f64).transpose()?.unwrap_or_else(|| vec![0.0; m * d]);
             estimator.input_standardizer().unscale_gradient(&mut g);
+            if self.posterior.theta_space == ThetaSpace::Unconstrained {
+                // ∇_θ [log q(z(θ)) − log |det ∂θ/∂z|] = (∂z/∂θ)ᵀ ∇_z log q − ∇_θ log |det|: the
+                // gradient of Σ_i g_i z_i(θ) − log |det| with g held, by central differences
+                // of the transform (plain code outside the graph; triangular for hierarchical priors).
+                let g_z = g;
+                g = crate::potential::batched_gradient(theta, d, |rows| {
+                    let (z, ld) = unconstrain_rows(prior, rows)?;
+                    Ok(z.chunks_exact(d)
+                        .zip(g_z.chunks_exact(d))
+                        .zip(ld)
+                        .map(|((z, g), ld)| z.iter().zip(g).map(|(z, g)| z * g).sum::<f64>() - ld)
+                        .collect())
+                })?;
+            }
             (to_f64(&lq)?, Some(g))
         } else {
             (to_f64(&self.posterior.estimator.log_prob(&rows, &context)?)?, None)
@@ -444,9 +572,10 @@ impl<P: Prior> NpePotential<'_, P> {
             .chunks_exact(d)
             .zip(lq)
             .zip(representable)
-            .map(|((row, l), representable)| {
-                let inside = representable && self.posterior.prior.log_prob_flat(row)?.is_finite();
-                Ok(if inside { crate::potential::nan_to_neg_inf(l) } else { f64::NEG_INFINITY })
+            .zip(log_det)
+            .map(|(((row, l), representable), ld)| {
+                let inside = representable && ld.is_finite() && prior.log_prob_flat(row)?.is_finite();
+                Ok(if inside { crate::potential::nan_to_neg_inf(l - ld) } else { f64::NEG_INFINITY })
             })
             .collect::<Result<Vec<f64>>>()?;
         Ok((values, grad))
@@ -483,4 +612,5 @@ struct SavedHeader {
     x_shape: Shape,
     x_range: FeatureRange,
     seed: u64,
+    theta_space: ThetaSpace,
 }

@@ -188,6 +188,89 @@ pub struct McmcRun {
     pub divergences: usize,
     /// Wall time.
     pub seconds: f64,
+    /// What the diagnostics say about trusting the draws (empty when nothing is amiss): see
+    /// [`mixing_warnings`]. Printed once on stderr when the run shows progress.
+    pub warnings: Vec<String>,
+}
+
+/// Split-R̂ above this is a warning. Vehtari et al. (2021) ask for 1.01 with long chains;
+/// here many short chains run side by side (200 chains of 50 kept draws by default), whose
+/// R̂ estimate itself scatters by about ±0.01 when the chains do agree, so 1.01 would flag
+/// well-mixed runs; 1.05 (Gelman et al.'s older rule) separates them from runs that did not mix.
+pub const RHAT_WARNING: f64 = 1.05;
+
+/// An effective sample size below this share of the draws is a warning.
+pub const ESS_SHARE_WARNING: f64 = 0.1;
+
+/// Warnings about a run: R̂ above [`RHAT_WARNING`], an effective sample size below
+/// [`ESS_SHARE_WARNING`] of the `n` draws, divergent transitions. Where R̂ is high because
+/// the chains sit in separate modes that each mix (two groups of chains by their means,
+/// each group with R̂ below the threshold: two_moons' crescents), the warning says so: the
+/// draws are then a mixture whose weights come from the resampled starts, not from mixing.
+pub fn mixing_warnings(
+    names: &[String],
+    per_chain: &dyn Fn(usize) -> Vec<Vec<f64>>,
+    rhat: &[f64],
+    ess: &[f64],
+    n: usize,
+    divergences: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let remedies = "more warm-up (`with_warmup`), more thinning (`with_thin`), more chains, or NUTS \
+                    (`McmcConfig::nuts()`)";
+    let high: Vec<usize> = (0..rhat.len()).filter(|&j| rhat[j] > RHAT_WARNING || !rhat[j].is_finite()).collect();
+    if !high.is_empty() {
+        let list = high.iter().map(|&j| format!("{} {:.3}", names[j], rhat[j])).collect::<Vec<_>>().join(", ");
+        if high.iter().all(|&j| separate_modes(&per_chain(j))) {
+            out.push(format!(
+                "R-hat above {RHAT_WARNING} ({list}), but the chains split into groups that each agree: \
+                 the posterior has separate modes, each chain stays in one, and their weights come from the \
+                 resampled starts (10,000 prior draws by default: raise `ChainInit::Resample {{ pool }}` to \
+                 weigh them better), not from moving between modes"
+            ));
+        } else {
+            out.push(format!("R-hat above {RHAT_WARNING} ({list}): the chains have not converged; try {remedies}"));
+        }
+    }
+    let low: Vec<usize> = (0..ess.len()).filter(|&j| ess[j] < ESS_SHARE_WARNING * n as f64).collect();
+    if !low.is_empty() {
+        let list = low.iter().map(|&j| format!("{} {:.0}", names[j], ess[j])).collect::<Vec<_>>().join(", ");
+        out.push(format!(
+            "effective sample size below {:.0}% of the {n} draws ({list}): the draws are strongly \
+             correlated; try {remedies}",
+            100.0 * ESS_SHARE_WARNING
+        ));
+    }
+    if divergences > 0 {
+        out.push(format!(
+            "{divergences} divergent transitions: NUTS could not follow the posterior everywhere (a funnel, a \
+             boundary of the support); raise `target_accept` towards 0.95, or reparametrise"
+        ));
+    }
+    out
+}
+
+/// Whether chains whose split-R̂ is high fall into two groups (by their means) that each
+/// agree: separate modes rather than chains that have not converged.
+fn separate_modes(chains: &[Vec<f64>]) -> bool {
+    if chains.len() < 4 {
+        return false;
+    }
+    let means: Vec<f64> = chains.iter().map(|c| c.iter().sum::<f64>() / c.len().max(1) as f64).collect();
+    // Two groups by the largest gap between sorted chain means (1-D two-means' boundary).
+    let mut sorted: Vec<(f64, usize)> = means.iter().copied().zip(0..).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let cut =
+        (1..sorted.len()).max_by(|&a, &b| (sorted[a].0 - sorted[a - 1].0).total_cmp(&(sorted[b].0 - sorted[b - 1].0)));
+    let Some(cut) = cut else { return false };
+    let group = |range: std::ops::Range<usize>| -> Vec<Vec<f64>> {
+        sorted[range].iter().map(|&(_, c)| chains[c].clone()).collect()
+    };
+    let (a, b) = (group(0..cut), group(cut..sorted.len()));
+    a.len() >= 2
+        && b.len() >= 2
+        && diagnostics::split_rhat(&a) <= RHAT_WARNING
+        && diagnostics::split_rhat(&b) <= RHAT_WARNING
 }
 
 /// The batched log target a [`Transition`] moves chains on: the potential seen in the
@@ -352,17 +435,25 @@ fn run<P: Prior, T: Potential>(
     let per_param = |j: usize| -> Vec<Vec<f64>> {
         (0..chains).map(|c| theta.iter().map(|sweep| sweep[c * d + j]).collect()).collect()
     };
-    let rhat = (0..d).map(|j| diagnostics::split_rhat(&per_param(j))).collect();
-    let ess = (0..d).map(|j| diagnostics::effective_sample_size(&per_param(j))).collect();
+    let rhat: Vec<f64> = (0..d).map(|j| diagnostics::split_rhat(&per_param(j))).collect();
+    let ess: Vec<f64> = (0..d).map(|j| diagnostics::effective_sample_size(&per_param(j))).collect();
+    let names = prior.names();
+    let warnings = mixing_warnings(&names, &per_param, &rhat, &ess, n, divergences);
+    if config.progress {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     let mut values: Vec<f64> = theta.into_iter().flatten().collect();
     values.truncate(n * d);
     Ok(McmcRun {
-        samples: Samples { values, names: prior.names() },
+        samples: Samples { values, names },
         rhat,
         ess,
         evaluations: target.used,
         divergences,
         seconds: start.elapsed().as_secs_f64(),
+        warnings,
     })
 }
 

@@ -18,7 +18,7 @@ mod slice;
 
 pub use importance::{ImportanceConfig, ImportanceRun, importance_sample};
 pub(crate) use mcmc::spread;
-pub use mcmc::{ChainInit, McmcConfig, McmcMethod, McmcRun, mcmc};
+pub use mcmc::{ChainInit, ESS_SHARE_WARNING, McmcConfig, McmcMethod, McmcRun, RHAT_WARNING, mcmc, mixing_warnings};
 pub use mcmc::{Target, Transition, mcmc_with};
 pub use rejection::{RejectionRun, rejection_sample};
 pub use samples::Samples;
@@ -129,17 +129,31 @@ impl SamplerRun {
         }
     }
 
+    /// What the diagnostics say about trusting the draws (MCMC's [`McmcRun::warnings`];
+    /// importance sampling: an ESS below 1% of the proposals; none for rejection).
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            SamplerRun::Mcmc(r) => r.warnings.clone(),
+            SamplerRun::Importance(r) if r.ess < 0.01 * r.proposals as f64 => vec![format!(
+                "importance weights' ESS is {:.0} of {} proposals: the prior is a poor proposal here; use MCMC",
+                r.ess, r.proposals
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     /// A one-line summary of the diagnostics.
     pub fn describe(&self) -> String {
         let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ");
         match self {
             SamplerRun::Mcmc(r) => format!(
-                "MCMC: R-hat [{}], ESS [{}], {} potential evaluations, {} divergences, {:.2} s",
+                "MCMC: R-hat [{}], ESS [{}], {} potential evaluations, {} divergences, {:.2} s{}",
                 fmt(&r.rhat),
                 r.ess.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "),
                 r.evaluations,
                 r.divergences,
-                r.seconds
+                r.seconds,
+                r.warnings.iter().map(|w| format!("; warning: {w}")).collect::<String>()
             ),
             SamplerRun::Importance(r) => format!("importance sampling: ESS {:.0} of {} proposals", r.ess, r.proposals),
             SamplerRun::Rejection(r) => {

@@ -243,3 +243,32 @@ fn a_users_transition_samples_through_mcmc_with() {
     assert!(run.rhat.iter().all(|r| *r < 1.1), "R-hat {:?}", run.rhat);
     check_gaussian(&run.samples, &run.ess, "user's Metropolis");
 }
+
+/// A run that mixes carries no warning; one that does not is told so, and chains stuck in
+/// separate modes are told apart from chains that have not converged.
+#[test]
+fn mixing_is_reported() {
+    let target = FnPotential::new(2, correlated_gaussian);
+    let good = mcmc(&Plane.prior(), &target, 10_000, &quiet(McmcMethod::Slice)).unwrap();
+    assert!(good.warnings.is_empty(), "{:?}", good.warnings);
+
+    // Random-walk MH barely started on a ridge of correlation 0.999: neither converged nor mixed.
+    let ridge = FnPotential::new(2, |t: &[f64]| {
+        let (u, v) = (t[0], t[1]);
+        -(u * u - 2.0 * 0.999 * u * v + v * v) / (2.0 * (1.0 - 0.999 * 0.999))
+    });
+    let short = quiet(McmcMethod::Mh).with_warmup(2).with_thin(1).with_init(ChainInit::Prior);
+    let bad = mcmc(&Plane.prior(), &ridge, 4_000, &short).unwrap();
+    assert!(bad.warnings.iter().any(|w| w.contains("not converged")), "{:?} (R-hat {:?})", bad.warnings, bad.rhat);
+    assert!(bad.warnings.iter().any(|w| w.contains("effective sample size")), "{:?}", bad.warnings);
+
+    // Two far modes: each chain stays in one, and each group of chains agrees.
+    let modes = FnPotential::new(2, |t: &[f64]| {
+        let m = |c: f64| -((t[0] - c).powi(2) + t[1].powi(2)) / (2.0 * 0.3 * 0.3);
+        let (a, b) = (m(-8.0), m(8.0));
+        a.max(b) + ((a - a.max(b)).exp() + (b - a.max(b)).exp()).ln()
+    });
+    let split = mcmc(&Plane.prior(), &modes, 10_000, &quiet(McmcMethod::Slice)).unwrap();
+    assert!(split.rhat[0] > RHAT_WARNING, "R-hat {:?}", split.rhat);
+    assert!(split.warnings.iter().any(|w| w.contains("separate modes")), "{:?}", split.warnings);
+}
