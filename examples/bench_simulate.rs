@@ -1,5 +1,6 @@
-//! Benchmark: simulations per second for two_moons and slcp with 1 and 2 threads, measured
-//! side by side in one run (best of three), and a check that both thread counts give
+//! Benchmark: simulations per second for two_moons, slcp and a regression on a 100 × 10
+//! design-matrix setting (the cost of a large setting) with 1 and 2 threads, measured side
+//! by side in one run (best of three), and a check that both thread counts give
 //! bit-identical results.
 //!
 //! ```text
@@ -43,5 +44,7 @@ fn run() -> sbi_runtime::Result<()> {
     println!("{:>10} {:>8} {:>12} {:>10} {:>14}", "model", "threads", "simulations", "best ms", "sims/second");
     bench("two_moons", &models::two_moons::TwoMoons, n)?;
     bench("slcp", &models::slcp::Slcp, n)?;
+    let regression = models::regression::Regression { design: models::regression::design(), noise: 0.5 };
+    bench("regression", &regression, n / 10)?;
     Ok(())
 }

@@ -31,15 +31,15 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 
     let counts = sims.invalid_counts();
     println!(
-        "{} valid simulations in {:.3} s ({:.0} per second); {} invalid ({} NaN, {} inf, {} panicked)",
+        "{} valid simulations in {:.3} s ({:.0} per second); {} excluded ({counts})",
         sims.len(),
         secs,
         (sims.len() + counts.total()) as f64 / secs,
         counts.total(),
-        counts.nan,
-        counts.infinite,
-        counts.panicked
     );
+    if let Some(first) = sims.excluded().first() {
+        println!("first excluded: {first}");
+    }
     println!(
         "\nθ ({} coordinates)\n{:>12} {:>10} {:>10} {:>10} {:>10}",
         sims.theta_dim(),

@@ -212,3 +212,50 @@ fn vector_distributions_fill_a_vector_site() {
     let err = WrongJointSize.prior().sample(&mut stream_rng(0, 0)).unwrap_err();
     assert!(err.to_string().contains("prior site `w`"), "{err}");
 }
+
+/// A large setting whose copies are counted: the generated code must not clone it per
+/// simulation or per prior evaluation.
+#[derive(Debug)]
+struct Design {
+    rows: Vec<[f64; 3]>,
+}
+
+static DESIGN_CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Clone for Design {
+    fn clone(&self) -> Self {
+        DESIGN_CLONES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Design { rows: self.rows.clone() }
+    }
+}
+
+#[simulator]
+fn regression(rng: &mut impl Rng, design: Design, prior_scale: f64) -> Vec<f64> {
+    // Plain `let`s before the first site: computed from settings, shared by sites and body.
+    let precision = [[1.0 / (prior_scale * prior_scale), 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 4.0]];
+    let noise = 0.1;
+    let w = sample!(MultivariateNormal::from_precision([0.0; 3], precision); 3);
+    design.rows.iter().map(|r| r[0] * w[0] + r[1] * w[1] + r[2] * w[2] + noise * rng.random::<f64>()).collect()
+}
+
+#[test]
+fn settings_are_borrowed_and_a_preamble_feeds_the_sites() {
+    let design = Design { rows: (0..100).map(|i| [1.0, i as f64 / 100.0, (i as f64 / 10.0).sin()]).collect() };
+    let model = Regression { design, prior_scale: 3.0 };
+    let before = DESIGN_CLONES.load(std::sync::atomic::Ordering::SeqCst);
+    let sims = simulate(&model, 20_000).seed(2).progress(false).run().unwrap();
+    let lp = model.prior().log_prob_flat(&[0.0, 0.0, 0.0]).unwrap();
+    let clones = DESIGN_CLONES.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // One copy per `prior()` call (the prior struct owns the settings), none per simulation.
+    assert!(clones <= 3, "{clones} copies of the design for 20000 simulations");
+    assert_eq!(sims.x_dim(), 100);
+    // The precision built in the preamble is the prior's: variances 9, 1, 1/4.
+    let n = sims.len() as f64;
+    for (k, var) in [9.0, 1.0, 0.25].into_iter().enumerate() {
+        let v = sims.theta.iter().skip(k).step_by(3).map(|w| w * w).sum::<f64>() / n;
+        // Var of a sample variance of a Gaussian: 2σ⁴/n.
+        assert!((v - var).abs() < 5.0 * var * (2.0 / n).sqrt(), "var[{k}] = {v}");
+    }
+    let expected = -0.5 * (9.0f64 * 1.0 * 0.25).ln() - 1.5 * (2.0 * std::f64::consts::PI).ln();
+    assert!((lp - expected).abs() < 1e-12, "{lp} vs {expected}");
+}

@@ -58,7 +58,18 @@ fn invalid_simulations_are_excluded_and_counted() {
         let sd = (n as f64 * p * (1.0 - p)).sqrt();
         assert!((count as f64 - n as f64 * p).abs() < 5.0 * sd, "{count} vs {}", n as f64 * p);
     }
-    for InvalidSimulation { kind, theta, message, .. } in &sims.invalid {
+    // The methods agree with the counts, and say what happened where.
+    assert_eq!(sims.excluded().len(), c.total());
+    assert_eq!(sims.excluded_by(InvalidKind::Panicked).count(), c.panicked);
+    assert_eq!(sims.excluded_theta(InvalidKind::Nan).len(), c.nan * sims.theta_dim());
+    assert!(sims.excluded_theta(InvalidKind::Nan).iter().all(|&t| t > 0.6));
+    assert_eq!(c.to_string(), format!("{} NaN, {} infinite, {} panicked", c.nan, c.infinite, c.panicked));
+    let panic = sims.excluded_by(InvalidKind::Panicked).next().unwrap().to_string();
+    assert!(
+        panic.starts_with("simulation ") && panic.contains(": the simulator panicked (the solver diverged at"),
+        "{panic}"
+    );
+    for InvalidSimulation { kind, theta, message, .. } in sims.excluded() {
         match kind {
             InvalidKind::Nan => assert!(theta[0] > 0.6),
             InvalidKind::Infinite => assert!(theta[0] < -0.8),

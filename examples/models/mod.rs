@@ -1,6 +1,6 @@
 //! Models shared by the examples and the integration tests: the sbibm tasks of
-//! `../shared/tasks` written with `#[simulator]`, a hierarchical model and an SIR epidemic
-//! with fixed settings. (A folder without `main.rs`, so Cargo does not build it as an example.)
+//! `../shared/tasks` written with `#[simulator]`, a hierarchical model, an SIR epidemic
+//! with fixed settings and a regression on a large design-matrix setting. (A folder without `main.rs`, so Cargo does not build it as an example.)
 #![allow(dead_code)]
 
 pub mod blob;
@@ -8,6 +8,7 @@ pub mod gaussian_linear;
 pub mod hierarchical;
 pub mod measurement;
 pub mod offset;
+pub mod regression;
 pub mod sir;
 pub mod slcp;
 pub mod two_moons;

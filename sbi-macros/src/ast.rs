@@ -31,7 +31,8 @@ pub struct Model {
     pub item: ItemFn,
     pub rng: Option<RngArg>,
     pub settings: Vec<Setting>,
-    /// Items (`use`, `const`, `fn`) before the first site, visible to sites and body.
+    /// Items (`use`, `const`, `fn`) before the end of the prior and plain `let`s before the
+    /// first site, visible to sites and body; run before the sites in every generated method.
     pub preamble: Vec<Stmt>,
     pub sites: Vec<Site>,
     /// Statements after the prior sites.
@@ -108,7 +109,11 @@ impl Model {
             }
         }
 
+        // Items anywhere before the prior end, and plain `let`s before the first site, are the
+        // preamble: values the sites' arguments and the simulator share. `let`s that no site
+        // follows are simulator code.
         let mut preamble = Vec::new();
+        let mut pending_lets = Vec::new();
         let mut sites = Vec::new();
         let mut body = Vec::new();
         let mut in_prior = true;
@@ -119,15 +124,22 @@ impl Model {
                     continue;
                 }
                 if let Some(mac) = site_macro(stmt) {
+                    preamble.append(&mut pending_lets);
                     if let Some(site) = parse_site(cx, stmt, mac) {
                         sites.push(site);
                     }
                     continue;
                 }
+                if sites.is_empty() && matches!(stmt, Stmt::Local(_)) {
+                    pending_lets.push(stmt.clone());
+                    continue;
+                }
                 in_prior = false;
+                body.append(&mut pending_lets);
             }
             body.push(stmt.clone());
         }
+        body.append(&mut pending_lets);
         Model { item, rng, settings, preamble, sites, body }
     }
 }

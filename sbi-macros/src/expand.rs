@@ -36,6 +36,7 @@ pub fn simulator(args: TokenStream, input: TokenStream) -> TokenStream {
     valid::vector_sizes(&cx, &model);
     valid::literal_arguments(&cx, &model);
     valid::misplaced_samples(&cx, &mut model);
+    valid::preamble_without_rng(&cx, &model);
     let had_errors = cx.has_errors();
     let errors = match cx.check() {
         Ok(()) => TokenStream::new(),
@@ -66,6 +67,23 @@ fn pascal_case(ident: &Ident) -> String {
 }
 
 /// The site's type: `f64`, `[f64; N]`, or the user's annotation.
+/// Whether a setting's type is a number, `bool` or `char` (or an array or tuple of them): those
+/// are bound by value in the generated code, every other type by reference.
+fn is_plain_copy(ty: &Type) -> bool {
+    const PLAIN: &[&str] = &[
+        "f64", "f32", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "bool",
+        "char",
+    ];
+    match ty {
+        Type::Path(p) => p.qself.is_none() && p.path.get_ident().is_some_and(|id| PLAIN.iter().any(|n| id == n)),
+        Type::Array(a) => is_plain_copy(&a.elem),
+        Type::Tuple(t) => !t.elems.is_empty() && t.elems.iter().all(is_plain_copy),
+        Type::Paren(p) => is_plain_copy(&p.elem),
+        Type::Group(g) => is_plain_copy(&g.elem),
+        _ => false,
+    }
+}
+
 fn site_type(site: &Site) -> TokenStream {
     match (&site.ty, &site.size) {
         (Some(ty), _) => ty.to_token_stream(),
@@ -167,9 +185,18 @@ fn expand(model: &mut Model, source_digest: &str) -> TokenStream {
     };
     let sim_struct = struct_body(&setting_idents, &setting_types, &setting_docs);
     let prior_struct = sim_struct.clone();
-    let bind_settings = quote! {
-        #( #[allow(unused_variables)] let #setting_idents: #setting_types = ::core::clone::Clone::clone(&self.#setting_idents); )*
-    };
+    // Settings are bound without a copy of their data: numbers, `bool` and `char` (and arrays
+    // of them) by value, everything else (`Vec`, `String`, a user's struct) by shared reference,
+    // so a large setting costs nothing per simulation.
+    let bind_settings = model.settings.iter().map(|s| {
+        let (id, ty) = (&s.ident, &s.ty);
+        if is_plain_copy(ty) {
+            quote! { #[allow(unused_variables)] let #id: #ty = self.#id; }
+        } else {
+            quote! { #[allow(unused_variables)] let #id: &#ty = &self.#id; }
+        }
+    });
+    let bind_settings = quote! { #( #bind_settings )* };
 
     // Parameters: flat layout in site order.
     let write_site = sites.iter().map(|s| {
@@ -202,7 +229,19 @@ fn expand(model: &mut Model, source_digest: &str) -> TokenStream {
         }
     });
 
-    let preamble = &model.preamble;
+    // A preamble value may serve only the sites or only the simulator.
+    let preamble: Vec<syn::Stmt> = model
+        .preamble
+        .iter()
+        .cloned()
+        .map(|mut stmt| {
+            if let syn::Stmt::Local(local) = &mut stmt {
+                local.attrs.push(syn::parse_quote!(#[allow(unused_variables, unused_mut)]));
+            }
+            stmt
+        })
+        .collect();
+    let preamble = &preamble;
     let body = &model.body;
     let attrs = &item.attrs;
     let sig = &item.sig;

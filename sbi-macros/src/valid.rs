@@ -279,6 +279,9 @@ pub fn misplaced_samples(cx: &Ctxt, model: &mut Model) {
         }
     }
     finder.places = vec![Place::TopLevel];
+    for stmt in &mut model.preamble {
+        finder.visit_stmt_mut(stmt);
+    }
     for stmt in &mut model.body {
         if let Some(mac) = site_macro(stmt) {
             cx.error_spanned_by(
@@ -361,5 +364,56 @@ impl VisitMut for Misplaced<'_> {
 
     fn visit_item_mut(&mut self, item: &mut syn::Item) {
         self.within(Place::Block, |s| visit_mut::visit_item_mut(s, item));
+    }
+}
+
+/// A `let` before the prior sites does not use the rng: it runs whenever the prior is
+/// evaluated or drawn from, so a random value there would be an undeclared prior draw.
+pub fn preamble_without_rng(cx: &Ctxt, model: &Model) {
+    let Some(rng) = &model.rng else { return };
+    for stmt in &model.preamble {
+        let Stmt::Local(local) = stmt else { continue };
+        let mut finder = FindIdent { target: &rng.ident, found: None };
+        syn::visit::visit_local(&mut finder, local);
+        if let Some(use_site) = finder.found {
+            cx.error_spanned_by(
+                use_site,
+                format!(
+                    "a `let` before the prior sites cannot use `{}`: it runs whenever the prior is evaluated, \
+                     so a random value here would be an undeclared prior draw \
+                     (declare it as a site with `sample!`, or move this `let` below the prior sites)",
+                    rng.ident
+                ),
+            );
+        }
+    }
+}
+
+/// Finds the first use of one identifier.
+struct FindIdent<'a> {
+    target: &'a syn::Ident,
+    found: Option<syn::Ident>,
+}
+
+impl<'ast> syn::visit::Visit<'ast> for FindIdent<'_> {
+    fn visit_ident(&mut self, id: &'ast syn::Ident) {
+        if self.found.is_none() && id == self.target {
+            self.found = Some(id.clone());
+        }
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        // Macro bodies are token streams: look for the name among their tokens.
+        fn scan(tokens: proc_macro2::TokenStream, finder: &mut FindIdent) {
+            for tt in tokens {
+                match tt {
+                    proc_macro2::TokenTree::Ident(id) => finder.visit_ident(&id),
+                    proc_macro2::TokenTree::Group(g) => scan(g.stream(), finder),
+                    _ => {}
+                }
+            }
+        }
+        syn::visit::visit_path(self, &mac.path);
+        scan(mac.tokens.clone(), self);
     }
 }

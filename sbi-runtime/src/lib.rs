@@ -26,6 +26,7 @@
 extern crate self as sbi_runtime;
 
 mod alloc;
+pub mod benchmark;
 pub mod diagnostics;
 pub mod error;
 pub mod estimators;
@@ -36,6 +37,7 @@ pub use model::{distributions, transforms};
 pub mod nn;
 pub mod plot;
 pub mod potential;
+pub mod progress;
 pub mod rng;
 pub mod samplers;
 pub mod simulate;
@@ -44,6 +46,7 @@ pub mod train;
 pub use distributions::{IntoDistribution, PriorDistribution};
 pub use error::{Error, InvalidKind, ModelPart, Result};
 pub use model::{Observation, Parameters, Prior, Shape, Simulator, SiteVisitor, TimeSeries, VarTrials};
+pub use progress::set_progress;
 pub use sbi_macros::{sample, simulator};
 pub use simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
 
@@ -65,7 +68,7 @@ pub mod prelude {
     pub use crate::samplers::{ChainInit, ImportanceConfig, McmcConfig, McmcMethod, Sampler};
     pub use crate::simulate::{InvalidPolicy, Simulations, simulate, simulate_from, simulate_from_flat};
     pub use crate::train::TrainConfig;
-    pub use crate::{Error, ModelPart, sample, simulator};
+    pub use crate::{Error, ModelPart, sample, set_progress, simulator};
     pub use rand::{Rng, RngExt};
     pub use rand_distr::StandardNormal;
 }

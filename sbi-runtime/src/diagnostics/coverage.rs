@@ -49,7 +49,8 @@ impl Coverage {
     }
 
     /// The coverage over held-out simulations `tests`: `draws(truth, x)` returns posterior
-    /// draws (`n × dim`) at the observation `x` of the parameters `truth`.
+    /// draws (`n × dim`) at the observation `x` of the parameters `truth`. Shows a progress
+    /// bar unless [`crate::set_progress`]`(false)`.
     ///
     /// # Errors
     /// The errors of `draws`; [`Error::ShapeMismatch`] for draws of the wrong width.
@@ -63,9 +64,13 @@ impl Coverage {
             return Err(Error::shape("coverage tests (parameters and observations)", 1, 0));
         }
         let mut c = Coverage::new(d, level);
+        // Shown unless progress is off for the whole run (`crate::set_progress`).
+        let bar = crate::progress::bar(true, Some(tests.len() as u64), "coverage {bar:30} {pos}/{len} tests", false);
         for (truth, x) in tests.theta.chunks_exact(d).zip(tests.x.chunks_exact(f)) {
             c.add(&draws(truth, x)?, truth)?;
+            bar.inc(1);
         }
+        bar.finish_and_clear();
         Ok(c)
     }
 

@@ -360,40 +360,136 @@ impl MultivariateNormal {
         R: IntoIterator,
         R::Item: AsRef<[f64]>,
     {
-        const NAME: &str = "MultivariateNormal";
-        let mean = mean.as_ref().to_vec();
+        let mean = mvn_mean(mean)?;
+        let cov = mvn_matrix("covariance", covariance, mean.len())?;
+        mvn_symmetric("covariance", &cov, mean.len())?;
+        let chol = cholesky(&cov, mean.len())
+            .ok_or_else(|| Error::invalid_distribution(MVN, "covariance is not positive definite"))?;
+        Ok(Self::from_factor(mean, chol))
+    }
+
+    /// MultivariateNormal from its precision matrix (the inverse covariance), as models are
+    /// often written (Gaussian Markov random fields, regression priors). `precision` is given
+    /// as rows and must be symmetric positive definite; it is inverted here, in f64, through
+    /// its Cholesky factor.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
+    pub fn from_precision<M, R>(mean: M, precision: R) -> Result<Self>
+    where
+        M: AsRef<[f64]>,
+        R: IntoIterator,
+        R::Item: AsRef<[f64]>,
+    {
+        let mean = mvn_mean(mean)?;
         let d = mean.len();
-        check(d > 0, NAME, || "the mean is empty".into())?;
-        for &m in &mean {
-            finite(NAME, "each mean", m)?;
+        let prec = mvn_matrix("precision", precision, d)?;
+        mvn_symmetric("precision", &prec, d)?;
+        let lp =
+            cholesky(&prec, d).ok_or_else(|| Error::invalid_distribution(MVN, "precision is not positive definite"))?;
+        // Σ = P⁻¹ = L⁻ᵀ L⁻¹ with P = L Lᵀ: invert the triangular factor column by column.
+        let mut linv = vec![0.0; d * d];
+        for j in 0..d {
+            linv[j * d + j] = 1.0 / lp[j * d + j];
+            for i in j + 1..d {
+                let s: f64 = (j..i).map(|k| lp[i * d + k] * linv[k * d + j]).sum();
+                linv[i * d + j] = -s / lp[i * d + i];
+            }
         }
-        let mut cov = Vec::with_capacity(d * d);
-        let mut rows = 0;
-        for row in covariance {
-            let row = row.as_ref();
-            check(row.len() == d, NAME, || format!("covariance row {rows} has {} values, expected {d}", row.len()))?;
-            cov.extend_from_slice(row);
-            rows += 1;
-        }
-        check(rows == d, NAME, || format!("covariance has {rows} rows, expected {d}"))?;
+        let mut cov = vec![0.0; d * d];
         for i in 0..d {
-            for j in 0..i {
-                let (a, b) = (cov[i * d + j], cov[j * d + i]);
-                check((a - b).abs() <= 1e-10 * (a.abs() + b.abs()).max(1e-300), NAME, || {
-                    format!("covariance is not symmetric: [{i}][{j}] = {a}, [{j}][{i}] = {b}")
-                })?;
+            for j in 0..=i {
+                let v: f64 = (i..d).map(|k| linv[k * d + i] * linv[k * d + j]).sum();
+                cov[i * d + j] = v;
+                cov[j * d + i] = v;
             }
         }
         let chol = cholesky(&cov, d)
-            .ok_or_else(|| Error::invalid_distribution(NAME, "covariance is not positive definite"))?;
+            .ok_or_else(|| Error::invalid_distribution(MVN, "precision is too ill-conditioned to invert in f64"))?;
+        Ok(Self::from_factor(mean, chol))
+    }
+
+    /// MultivariateNormal from a lower Cholesky factor `L` of the covariance (`Σ = L Lᵀ`),
+    /// given as rows: entries above the diagonal must be zero and the diagonal positive.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDistribution`] for arguments outside the domain above.
+    pub fn from_cholesky<M, R>(mean: M, lower: R) -> Result<Self>
+    where
+        M: AsRef<[f64]>,
+        R: IntoIterator,
+        R::Item: AsRef<[f64]>,
+    {
+        let mean = mvn_mean(mean)?;
+        let d = mean.len();
+        let chol = mvn_matrix("Cholesky factor", lower, d)?;
+        for i in 0..d {
+            let l = chol[i * d + i];
+            check(l > 0.0 && l.is_finite(), MVN, || {
+                format!("the Cholesky factor's diagonal must be positive and finite, got [{i}][{i}] = {l}")
+            })?;
+            for j in 0..d {
+                let v = chol[i * d + j];
+                check(v.is_finite(), MVN, || format!("the Cholesky factor has [{i}][{j}] = {v}"))?;
+                check(j <= i || v == 0.0, MVN, || {
+                    format!("the Cholesky factor must be lower triangular, got [{i}][{j}] = {v} above the diagonal")
+                })?;
+            }
+        }
+        Ok(Self::from_factor(mean, chol))
+    }
+
+    fn from_factor(mean: Vec<f64>, chol: Vec<f64>) -> Self {
+        let d = mean.len();
         let half_log_det = (0..d).map(|i| chol[i * d + i].ln()).sum();
-        Ok(MultivariateNormal { mean, chol, half_log_det })
+        MultivariateNormal { mean, chol, half_log_det }
     }
 
     /// The mean vector.
     pub fn mean(&self) -> &[f64] {
         &self.mean
     }
+}
+
+const MVN: &str = "MultivariateNormal";
+
+fn mvn_mean(mean: impl AsRef<[f64]>) -> Result<Vec<f64>> {
+    let mean = mean.as_ref().to_vec();
+    check(!mean.is_empty(), MVN, || "the mean is empty".into())?;
+    for &m in &mean {
+        finite(MVN, "each mean", m)?;
+    }
+    Ok(mean)
+}
+
+/// A `d × d` matrix given as rows, flattened row-major; `what` names it in errors.
+fn mvn_matrix<R>(what: &str, rows: R, d: usize) -> Result<Vec<f64>>
+where
+    R: IntoIterator,
+    R::Item: AsRef<[f64]>,
+{
+    let mut m = Vec::with_capacity(d * d);
+    let mut n = 0;
+    for row in rows {
+        let row = row.as_ref();
+        check(row.len() == d, MVN, || format!("{what} row {n} has {} values, expected {d}", row.len()))?;
+        m.extend_from_slice(row);
+        n += 1;
+    }
+    check(n == d, MVN, || format!("{what} has {n} rows, expected {d}"))?;
+    Ok(m)
+}
+
+fn mvn_symmetric(what: &str, m: &[f64], d: usize) -> Result<()> {
+    for i in 0..d {
+        for j in 0..i {
+            let (a, b) = (m[i * d + j], m[j * d + i]);
+            check((a - b).abs() <= 1e-10 * (a.abs() + b.abs()).max(1e-300), MVN, || {
+                format!("{what} is not symmetric: [{i}][{j}] = {a}, [{j}][{i}] = {b}")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Lower Cholesky factor of a symmetric `d × d` matrix (row-major), or `None` if it is not

@@ -2,9 +2,9 @@
 //! potential call per step, started from draws resampled by importance weight, with split-R̂,
 //! the effective sample size and a budget of potential evaluations.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
@@ -439,7 +439,7 @@ fn run<P: Prior, T: Potential>(
     let ess: Vec<f64> = (0..d).map(|j| diagnostics::effective_sample_size(&per_param(j))).collect();
     let names = prior.names();
     let warnings = mixing_warnings(&names, &per_param, &rhat, &ess, n, divergences);
-    if config.progress {
+    if crate::progress::shows(config.progress) {
         for w in &warnings {
             eprintln!("warning: {w}");
         }
@@ -565,12 +565,5 @@ fn pick_weighted(logw: &[f64], rng: &mut SimRng) -> Option<usize> {
 }
 
 fn progress_bar(show: bool, len: u64) -> ProgressBar {
-    let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-    let bar = ProgressBar::with_draw_target(Some(len), target);
-    bar.set_style(
-        ProgressStyle::with_template("MCMC [{elapsed_precise}] {bar:30} {pos}/{len} sweeps")
-            .expect("the template is valid"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
+    crate::progress::bar(show, Some(len), "MCMC [{elapsed_precise}] {bar:30} {pos}/{len} sweeps", true)
 }

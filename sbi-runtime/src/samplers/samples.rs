@@ -91,6 +91,21 @@ impl Samples {
         Ok(Samples { values, names })
     }
 
+    /// Writes the draws in the format the extension names: `.npy`
+    /// ([`Samples::write_npy`]), `.npz` ([`Samples::write_npz`]), CSV otherwise
+    /// ([`Samples::write_csv`]).
+    ///
+    /// # Errors
+    /// As the writer chosen.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => self.write_npy(path),
+            Some("npz") => self.write_npz(path),
+            _ => self.write_csv(path),
+        }
+    }
+
     /// Writes a CSV file: a header of parameter names, one row per draw.
     ///
     /// # Errors

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -259,13 +259,11 @@ impl<'a, S: Simulator> Simulate<'a, S> {
     }
 
     fn progress_bar(&self, total: usize, done: usize) -> ProgressBar {
-        let target = if self.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "simulating {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]",
-            )
-            .expect("the template is valid"),
+        let bar = crate::progress::bar(
+            self.progress,
+            Some(total as u64),
+            "simulating {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]",
+            false,
         );
         bar.set_position(done as u64);
         bar

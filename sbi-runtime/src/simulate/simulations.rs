@@ -38,6 +38,19 @@ impl InvalidCounts {
     }
 }
 
+/// `"none"`, or the non-zero causes: `"12 NaN, 3 panicked"`.
+impl std::fmt::Display for InvalidCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> =
+            [(self.nan, "NaN"), (self.infinite, "infinite"), (self.panicked, "panicked"), (self.prior, "prior failed")]
+                .into_iter()
+                .filter(|&(n, _)| n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+        if parts.is_empty() { f.write_str("none") } else { f.write_str(&parts.join(", ")) }
+    }
+}
+
 /// One excluded simulation, kept so that a user can see which `θ` broke the simulator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvalidSimulation {
@@ -49,6 +62,17 @@ pub struct InvalidSimulation {
     pub theta: Vec<f64>,
     /// The panic or prior error message, if any.
     pub message: Option<String>,
+}
+
+/// `simulation 17 at θ = [0.1, 2.5]: the simulator panicked (the solver diverged)`.
+impl std::fmt::Display for InvalidSimulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "simulation {} at θ = {:?}: {}", self.index, self.theta, self.kind)?;
+        match &self.message {
+            Some(m) => write!(f, " ({m})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The result of a simulation run: valid `(θ, x)` pairs, row-major and contiguous.
@@ -157,7 +181,25 @@ impl Simulations {
         )
     }
 
-    /// Counts of excluded simulations by cause.
+    /// The excluded simulations (NaN or infinite output, a panic, a failed prior draw), in
+    /// index order, each with its index, parameters, cause and message; `Display` prints one
+    /// per line as `simulation 17 at θ = [..]: the simulator panicked (message)`.
+    pub fn excluded(&self) -> &[InvalidSimulation] {
+        &self.invalid
+    }
+
+    /// The excluded simulations of one cause, in index order.
+    pub fn excluded_by(&self, kind: InvalidKind) -> impl Iterator<Item = &InvalidSimulation> + '_ {
+        self.invalid.iter().filter(move |s| s.kind == kind)
+    }
+
+    /// The parameters of the excluded simulations of one cause, `n × theta_dim()` row-major
+    /// (e.g. to plot where in the prior the simulator breaks).
+    pub fn excluded_theta(&self, kind: InvalidKind) -> Vec<f64> {
+        self.excluded_by(kind).flat_map(|s| s.theta.iter().copied()).collect()
+    }
+
+    /// Counts of excluded simulations by cause; `Display` gives `"12 NaN, 3 panicked"`.
     pub fn invalid_counts(&self) -> InvalidCounts {
         let mut c = InvalidCounts::default();
         for s in &self.invalid {

@@ -8,10 +8,10 @@ pub mod losses;
 pub use config::{TrainConfig, TrainingSummary};
 pub use losses::Loss;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use candle_core::Tensor;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rand::RngExt;
 
 use crate::error::{Error, Result};
@@ -186,9 +186,5 @@ fn shuffle(v: &mut [u32], rng: &mut SimRng) {
 }
 
 fn progress_bar(show: bool) -> ProgressBar {
-    let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-    let bar = ProgressBar::with_draw_target(None, target);
-    bar.set_style(ProgressStyle::with_template("training [{elapsed_precise}] {msg}").expect("the template is valid"));
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
+    crate::progress::bar(show, None, "training [{elapsed_precise}] {msg}", true)
 }

@@ -215,6 +215,35 @@ fn multivariate_normal_moments() {
 }
 
 #[test]
+fn multivariate_normal_from_precision_or_cholesky_is_the_same_distribution() {
+    // Σ = L Lᵀ with L below; P = Σ⁻¹ computed independently by cofactors.
+    let l = [[1.5, 0.0, 0.0], [0.4, 0.8, 0.0], [-0.3, 0.5, 1.1]];
+    let cov: [[f64; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| l[i][k] * l[j][k]).sum()));
+    let c = |i: usize, j: usize| cov[i % 3][j % 3];
+    let det = (0..3).map(|j| cov[0][j] * (c(1, j + 1) * c(2, j + 2) - c(1, j + 2) * c(2, j + 1))).sum::<f64>();
+    // The inverse is the transposed cofactor matrix over the determinant.
+    let prec: [[f64; 3]; 3] = std::array::from_fn(|j| {
+        std::array::from_fn(|i| (c(i + 1, j + 1) * c(i + 2, j + 2) - c(i + 1, j + 2) * c(i + 2, j + 1)) / det)
+    });
+    let mean = [0.5, -1.0, 2.0];
+    let by_cov = MultivariateNormal::new(mean, cov).unwrap();
+    let by_prec = MultivariateNormal::from_precision(mean, prec).unwrap();
+    let by_chol = MultivariateNormal::from_cholesky(mean, l).unwrap();
+    let mut rng = stream_rng(4, 0);
+    for _ in 0..50 {
+        let x: Vec<f64> = (0..3).map(|_| 3.0 * rng.sample::<f64, _>(StandardNormal)).collect();
+        let lp = by_cov.log_prob(&x);
+        assert!((by_prec.log_prob(&x) - lp).abs() < 1e-10 * lp.abs().max(1.0), "precision: {x:?}");
+        assert!((by_chol.log_prob(&x) - lp).abs() < 1e-12 * lp.abs().max(1.0), "cholesky: {x:?}");
+    }
+    // Same factor, so the same draws from the same stream.
+    let (mut a, mut b) = ([0.0; 3], [0.0; 3]);
+    by_cov.sample_into(&mut stream_rng(5, 0), &mut a);
+    by_prec.sample_into(&mut stream_rng(5, 0), &mut b);
+    assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-10), "{a:?} vs {b:?}");
+}
+
+#[test]
 fn invalid_arguments_are_typed_errors() {
     let bad: Vec<(&str, Result<()>)> = vec![
         ("Uniform(1, -1)", Uniform::new(1.0, -1.0).map(drop)),
@@ -234,6 +263,12 @@ fn invalid_arguments_are_typed_errors() {
         ("MVN not symmetric", MultivariateNormal::new([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]).map(drop)),
         ("MVN wrong size", MultivariateNormal::new([0.0, 0.0], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).map(drop)),
         ("MVN empty", MultivariateNormal::new(Vec::<f64>::new(), Vec::<Vec<f64>>::new()).map(drop)),
+        ("MVN precision not PD", MultivariateNormal::from_precision([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]).map(drop)),
+        ("MVN precision asymmetric", MultivariateNormal::from_precision([0.0; 2], [[1.0, 0.1], [0.0, 1.0]]).map(drop)),
+        ("MVN factor upper", MultivariateNormal::from_cholesky([0.0; 2], [[1.0, 0.1], [0.0, 1.0]]).map(drop)),
+        ("MVN factor diagonal 0", MultivariateNormal::from_cholesky([0.0; 2], [[1.0, 0.0], [0.3, 0.0]]).map(drop)),
+        ("MVN factor NaN", MultivariateNormal::from_cholesky([0.0; 2], [[1.0, 0.0], [f64::NAN, 1.0]]).map(drop)),
+        ("MVN factor size", MultivariateNormal::from_cholesky([0.0; 2], [[1.0, 0.0]]).map(drop)),
     ];
     for (name, r) in bad {
         match r {
