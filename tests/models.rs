@@ -259,3 +259,45 @@ fn settings_are_borrowed_and_a_preamble_feeds_the_sites() {
     let expected = -0.5 * (9.0f64 * 1.0 * 0.25).ln() - 1.5 * (2.0 * std::f64::consts::PI).ln();
     assert!((lp - expected).abs() < 1e-12, "{lp} vs {expected}");
 }
+
+/// y' = θ y² from y(0) = 1 blows up at t = 1/θ: observed until t = 2, the solve fails for
+/// θ > 1/2, and the run excludes those simulations with the solver's message.
+#[simulator]
+fn blow_up(rng: &mut impl Rng) -> [f64; 1] {
+    let theta = sample!(Uniform(0.0, 1.0));
+    let sol = sbi_runtime::ode::solve(
+        |_, y, dy| dy[0] = theta * y[0] * y[0],
+        &[1.0],
+        &[0.0, 2.0],
+        &sbi_runtime::ode::OdeConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    [sol.at(1)[0] + 0.01 * rng.sample::<f64, _>(StandardNormal)]
+}
+
+#[test]
+fn ode_models_simulate_and_failed_solves_are_excluded_with_their_message() {
+    use models::lotka_volterra::{LotkaVolterra, log_populations};
+    let sims = simulate(&LotkaVolterra, 500).seed(4).progress(false).run().unwrap();
+    assert_eq!((sims.len(), sims.x_dim()), (500, 20));
+    // The noiseless solution at the first draw lies within the noise (σ = 0.1) of its simulation.
+    let t = sims.theta_row(0);
+    let clean = log_populations([t[0], t[1], t[2], t[3]]).unwrap();
+    assert!(clean.iter().zip(sims.x_row(0)).all(|(a, b)| (a - b).abs() < 0.6));
+
+    let sims = simulate(&BlowUp, 400).seed(5).progress(false).run().unwrap();
+    let failed = sims.invalid_counts().panicked;
+    // Half the prior blows up before t = 2: 200 ± 5 standard deviations.
+    assert!((failed as f64 - 200.0).abs() < 5.0 * 10.0, "{failed} failed solves");
+    for s in sims.excluded() {
+        assert!(s.theta[0] > 0.5 - 1e-3, "{s}");
+        assert!(s.message.as_deref().is_some_and(|m| m.contains("ODE solver")), "{s}");
+    }
+    assert!(sims.theta.iter().all(|&t| t < 0.5 + 1e-3));
+    // y(2) = 1 / (1 − 2θ) for the rest; away from the singularity (there y(2) ≤ 10), the
+    // solver's error is far below the noise (σ = 0.01, so 6σ).
+    for i in (0..sims.len()).filter(|&i| sims.theta_row(i)[0] < 0.45) {
+        let exact = 1.0 / (1.0 - 2.0 * sims.theta_row(i)[0]);
+        assert!((sims.x_row(i)[0] - exact).abs() < 0.06, "θ = {}", sims.theta_row(i)[0]);
+    }
+}

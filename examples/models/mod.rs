@@ -1,11 +1,13 @@
 //! Models shared by the examples and the integration tests: the sbibm tasks of
 //! `../shared/tasks` written with `#[simulator]`, a hierarchical model, an SIR epidemic
-//! with fixed settings and a regression on a large design-matrix setting. (A folder without `main.rs`, so Cargo does not build it as an example.)
+//! with fixed settings, Lotka–Volterra (an ODE) and a regression on a large design-matrix
+//! setting. (A folder without `main.rs`, so Cargo does not build it as an example.)
 #![allow(dead_code)]
 
 pub mod blob;
 pub mod gaussian_linear;
 pub mod hierarchical;
+pub mod lotka_volterra;
 pub mod measurement;
 pub mod offset;
 pub mod regression;

@@ -342,6 +342,30 @@ pub enum Error {
         budget: usize,
     },
 
+    /// An ODE solve used up its step budget before reaching the last requested time.
+    #[error(
+        "ODE solver budget exhausted: {steps} steps taken and t = {t} reached of {end}; the system may be stiff \
+         or the tolerances too tight: raise `max_steps`, loosen `rtol`/`atol`, or check the parameters"
+    )]
+    OdeBudget {
+        /// Steps taken (accepted and rejected).
+        steps: usize,
+        /// The time reached.
+        t: f64,
+        /// The last requested time.
+        end: f64,
+    },
+
+    /// An ODE solve could not continue: the step size underflowed (the solution blows up or
+    /// the right-hand side is NaN there).
+    #[error("ODE solver failed at t = {t}: {reason}")]
+    OdeFailed {
+        /// The time reached.
+        t: f64,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// An observation has the wrong size or non-finite values.
     #[error("invalid observation: {0}")]
     Observation(String),

@@ -35,6 +35,7 @@ pub mod io;
 pub mod model;
 pub use model::{distributions, transforms};
 pub mod nn;
+pub mod ode;
 pub mod plot;
 pub mod potential;
 pub mod progress;
