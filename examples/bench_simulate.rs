@@ -1,7 +1,7 @@
-//! Benchmark: simulations per second for two_moons, slcp and a regression on a 100 × 10
-//! design-matrix setting (the cost of a large setting) with 1 and 2 threads, measured side
-//! by side in one run (best of three), and a check that both thread counts give
-//! bit-identical results.
+//! Benchmark: simulations per second for two_moons, slcp, and two models with large settings
+//! (a regression on a 100 × 10 design matrix, and noise resampled from a table of 100 000
+//! residuals) with 1 and 2 threads, measured side by side in one run (best of three), and a
+//! check that both thread counts give bit-identical results.
 //!
 //! ```text
 //! cargo run --release --example bench_simulate
@@ -46,5 +46,7 @@ fn run() -> sbi_runtime::Result<()> {
     bench("slcp", &models::slcp::Slcp, n)?;
     let regression = models::regression::Regression { design: models::regression::design(), noise: 0.5 };
     bench("regression", &regression, n / 10)?;
+    let empirical = models::regression::EmpiricalNoise { residuals: models::regression::residuals() };
+    bench("residuals", &empirical, n / 10)?;
     Ok(())
 }

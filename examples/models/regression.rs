@@ -28,3 +28,20 @@ pub fn design() -> Vec<[f64; COVARIATES]> {
         })
         .collect()
 }
+
+/// Size of the [`residuals`] table.
+pub const RESIDUALS: usize = 100_000;
+
+/// A location model whose noise is resampled from a table of measured residuals, a setting
+/// of [`RESIDUALS`] values (800 KB) of which each simulation reads four: the cost of a
+/// setting copied per simulation would be all of it.
+#[simulator]
+pub fn empirical_noise(rng: &mut impl Rng, residuals: Vec<f64>) -> [f64; 4] {
+    let mu = sample!(Normal(0.0, 1.0));
+    std::array::from_fn(|_| mu + residuals[rng.random_range(0..residuals.len())])
+}
+
+/// A fixed table of residuals, spread over about ±0.5.
+pub fn residuals() -> Vec<f64> {
+    (0..RESIDUALS).map(|i| 0.5 * (i as f64 * 0.618_034).sin()).collect()
+}

@@ -73,6 +73,16 @@ impl std::str::FromStr for ThetaSpace {
     }
 }
 
+/// `constrained` or `unconstrained`, as [`FromStr`](std::str::FromStr) reads it.
+impl std::fmt::Display for ThetaSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            ThetaSpace::Constrained => "constrained",
+            ThetaSpace::Unconstrained => "unconstrained",
+        })
+    }
+}
+
 /// Rows of θ mapped to the prior's unconstrained space, with `log |det ∂θ/∂z|` per row
 /// (`-inf` for a row on the support's boundary, whose `z` is infinite).
 fn unconstrain_rows<P: Prior>(prior: &P, theta: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {

@@ -204,9 +204,10 @@ pub const ESS_SHARE_WARNING: f64 = 0.1;
 
 /// Warnings about a run: R̂ above [`RHAT_WARNING`], an effective sample size below
 /// [`ESS_SHARE_WARNING`] of the `n` draws, divergent transitions. Where R̂ is high because
-/// the chains sit in separate modes that each mix (two groups of chains by their means,
-/// each group with R̂ below the threshold: two_moons' crescents), the warning says so: the
-/// draws are then a mixture whose weights come from the resampled starts, not from mixing.
+/// the chains sit in separate modes (two groups of chains by their means, the split
+/// explaining nearly all of R̂'s excess: two_moons' crescents), the warning says so: the
+/// draws are then a mixture whose weights come from the resampled starts, not from mixing;
+/// it also says whether the chains within each mode agree.
 pub fn mixing_warnings(
     names: &[String],
     per_chain: &dyn Fn(usize) -> Vec<Vec<f64>>,
@@ -221,15 +222,26 @@ pub fn mixing_warnings(
     let high: Vec<usize> = (0..rhat.len()).filter(|&j| rhat[j] > RHAT_WARNING || !rhat[j].is_finite()).collect();
     if !high.is_empty() {
         let list = high.iter().map(|&j| format!("{} {:.3}", names[j], rhat[j])).collect::<Vec<_>>().join(", ");
-        if high.iter().all(|&j| separate_modes(&per_chain(j))) {
-            out.push(format!(
-                "R-hat above {RHAT_WARNING} ({list}), but the chains split into groups that each agree: \
-                 the posterior has separate modes, each chain stays in one, and their weights come from the \
-                 resampled starts (10,000 prior draws by default: raise `ChainInit::Resample {{ pool }}` to \
-                 weigh them better), not from moving between modes"
-            ));
-        } else {
-            out.push(format!("R-hat above {RHAT_WARNING} ({list}): the chains have not converged; try {remedies}"));
+        let within: Option<Vec<f64>> = high.iter().map(|&j| mode_split(&per_chain(j), rhat[j])).collect();
+        match within.map(|w| w.into_iter().fold(1.0, f64::max)) {
+            Some(w) => {
+                let mut msg = format!(
+                    "R-hat above {RHAT_WARNING} ({list}) because the chains split into separate modes: each chain \
+                     stays in one, and the modes' weights come from the resampled starts (10,000 prior draws by \
+                     default: raise `ChainInit::Resample {{ pool }}` to weigh them better), not from moving \
+                     between them"
+                );
+                if w > RHAT_WARNING {
+                    msg += &format!(
+                        "; within the modes R-hat is still {w:.3}, so the chains have not converged there either: \
+                         try {remedies}"
+                    );
+                }
+                out.push(msg);
+            }
+            None => {
+                out.push(format!("R-hat above {RHAT_WARNING} ({list}): the chains have not converged; try {remedies}"))
+            }
         }
     }
     let low: Vec<usize> = (0..ess.len()).filter(|&j| ess[j] < ESS_SHARE_WARNING * n as f64).collect();
@@ -250,27 +262,28 @@ pub fn mixing_warnings(
     out
 }
 
-/// Whether chains whose split-R̂ is high fall into two groups (by their means) that each
-/// agree: separate modes rather than chains that have not converged.
-fn separate_modes(chains: &[Vec<f64>]) -> bool {
-    if chains.len() < 4 {
-        return false;
+/// For chains of split-R̂ `rhat`: split into two groups by the largest gap between sorted
+/// chain means (1-D two-means' boundary), the larger of the groups' R̂ when the split
+/// explains at least 90% of R̂'s excess over 1 (separate modes), `None` otherwise (chains
+/// that have not converged, spread without a gap).
+fn mode_split(chains: &[Vec<f64>], rhat: f64) -> Option<f64> {
+    if chains.len() < 4 || !rhat.is_finite() {
+        return None;
     }
     let means: Vec<f64> = chains.iter().map(|c| c.iter().sum::<f64>() / c.len().max(1) as f64).collect();
-    // Two groups by the largest gap between sorted chain means (1-D two-means' boundary).
     let mut sorted: Vec<(f64, usize)> = means.iter().copied().zip(0..).collect();
     sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let cut =
-        (1..sorted.len()).max_by(|&a, &b| (sorted[a].0 - sorted[a - 1].0).total_cmp(&(sorted[b].0 - sorted[b - 1].0)));
-    let Some(cut) = cut else { return false };
+    let cut = (1..sorted.len())
+        .max_by(|&a, &b| (sorted[a].0 - sorted[a - 1].0).total_cmp(&(sorted[b].0 - sorted[b - 1].0)))?;
     let group = |range: std::ops::Range<usize>| -> Vec<Vec<f64>> {
         sorted[range].iter().map(|&(_, c)| chains[c].clone()).collect()
     };
     let (a, b) = (group(0..cut), group(cut..sorted.len()));
-    a.len() >= 2
-        && b.len() >= 2
-        && diagnostics::split_rhat(&a) <= RHAT_WARNING
-        && diagnostics::split_rhat(&b) <= RHAT_WARNING
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let within = diagnostics::split_rhat(&a).max(diagnostics::split_rhat(&b));
+    (within - 1.0 <= 0.1 * (rhat - 1.0)).then_some(within)
 }
 
 /// The batched log target a [`Transition`] moves chains on: the potential seen in the

@@ -271,4 +271,31 @@ fn mixing_is_reported() {
     let split = mcmc(&Plane.prior(), &modes, 10_000, &quiet(McmcMethod::Slice)).unwrap();
     assert!(split.rhat[0] > RHAT_WARNING, "R-hat {:?}", split.rhat);
     assert!(split.warnings.iter().any(|w| w.contains("separate modes")), "{:?}", split.warnings);
+    assert!(!split.warnings.iter().any(|w| w.contains("within the modes")), "{:?}", split.warnings);
+    // Chains in two modes at ±8 that each wander: every chain's level is offset by a
+    // quarter of the spread within it, so the modes explain R-hat's excess but do not agree
+    // inside either.
+    let mut rng = crate::rng::stream_rng(3, 0);
+    let chains: Vec<Vec<f64>> = (0..40)
+        .map(|c| {
+            let level = if c % 2 == 0 { -8.0 } else { 8.0 } + 0.25 * rng.sample::<f64, _>(StandardNormal);
+            (0..50).map(|_| level + 0.25 * rng.sample::<f64, _>(StandardNormal)).collect()
+        })
+        .collect();
+    let rhat = crate::samplers::diagnostics::split_rhat(&chains);
+    let names = ["a".to_string()];
+    let w = mixing_warnings(&names, &|_| chains.clone(), &[rhat], &[2000.0], 2000, 0);
+    assert!(w[0].contains("separate modes") && w[0].contains("within the modes R-hat is still"), "{w:?}");
+}
+
+#[test]
+fn every_sampler_run_carries_its_warnings_in_its_description() {
+    let samples = Samples { values: vec![0.0; 4], names: vec!["a".into(), "b".into()] };
+    let leaky = SamplerRun::Rejection(RejectionRun { samples: samples.clone(), proposals: 10, acceptance_rate: 0.3 });
+    assert!(leaky.warnings()[0].starts_with("only 30% of the estimator's draws"), "{:?}", leaky.warnings());
+    assert!(leaky.describe().contains("acceptance 0.3000 (10 proposals); warning: only 30%"), "{}", leaky.describe());
+    let fine = SamplerRun::Rejection(RejectionRun { samples: samples.clone(), proposals: 10, acceptance_rate: 0.9 });
+    assert!(fine.warnings().is_empty() && !fine.describe().contains("warning"));
+    let collapsed = SamplerRun::Importance(ImportanceRun { samples, proposals: 1000, ess: 3.0 });
+    assert!(collapsed.describe().contains("; warning: importance weights' ESS is 3"), "{}", collapsed.describe());
 }
