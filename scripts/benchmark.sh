@@ -3,7 +3,8 @@
 # usage: scripts/benchmark.sh "two_moons gaussian_linear slcp" "maf nsf nle:maf nre:b nre:c" [simulations] [observations]
 # A configuration is METHOD:SETTING: npe:maf|nsf|mdn (a bare estimator name means npe),
 # nle:maf|nsf|mdn, nre:a|b|c|bnre. SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre;
-# ROUNDS=R splits the simulations over R sequential rounds (TSNPE, SNLE, SNRE).
+# ROUNDS=R splits the simulations over R sequential rounds (TSNPE, SNLE, SNRE);
+# THETA_SPACE=constrained|unconstrained picks where NPE models θ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=${1:-"two_moons gaussian_linear slcp"}
@@ -12,6 +13,7 @@ sims=${3:-10000}
 obs=${4:-"1 2 3 4 5 6 7 8 9 10"}
 sampler=${SAMPLER:-slice}
 rounds=${ROUNDS:-1}
+space=${THETA_SPACE:-constrained}
 shared=${SHARED:-../shared/tasks}
 cargo build --release -q --example sbibm
 for task in $tasks; do
@@ -23,14 +25,14 @@ for task in $tasks; do
     case "$method" in
       nre) extra=(--nre-variant "$setting" --sampler "$sampler") ;;
       nle) extra=(--density-estimator "$setting" --sampler "$sampler") ;;
-      *) extra=(--density-estimator "$setting") ;;
+      *) extra=(--density-estimator "$setting" --theta-space "$space") ;;
     esac
     for i in $obs; do
       line=$(./target/release/examples/sbibm --task "$task" --method "$method" "${extra[@]}" \
         --simulations "$sims" --samples 10000 --seed "$i" --quiet --rounds "$rounds" \
         --observation-file "$shared/$task/obs$i/observation.csv" \
         --reference-file "$shared/$task/obs$i/reference_posterior_samples.csv" | tr '\n' ' ')
-      echo "task=$task method=$method setting=$setting rounds=$rounds obs=$i $line"
+      echo "task=$task method=$method setting=$setting rounds=$rounds space=$space obs=$i $line"
     done
   done
 done

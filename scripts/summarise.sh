@@ -5,7 +5,7 @@ awk '{
   key = ""; c = ""; t = ""; tr = ""; sa = ""
   for (i = 1; i <= NF; i++) {
     split($i, kv, "=")
-    if (kv[1] == "task" || kv[1] == "method" || kv[1] == "setting" || kv[1] == "rounds" || kv[1] == "estimator") key = key " " $i
+    if (kv[1] == "task" || kv[1] == "method" || kv[1] == "setting" || kv[1] == "rounds" || kv[1] == "space" || kv[1] == "estimator") key = key " " $i
     if (kv[1] == "c2st") c = kv[2]
     if (kv[1] == "total_s") t = kv[2]
     if (kv[1] == "train_s") tr = kv[2]
