@@ -361,10 +361,7 @@ impl MultivariateNormal {
         R::Item: AsRef<[f64]>,
     {
         let mean = mvn_mean(mean)?;
-        let cov = mvn_matrix("covariance", covariance, mean.len())?;
-        mvn_symmetric("covariance", &cov, mean.len())?;
-        let chol = cholesky(&cov, mean.len())
-            .ok_or_else(|| Error::invalid_distribution(MVN, "covariance is not positive definite"))?;
+        let chol = spd_factor("covariance", covariance, mean.len())?;
         Ok(Self::from_factor(mean, chol))
     }
 
@@ -383,10 +380,7 @@ impl MultivariateNormal {
     {
         let mean = mvn_mean(mean)?;
         let d = mean.len();
-        let prec = mvn_matrix("precision", precision, d)?;
-        mvn_symmetric("precision", &prec, d)?;
-        let lp =
-            cholesky(&prec, d).ok_or_else(|| Error::invalid_distribution(MVN, "precision is not positive definite"))?;
+        let lp = spd_factor("precision", precision, d)?;
         // Σ = P⁻¹ = L⁻ᵀ L⁻¹ with P = L Lᵀ: invert the triangular factor column by column.
         let mut linv = vec![0.0; d * d];
         for j in 0..d {
@@ -480,7 +474,13 @@ where
     Ok(m)
 }
 
-fn mvn_symmetric(what: &str, m: &[f64], d: usize) -> Result<()> {
+/// The lower Cholesky factor of a symmetric positive definite `d × d` matrix given as rows.
+fn spd_factor<R>(what: &str, rows: R, d: usize) -> Result<Vec<f64>>
+where
+    R: IntoIterator,
+    R::Item: AsRef<[f64]>,
+{
+    let m = mvn_matrix(what, rows, d)?;
     for i in 0..d {
         for j in 0..i {
             let (a, b) = (m[i * d + j], m[j * d + i]);
@@ -489,7 +489,7 @@ fn mvn_symmetric(what: &str, m: &[f64], d: usize) -> Result<()> {
             })?;
         }
     }
-    Ok(())
+    cholesky(&m, d).ok_or_else(|| Error::invalid_distribution(MVN, format!("{what} is not positive definite")))
 }
 
 /// Lower Cholesky factor of a symmetric `d × d` matrix (row-major), or `None` if it is not
