@@ -9,6 +9,7 @@ pub mod gaussian_linear;
 pub mod hierarchical;
 pub mod lotka_volterra;
 pub mod measurement;
+pub mod narrow;
 pub mod offset;
 pub mod regression;
 pub mod sir;

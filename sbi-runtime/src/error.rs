@@ -182,15 +182,14 @@ pub enum Error {
         draws: usize,
     },
 
-    /// TSNPE's truncated region holds too little of the prior to draw the next round from.
+    /// TSNPE's truncated region holds none of the last posterior's own draws (their log
+    /// densities are not finite), so neither rejection nor MCMC can draw the next round.
     #[error(
-        "TSNPE: the truncated region holds too little of the prior ({accepted} of {drawn} prior draws accepted); \
-         use more simulations per round or fewer rounds"
+        "TSNPE: none of the last posterior's {drawn} draws lies in its own highest-density region (its log \
+         density is not finite there); train the round again with more simulations"
     )]
     TruncationTooSmall {
-        /// Prior draws inside the region.
-        accepted: usize,
-        /// Prior draws examined.
+        /// Posterior draws examined.
         drawn: usize,
     },
 

@@ -102,6 +102,7 @@ impl Nle {
             summary: Some(summary),
             sampler: self.sampler.clone().with_seed(self.training.seed),
             range_check: true,
+            starts: None,
         })
     }
 }

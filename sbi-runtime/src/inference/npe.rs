@@ -247,7 +247,9 @@ impl Method for Npe {
     /// Sequential NPE for `x_o`: TSNPE by default (the prior truncated to the last
     /// posterior's region of highest density holding all but 10⁻⁴ of its mass), SNPE-C with
     /// [`SequentialNpe::Atomic`]; each round a new network, or the last round's with
-    /// [`Rounds::warm_start`]. A truncated region too small to draw from is [`Error::Config`].
+    /// [`Rounds::warm_start`]. The truncated prior is drawn by rejection while that is
+    /// affordable and by MCMC otherwise (see [`sequential`]); a region that holds none of the
+    /// last posterior's own draws is [`Error::TruncationTooSmall`].
     fn train_rounds<M: Simulator>(
         &self,
         model: &M,
@@ -261,7 +263,7 @@ impl Method for Npe {
                 sequential::Observed::One,
                 rounds,
                 |sims, _, warm| self.train_with(model, sims, None, warm.map(|p: &NpePosterior<M::Prior>| &p.estimator)),
-                |posterior, n, seed| sequential::truncated_prior(posterior, x_o, n, seed),
+                |posterior, n, seed| sequential::truncated_prior(posterior, x_o, n, seed, rounds.progress),
             ),
             SequentialNpe::Atomic { atoms } => {
                 if atoms < 2 {
@@ -280,7 +282,9 @@ impl Method for Npe {
                             warm.map(|p: &NpePosterior<M::Prior>| &p.estimator),
                         )
                     },
-                    |posterior, n, seed| Ok(posterior.sample_with_seed(x_o, n, seed)?.values),
+                    |posterior, n, seed| {
+                        Ok(sequential::Proposal::from_run(posterior.sample_run_with_seed(x_o, n, seed)?))
+                    },
                 )
             }
         }

@@ -212,6 +212,7 @@ impl Nre {
             summary: Some(summary),
             sampler: self.sampler.clone().with_seed(self.training.seed),
             range_check: true,
+            starts: None,
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::inference::{FeatureRange, Posterior, saved};
 use crate::model::{Prior, Simulator};
 use crate::nn::{EmbeddingNet, ParamStore, to_f64};
 use crate::potential::{Potential, batched_gradient, check_rows, nan_to_neg_inf};
-use crate::samplers::{Sampler, SamplerRun};
+use crate::samplers::{Sampler, SamplerRun, StartPool};
 use crate::simulate::ModelIdentity;
 use crate::train::TrainingSummary;
 
@@ -199,6 +199,14 @@ pub struct PotentialPosterior<P: Prior, S> {
     pub(crate) summary: Option<TrainingSummary>,
     pub(crate) sampler: Sampler,
     pub(crate) range_check: bool,
+    pub(crate) starts: Option<ChainStarts>,
+}
+
+/// Where MCMC chains start for one observation: a sequential run's last proposal draws.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainStarts {
+    pub(crate) x_o: Vec<f64>,
+    pub(crate) pool: StartPool,
 }
 
 impl<P: Prior, S: TrialScore> PotentialPosterior<P, S> {
@@ -210,6 +218,15 @@ impl<P: Prior, S: TrialScore> PotentialPosterior<P, S> {
     /// Sets the sampler (slice-sampling MCMC by default).
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = sampler;
+        self
+    }
+
+    /// Starts MCMC chains at `x_o` from `pool` (resampled by importance weight, see
+    /// [`StartPool`]) rather than from prior draws; other observations keep the sampler's
+    /// own initialisation. Sequential rounds set this to the last proposal's draws, so that
+    /// chains start inside a posterior too small for prior draws to reach. Not saved.
+    pub fn with_chain_starts(mut self, x_o: &[f64], pool: StartPool) -> Self {
+        self.starts = Some(ChainStarts { x_o: x_o.to_vec(), pool });
         self
     }
 
@@ -269,7 +286,8 @@ impl<P: Prior, S: SavedScore> Posterior for PotentialPosterior<P, S> {
             return Err(Error::Config("asked for no samples".into()));
         }
         let potential = self.potential(x_o)?;
-        self.sampler.clone().with_seed(seed).run(&self.prior, &potential, n)
+        let pool = self.starts.as_ref().filter(|s| s.x_o == x_o).map(|s| &s.pool);
+        self.sampler.clone().with_seed(seed).run_from(&self.prior, &potential, n, pool)
     }
 
     /// The potential `Σ_k s(θ, x_k) + log p(θ)`.
@@ -316,6 +334,7 @@ impl<P: Prior, S: SavedScore> Posterior for PotentialPosterior<P, S> {
             summary: None,
             sampler: header.sampler,
             range_check: true,
+            starts: None,
         })
     }
 }

@@ -10,27 +10,47 @@
 //!   truncated to the highest-density region of the last posterior at `x_o` that holds all
 //!   but `10⁻⁴` of its mass. Within that region the truncated prior is proportional to the
 //!   prior, so NPE's ordinary loss stays valid: no importance weights, no atomic loss.
+//!   The truncated prior is drawn by rejection from the prior while that accepts at least
+//!   one draw in [`MAX_PRIOR_DRAWS_PER_PROPOSAL`]; in a smaller region (a posterior that
+//!   fills a tiny part of the prior) by MCMC on the truncated prior, its chains started at
+//!   the last posterior's draws, which all lie in the region.
 //!   Or SNPE-C (APT, Greenberg et al. 2019): proposals from the last posterior, and from
 //!   round 2 on the atomic loss, which corrects for the proposal without evaluating it.
 //! - NLE (SNLE, Papamakarios et al. 2019): the proposal is the last posterior at `x_o`,
 //!   drawn by its sampler. The likelihood `q(x | θ)` does not depend on where θ came from.
+//!   From round 2 on, MCMC chains start at the last proposal's draws, resampled by the
+//!   ratio of the new posterior to the old ([`StartPool`]), not at prior draws, which miss a
+//!   small posterior; the slice widths are then tuned from starts spread over the posterior.
 //! - NRE (SNRE, Durkan et al. 2020): the same proposal. The classifier then estimates
 //!   `p(x | θ) / p̃(x)` for the proposals' marginal `p̃`, still `p(x | θ)` up to a factor
 //!   constant in θ, so the posterior remains prior × ratio (as `sbi`'s SNRE).
+//!
+//! Every round reports how its proposal was drawn with the sampler's diagnostics (R̂ and
+//! ESS for MCMC) and where the time went ([`Round`]); with progress on, a line per round.
+//! z-scoring is refitted every round to all simulations so far (unless warm-started), so
+//! later rounds' networks see the posterior's region at a useful scale.
+
+use std::cell::RefCell;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::inference::{NpePosterior, Posterior, PotentialPosterior, SavedScore};
 use crate::model::{Prior, Simulator};
+use crate::potential::{Potential, check_rows};
 use crate::rng::stream_rng;
+use crate::samplers::{McmcConfig, SamplerRun, StartPool, mcmc_from};
 use crate::simulate::{Simulations, simulate, simulate_from_flat};
 
 /// Posterior mass left outside TSNPE's truncation region (the paper's ε).
 pub const TRUNCATION_MASS: f64 = 1e-4;
 /// Posterior draws that place the truncation threshold.
 const THRESHOLD_DRAWS: usize = 10_000;
-/// Prior draws allowed per accepted proposal before TSNPE gives up: the region would hold
-/// less than 0.1% of the prior.
-const MAX_PRIOR_DRAWS_PER_PROPOSAL: usize = 1_000;
+/// Prior draws allowed per accepted proposal before TSNPE stops drawing the truncated prior
+/// by rejection and turns to MCMC: the region holds less than 0.1% of the prior.
+pub const MAX_PRIOR_DRAWS_PER_PROPOSAL: usize = 1_000;
+/// Prior draws after which TSNPE projects rejection's total cost from the acceptance so far
+/// and turns to MCMC at once when it would exceed the allowance.
+const REJECTION_PROBE: usize = 100_000;
 
 /// How many rounds, and how many simulations in each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,13 +112,37 @@ impl Rounds {
     }
 }
 
-/// One round: the posterior trained after it and the simulations it added.
+/// One round: the posterior trained after it, the simulations it added, how their
+/// parameters were drawn and where the time went.
 #[derive(Debug)]
 pub struct Round<Post> {
     /// The posterior trained on this round's and all earlier rounds' simulations.
     pub posterior: Post,
     /// The simulations of this round (from the prior in round 1, from the proposal later).
     pub simulations: Simulations,
+    /// How this round's parameters were drawn ("the prior" in round 1), with the sampler's
+    /// diagnostics and warnings: the acceptance of rejection sampling, R̂ and ESS of MCMC.
+    pub proposal: String,
+    /// Seconds spent drawing the parameters (0 in round 1).
+    pub propose_seconds: f64,
+    /// Seconds spent simulating.
+    pub simulate_seconds: f64,
+    /// Seconds spent training.
+    pub train_seconds: f64,
+}
+
+/// A later round's parameters and how they were drawn.
+pub(crate) struct Proposal {
+    pub(crate) theta: Vec<f64>,
+    pub(crate) report: String,
+}
+
+impl Proposal {
+    /// The draws of a sampler's run, described by its diagnostics.
+    pub(crate) fn from_run(run: SamplerRun) -> Self {
+        let report = run.describe();
+        Proposal { theta: run.into_samples().values, report }
+    }
 }
 
 /// Every round of a sequential run, in order.
@@ -166,7 +210,7 @@ pub(crate) fn run_rounds<M: Simulator, Post: Posterior>(
     observed: Observed,
     rounds: &Rounds,
     mut train: impl FnMut(&Simulations, usize, Option<&Post>) -> Result<Post>,
-    mut propose: impl FnMut(&Post, usize, u64) -> Result<Vec<f64>>,
+    mut propose: impl FnMut(&Post, usize, u64) -> Result<Proposal>,
 ) -> Result<SequentialRun<Post>> {
     rounds.validate()?;
     let n = rounds.simulations_per_round;
@@ -174,17 +218,21 @@ pub(crate) fn run_rounds<M: Simulator, Post: Posterior>(
     let mut all: Option<Simulations> = None;
     for r in 0..rounds.rounds {
         let seed = rounds.seed.wrapping_add(r as u64);
-        let sims = match out.last() {
+        let t0 = Instant::now();
+        let (sims, proposal, propose_seconds) = match out.last() {
             None => {
                 let sims = simulate(model, n).seed(seed).progress(rounds.progress).run()?;
                 check_observation(x_o, &sims, observed)?;
-                sims
+                (sims, "the prior".to_string(), 0.0)
             }
             Some(last) => {
-                let theta = propose(&last.posterior, n, seed)?;
-                simulate_from_flat(model, &theta).seed(seed).progress(rounds.progress).run()?
+                let proposal = propose(&last.posterior, n, seed)?;
+                let propose_seconds = t0.elapsed().as_secs_f64();
+                let sims = simulate_from_flat(model, &proposal.theta).seed(seed).progress(rounds.progress).run()?;
+                (sims, proposal.report, propose_seconds)
             }
         };
+        let simulate_seconds = t0.elapsed().as_secs_f64() - propose_seconds;
         let pooled = match all.take() {
             None => sims.clone(),
             Some(mut a) => {
@@ -193,35 +241,64 @@ pub(crate) fn run_rounds<M: Simulator, Post: Posterior>(
             }
         };
         let warm = out.last().filter(|_| rounds.warm_start).map(|last| &last.posterior);
+        let t1 = Instant::now();
         let posterior = train(&pooled, r, warm)?;
+        let train_seconds = t1.elapsed().as_secs_f64();
         let posterior = if r + 1 < rounds.rounds { posterior.without_range_check() } else { posterior };
+        if crate::progress::shows(rounds.progress) {
+            let epochs = posterior.training_summary().map_or(0, |s| s.epochs);
+            eprintln!(
+                "round {}/{}: proposal {propose_seconds:.2} s ({proposal}), simulation {simulate_seconds:.2} s, \
+                 training {train_seconds:.2} s ({epochs} epochs on {} simulations)",
+                r + 1,
+                rounds.rounds,
+                pooled.len()
+            );
+        }
         all = Some(pooled);
-        out.push(Round { posterior, simulations: sims });
+        out.push(Round { posterior, simulations: sims, proposal, propose_seconds, simulate_seconds, train_seconds });
     }
     Ok(SequentialRun { rounds: out })
 }
 
-/// TSNPE's proposal: `n` prior draws inside the region where `log q(θ | x_o)` exceeds its
-/// [`TRUNCATION_MASS`] quantile under the posterior itself.
+/// TSNPE's proposal: `n` draws of the prior truncated to the region where `log q(θ | x_o)`
+/// exceeds its [`TRUNCATION_MASS`] quantile under the posterior itself. By rejection from
+/// the prior while that is affordable (at most [`MAX_PRIOR_DRAWS_PER_PROPOSAL`] prior draws
+/// per accepted one, projected after [`REJECTION_PROBE`] draws); otherwise by MCMC on the
+/// truncated prior (slice sampling, the prior's density inside the region and none outside),
+/// its chains started at the posterior's draws inside the region.
 pub(crate) fn truncated_prior<P: Prior>(
     posterior: &NpePosterior<P>,
     x_o: &[f64],
     n: usize,
     seed: u64,
-) -> Result<Vec<f64>> {
+    progress: bool,
+) -> Result<Proposal> {
     let d = posterior.prior.dim();
     let draws = posterior.sample_with_seed(x_o, THRESHOLD_DRAWS, seed)?;
-    let mut lq = posterior.log_prob(&draws.values, x_o, 0)?;
+    let lq_draws = posterior.log_prob(&draws.values, x_o, 0)?;
+    let mut lq = lq_draws.clone();
     lq.sort_by(f64::total_cmp);
     let threshold = lq[((TRUNCATION_MASS * lq.len() as f64) as usize).min(lq.len() - 1)];
     let mut rng = stream_rng(seed, 0x7473_6e70);
     let mut out = Vec::with_capacity(n * d);
     let mut drawn = 0usize;
     let batch = n.clamp(1_000, 100_000);
+    let allowance = n.saturating_mul(MAX_PRIOR_DRAWS_PER_PROPOSAL);
     let mut theta = vec![0.0; batch * d];
     while out.len() < n * d {
-        if drawn >= n.saturating_mul(MAX_PRIOR_DRAWS_PER_PROPOSAL) {
-            return Err(Error::TruncationTooSmall { accepted: out.len() / d, drawn });
+        let accepted = out.len() / d;
+        let projected = drawn.checked_div(accepted).map_or(usize::MAX, |per| per.saturating_mul(n));
+        if drawn >= allowance || (drawn >= REJECTION_PROBE && projected > allowance) {
+            return truncated_by_mcmc(posterior, x_o, threshold, (&draws.values, &lq_draws), n, seed, progress).map(
+                |mut p| {
+                    p.report = format!(
+                        "truncated prior by MCMC, as rejection accepted {accepted} of {drawn} prior draws: {}",
+                        p.report
+                    );
+                    p
+                },
+            );
         }
         crate::model::sample_rows(&posterior.prior, &mut rng, &mut theta)?;
         drawn += batch;
@@ -232,8 +309,68 @@ pub(crate) fn truncated_prior<P: Prior>(
             }
         }
     }
-    Ok(out)
+    let report = format!("truncated prior by rejection: {n} of {drawn} prior draws accepted");
+    Ok(Proposal { theta: out, report })
 }
+
+/// The prior restricted to `{θ : log q(θ | x_o) ≥ threshold}`: its log density inside,
+/// `-inf` outside. A potential for MCMC.
+struct TruncatedPrior<'a, P: Prior> {
+    posterior: &'a NpePosterior<P>,
+    x_o: &'a [f64],
+    threshold: f64,
+}
+
+impl<P: Prior> Potential for TruncatedPrior<'_, P> {
+    fn dim(&self) -> usize {
+        self.posterior.prior.dim()
+    }
+
+    fn log_potential(&self, theta: &[f64]) -> Result<Vec<f64>> {
+        let d = self.dim();
+        check_rows(theta, d)?;
+        let lq = self.posterior.log_prob(theta, self.x_o, 0)?;
+        theta
+            .chunks_exact(d)
+            .zip(lq)
+            .map(
+                |(row, l)| {
+                    if l >= self.threshold { self.posterior.prior.log_prob_flat(row) } else { Ok(f64::NEG_INFINITY) }
+                },
+            )
+            .collect()
+    }
+}
+
+/// `n` draws of the truncated prior by slice sampling, the chains started at the posterior
+/// `draws` (with their `log q`) that lie in the region, picked uniformly.
+fn truncated_by_mcmc<P: Prior>(
+    posterior: &NpePosterior<P>,
+    x_o: &[f64],
+    threshold: f64,
+    (draws, lq): (&[f64], &[f64]),
+    n: usize,
+    seed: u64,
+    progress: bool,
+) -> Result<Proposal> {
+    let d = posterior.prior.dim();
+    let inside: Vec<usize> = (0..lq.len()).filter(|&i| lq[i] >= threshold).collect();
+    if inside.is_empty() {
+        return Err(Error::TruncationTooSmall { drawn: lq.len() });
+    }
+    let theta: Vec<f64> = inside.iter().flat_map(|&i| draws[i * d..(i + 1) * d].iter().copied()).collect();
+    // Weights ∝ truncated prior / log prior = 1 inside the region: every start equally likely.
+    let log_density = theta.chunks_exact(d).map(|row| posterior.prior.log_prob_flat(row)).collect::<Result<_>>()?;
+    let target = TruncatedPrior { posterior, x_o, threshold };
+    let config = McmcConfig::default().with_seed(seed).with_warmup(TRUNCATED_WARMUP).with_progress(progress);
+    let run = mcmc_from(&posterior.prior, &target, n, &config, &StartPool::new(theta, log_density))?;
+    Ok(Proposal::from_run(SamplerRun::Mcmc(run)))
+}
+
+/// Warm-up sweeps of the MCMC on the truncated prior: its chains start at posterior draws,
+/// concentrated where the region's prior mass is not (towards its boundary in several
+/// dimensions), and must spread over the region first.
+const TRUNCATED_WARMUP: usize = 100;
 
 /// SNLE's and SNRE's rounds: observations of one or more trials, proposals from the last
 /// posterior's sampler.
@@ -243,12 +380,26 @@ pub(crate) fn potential_rounds<M: Simulator, S: SavedScore>(
     rounds: &Rounds,
     mut train: impl FnMut(&Simulations, Option<&S>) -> Result<PotentialPosterior<M::Prior, S>>,
 ) -> Result<SequentialRun<PotentialPosterior<M::Prior, S>>> {
+    // The last proposal's draws with the log potential of the posterior they came from:
+    // where the next posterior's chains start.
+    let pool: RefCell<Option<StartPool>> = RefCell::new(None);
     run_rounds(
         model,
         x_o,
         Observed::Trials,
         rounds,
-        |sims, _, warm| train(sims, warm.map(|p: &PotentialPosterior<M::Prior, S>| &p.score)),
-        |posterior, n, seed| Ok(posterior.sample_with_seed(x_o, n, seed)?.values),
+        |sims, _, warm| {
+            let posterior = train(sims, warm.map(|p: &PotentialPosterior<M::Prior, S>| &p.score))?;
+            Ok(match pool.borrow().clone() {
+                Some(p) => posterior.with_chain_starts(x_o, p),
+                None => posterior,
+            })
+        },
+        |posterior, n, seed| {
+            let proposal = Proposal::from_run(posterior.sample_run_with_seed(x_o, n, seed)?);
+            let log_density = posterior.log_potential(&proposal.theta, x_o)?;
+            *pool.borrow_mut() = Some(StartPool::new(proposal.theta.clone(), log_density));
+            Ok(proposal)
+        },
     )
 }

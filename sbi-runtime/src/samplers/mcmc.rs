@@ -55,6 +55,38 @@ pub enum ChainInit {
     },
 }
 
+/// Points to start chains from, drawn from a density known up to a constant (the draws of an
+/// earlier posterior, as sequential rounds have): chains start at points resampled from
+/// the pool with probability ∝ `exp(potential − log_density)`, sampling-importance-resampling
+/// with the pool as proposal. Where the posterior fills a tiny part of the prior, a pool of
+/// prior draws ([`ChainInit::Resample`]) holds no point near it; an earlier round's draws do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartPool {
+    /// The points, `m × dim` row-major, in the prior's space.
+    pub theta: Vec<f64>,
+    /// The log density (up to a constant) of the distribution each point was drawn from.
+    pub log_density: Vec<f64>,
+}
+
+impl StartPool {
+    /// A pool of `theta` (`m × dim`) drawn from a density whose logarithm at each point is
+    /// `log_density` (up to a constant).
+    pub fn new(theta: Vec<f64>, log_density: Vec<f64>) -> Self {
+        StartPool { theta, log_density }
+    }
+
+    fn check(&self, d: usize) -> Result<()> {
+        if self.log_density.is_empty() || self.theta.len() != self.log_density.len() * d {
+            return Err(Error::ShapeMismatch {
+                what: format!("chain start pool ({} log densities, rows of {d} parameters)", self.log_density.len()),
+                expected: self.log_density.len().max(1) * d,
+                got: self.theta.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// MCMC settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct McmcConfig {
@@ -367,7 +399,28 @@ pub trait Transition {
 /// [`Error::Config`] for invalid settings or when no starting point has a finite potential;
 /// [`Error::McmcBudget`] when the evaluation budget runs out; the potential's errors.
 pub fn mcmc<P: Prior, T: Potential>(prior: &P, potential: &T, n: usize, config: &McmcConfig) -> Result<McmcRun> {
-    run(prior, potential, n, config, None)
+    run(prior, potential, n, config, None, None)
+}
+
+/// MCMC as [`mcmc`], with chains started from `pool` (resampled by importance weight)
+/// where the prior cannot start them: with `config.init` resampling prior draws, the prior's
+/// pool is still used when its importance weights' effective sample size reaches 20 (it
+/// weighs separate modes by their mass afresh, where the pool carries over an earlier
+/// posterior's weights), and `pool` below that (a posterior too small for prior draws to
+/// reach); with [`ChainInit::Prior`], `pool` always.
+///
+/// # Errors
+/// As [`mcmc`]; [`Error::ShapeMismatch`] for a pool whose points and densities disagree;
+/// [`Error::NoFinitePotential`] when no point of the pool has a finite weight.
+pub fn mcmc_from<P: Prior, T: Potential>(
+    prior: &P,
+    potential: &T,
+    n: usize,
+    config: &McmcConfig,
+    pool: &StartPool,
+) -> Result<McmcRun> {
+    pool.check(prior.dim())?;
+    run(prior, potential, n, config, None, Some(pool))
 }
 
 /// MCMC as [`mcmc`], with a user's [`Transition`] instead of `config.method` (the other
@@ -382,7 +435,7 @@ pub fn mcmc_with<P: Prior, T: Potential>(
     config: &McmcConfig,
     transition: &mut dyn Transition,
 ) -> Result<McmcRun> {
-    run(prior, potential, n, config, Some(transition))
+    run(prior, potential, n, config, Some(transition), None)
 }
 
 fn run<P: Prior, T: Potential>(
@@ -391,6 +444,7 @@ fn run<P: Prior, T: Potential>(
     n: usize,
     config: &McmcConfig,
     user: Option<&mut dyn Transition>,
+    pool: Option<&StartPool>,
 ) -> Result<McmcRun> {
     config.validate()?;
     let start = Instant::now();
@@ -398,7 +452,15 @@ fn run<P: Prior, T: Potential>(
     let d = prior.dim();
     let chains = config.chains;
     let mut target = Target { potential: &unconstrained, dim: d, used: 0, budget: config.max_evaluations };
-    let theta0 = initial_points(prior, potential, chains, config, &mut target)?;
+    let theta0 = match pool {
+        // The prior's pool where it weighs the modes well enough, the given pool otherwise.
+        Some(pool) => match initial_points(prior, potential, chains, config, &mut target, MIN_PRIOR_POOL_ESS)? {
+            Some(theta) => theta,
+            None => pool_points(potential, d, chains, config, pool, &mut target)?,
+        },
+        None => initial_points(prior, potential, chains, config, &mut target, 0.0)?
+            .ok_or(Error::NoFinitePotential { what: "starting point", draws: 0 })?,
+    };
     let z = unconstrained.unconstrain(&theta0)?;
     let f = target.eval(&z)?;
     if let Some(c) = f.iter().position(|v| !v.is_finite()) {
@@ -508,14 +570,22 @@ pub(crate) fn spread(z: &[f64], chains: usize, dim: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Starting points, one per chain, in the prior's space.
+/// The effective sample size of the prior pool's importance weights from which chains start
+/// there even when given a [`StartPool`]: the prior's pool weighs separate modes by their
+/// mass afresh (an earlier posterior's draws carry its mode weights over), and only below
+/// this has it no point near the posterior.
+const MIN_PRIOR_POOL_ESS: f64 = 20.0;
+
+/// Starting points, one per chain, in the prior's space; `None` when the pool's importance
+/// weights ([`ChainInit::Resample`]) have an effective sample size below `min_ess`.
 fn initial_points<P: Prior, T: Potential>(
     prior: &P,
     potential: &T,
     chains: usize,
     config: &McmcConfig,
     target: &mut Target,
-) -> Result<Vec<f64>> {
+    min_ess: f64,
+) -> Result<Option<Vec<f64>>> {
     let d = prior.dim();
     let mut rng = stream_rng(config.seed, 0x696e_6974);
     let mut draw = |m: usize, target: &mut Target| -> Result<(Vec<f64>, Vec<f64>)> {
@@ -540,6 +610,7 @@ fn initial_points<P: Prior, T: Potential>(
     let none = |m: usize| Error::NoFinitePotential { what: "starting point", draws: m };
     let mut out = Vec::with_capacity(chains * d);
     match config.init {
+        ChainInit::Prior if min_ess > 0.0 => return Ok(None),
         ChainInit::Prior => {
             // Each chain takes the first of its prior draws with a finite potential.
             for _ in 0..chains {
@@ -550,11 +621,54 @@ fn initial_points<P: Prior, T: Potential>(
         }
         ChainInit::Resample { pool } => {
             let (theta, logw) = draw(pool, target)?;
+            if importance_ess(&logw) < min_ess {
+                return Ok(None);
+            }
             for _ in 0..chains {
                 let i = pick_weighted(&logw, &mut rng).ok_or_else(|| none(pool))?;
                 out.extend_from_slice(&theta[i * d..(i + 1) * d]);
             }
         }
+    }
+    Ok(Some(out))
+}
+
+/// The effective sample size `(Σw)² / Σw²` of weights `exp(logw)` (0 when none is positive).
+fn importance_ess(logw: &[f64]) -> f64 {
+    let max = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return 0.0;
+    }
+    let (sum, sq) = logw.iter().map(|l| (l - max).exp()).fold((0.0, 0.0), |(s, q), w| (s + w, q + w * w));
+    sum * sum / sq
+}
+
+/// Starting points resampled from `pool` by importance weight `potential − log_density`.
+fn pool_points<T: Potential>(
+    potential: &T,
+    d: usize,
+    chains: usize,
+    config: &McmcConfig,
+    pool: &StartPool,
+    target: &mut Target,
+) -> Result<Vec<f64>> {
+    let m = pool.log_density.len();
+    if target.used + m > target.budget {
+        return Err(Error::McmcBudget { evaluations: target.used, budget: target.budget });
+    }
+    target.used += m;
+    let logw: Vec<f64> = potential
+        .log_potential(&pool.theta)?
+        .into_iter()
+        .zip(&pool.log_density)
+        .map(|(l, q)| if l.is_finite() && q.is_finite() { l - q } else { f64::NEG_INFINITY })
+        .collect();
+    let mut rng = stream_rng(config.seed, 0x696e_6974);
+    let mut out = Vec::with_capacity(chains * d);
+    for _ in 0..chains {
+        let i = pick_weighted(&logw, &mut rng)
+            .ok_or(Error::NoFinitePotential { what: "starting point in the chain start pool", draws: m })?;
+        out.extend_from_slice(&pool.theta[i * d..(i + 1) * d]);
     }
     Ok(out)
 }

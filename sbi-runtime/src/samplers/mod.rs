@@ -18,7 +18,10 @@ mod slice;
 
 pub use importance::{ImportanceConfig, ImportanceRun, importance_sample};
 pub(crate) use mcmc::spread;
-pub use mcmc::{ChainInit, ESS_SHARE_WARNING, McmcConfig, McmcMethod, McmcRun, RHAT_WARNING, mcmc, mixing_warnings};
+pub use mcmc::{
+    ChainInit, ESS_SHARE_WARNING, McmcConfig, McmcMethod, McmcRun, RHAT_WARNING, StartPool, mcmc, mcmc_from,
+    mixing_warnings,
+};
 pub use mcmc::{Target, Transition, mcmc_with};
 pub use rejection::{RejectionRun, rejection_sample};
 pub use samples::Samples;
@@ -77,9 +80,25 @@ impl Sampler {
     /// The sampler's errors ([`crate::Error::McmcBudget`], [`crate::Error::NoFinitePotential`],
     /// [`crate::Error::Config`] for invalid settings, [`crate::Error::TooLarge`]).
     pub fn run<P: Prior, T: Potential>(&self, prior: &P, potential: &T, n: usize) -> Result<SamplerRun> {
-        Ok(match self {
-            Sampler::Mcmc(c) => SamplerRun::Mcmc(mcmc(prior, potential, n, c)?),
-            Sampler::Importance(c) => SamplerRun::Importance(importance_sample(prior, potential, n, c)?),
+        self.run_from(prior, potential, n, None)
+    }
+
+    /// As [`Sampler::run`], MCMC chains started from `pool` when given ([`mcmc_from`]);
+    /// importance sampling keeps the prior as its proposal.
+    ///
+    /// # Errors
+    /// As [`Sampler::run`]; as [`mcmc_from`] for the pool.
+    pub fn run_from<P: Prior, T: Potential>(
+        &self,
+        prior: &P,
+        potential: &T,
+        n: usize,
+        pool: Option<&StartPool>,
+    ) -> Result<SamplerRun> {
+        Ok(match (self, pool) {
+            (Sampler::Mcmc(c), Some(pool)) => SamplerRun::Mcmc(mcmc_from(prior, potential, n, c, pool)?),
+            (Sampler::Mcmc(c), None) => SamplerRun::Mcmc(mcmc(prior, potential, n, c)?),
+            (Sampler::Importance(c), _) => SamplerRun::Importance(importance_sample(prior, potential, n, c)?),
         })
     }
 }

@@ -299,3 +299,41 @@ fn every_sampler_run_carries_its_warnings_in_its_description() {
     let collapsed = SamplerRun::Importance(ImportanceRun { samples, proposals: 1000, ess: 3.0 });
     assert!(collapsed.describe().contains("; warning: importance weights' ESS is 3"), "{}", collapsed.describe());
 }
+
+/// Chains started from a pool (an earlier posterior's draws with their log density) sample
+/// a target 10⁴ times narrower than the prior: N((3, −2), 10⁻³²) under N(0, 10²)². Mean and
+/// variance within five Monte Carlo standard errors; a pool whose shapes disagree, or with no
+/// point of finite weight, is a typed error.
+#[test]
+fn chains_start_from_a_pool_of_earlier_draws() {
+    use rand_distr::{Distribution, Normal as N};
+    const S: f64 = 1e-3;
+    let centre = [3.0, -2.0];
+    let target = FnPotential::new(2, move |t: &[f64]| {
+        -0.5 * t.iter().zip(centre).map(|(a, c)| ((a - c) / S).powi(2)).sum::<f64>()
+    });
+    // The pool: 1,000 draws of N(centre, (10 S)²), with their log density.
+    let mut rng = crate::rng::stream_rng(7, 0);
+    let wide = N::new(0.0, 10.0 * S).unwrap();
+    let theta: Vec<f64> = (0..1_000).flat_map(|_| centre.map(|c| c + wide.sample(&mut rng))).collect();
+    let log_density: Vec<f64> = theta
+        .chunks_exact(2)
+        .map(|t| -0.5 * t.iter().zip(centre).map(|(a, c)| ((a - c) / (10.0 * S)).powi(2)).sum::<f64>())
+        .collect();
+    let pool = StartPool::new(theta.clone(), log_density.clone());
+    let run = mcmc_from(&Plane.prior(), &target, 10_000, &quiet(McmcMethod::Slice), &pool).unwrap();
+    assert!(run.rhat.iter().all(|r| *r < 1.05), "R-hat {:?}", run.rhat);
+    let (m, c) = moments(&run.samples);
+    for j in 0..2 {
+        let se = S / run.ess[j].sqrt();
+        assert!((m[j] - centre[j]).abs() < 5.0 * se, "mean {j} = {} (se {se})", m[j]);
+        let rel = (c[j * 2 + j] - S * S).abs() / (S * S);
+        assert!(rel < 5.0 * (2.0 / run.ess[j]).sqrt(), "variance {j} = {} (ESS {})", c[j * 2 + j], run.ess[j]);
+    }
+    let short = StartPool::new(theta[..3].to_vec(), log_density.clone());
+    let err = mcmc_from(&Plane.prior(), &target, 100, &quiet(McmcMethod::Slice), &short).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    let nowhere = StartPool::new(theta, vec![f64::NAN; 1_000]);
+    let err = mcmc_from(&Plane.prior(), &target, 100, &quiet(McmcMethod::Slice), &nowhere).unwrap_err();
+    assert!(matches!(err, Error::NoFinitePotential { .. }), "{err}");
+}
