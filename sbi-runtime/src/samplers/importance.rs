@@ -74,7 +74,7 @@ pub fn importance_sample<P: Prior, T: Potential>(
     }
     let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
     let total: f64 = w.iter().sum();
-    let ess = total * total / w.iter().map(|x| x * x).sum::<f64>();
+    let ess = super::mcmc::importance_ess(&logw);
     // Multinomial resampling by sorted uniforms against the cumulative weights.
     let mut cum = Vec::with_capacity(m);
     let mut acc = 0.0;

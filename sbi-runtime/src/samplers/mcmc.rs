@@ -634,7 +634,7 @@ fn initial_points<P: Prior, T: Potential>(
 }
 
 /// The effective sample size `(Σw)² / Σw²` of weights `exp(logw)` (0 when none is positive).
-fn importance_ess(logw: &[f64]) -> f64 {
+pub(crate) fn importance_ess(logw: &[f64]) -> f64 {
     let max = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return 0.0;
