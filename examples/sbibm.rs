@@ -33,7 +33,7 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observ
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet]
              [--observation-row K (row of a file with several observations, default 1)]
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round]
-             [--sequential tsnpe|apt (npe with rounds)] [--warm-start (rounds)]
+             [--sequential tsnpe|apt|apt-atomic (npe with rounds)] [--warm-start (rounds)]
              [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]
              [--theta-space constrained|unconstrained (npe)]";
 
@@ -76,8 +76,11 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         "npe" => {
             let sequential = match args.get("sequential", "tsnpe".to_string()).as_str() {
                 "tsnpe" => SequentialNpe::Truncated,
-                "apt" | "snpe-c" => SequentialNpe::Atomic { atoms: 10 },
-                other => return Err(Error::Config(format!("unknown sequential NPE {other:?} (tsnpe or apt)"))),
+                "apt" | "snpe-c" => SequentialNpe::apt(),
+                "apt-atomic" => SequentialNpe::Atomic { atoms: 10, combined: false },
+                other => {
+                    return Err(Error::Config(format!("unknown sequential NPE {other:?} (tsnpe, apt or apt-atomic)")));
+                }
             };
             let space: ThetaSpace = args.get("theta-space", ThetaSpace::default());
             let npe = Npe::default()

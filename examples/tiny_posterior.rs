@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example tiny_posterior -- [--models box2,box5,crescent]
-//!     [--methods tsnpe,snpe-c,snle,snre] [--rounds 10] [--per-round 1000] [--samples 2000] [--seed 1]
+//!     [--methods tsnpe,snpe-c,snpe-c-atomic,snle,snre] [--rounds 10] [--per-round 1000] [--samples 2000] [--seed 1]
 //! ```
 
 mod cli;
@@ -15,7 +15,7 @@ use models::narrow::{Crescent, NAMES, NarrowBox2, NarrowBox5, reference_posterio
 use sbi_runtime::benchmark::{Benchmark, run_benchmark};
 use sbi_runtime::prelude::*;
 
-const USAGE: &str = "usage: tiny_posterior [--models box2,box5,crescent] [--methods tsnpe,snpe-c,snle,snre] \
+const USAGE: &str = "usage: tiny_posterior [--models box2,box5,crescent] [--methods tsnpe,snpe-c,snpe-c-atomic,snle,snre] \
                      [--rounds R] [--per-round N] [--samples M] [--seed S] [--quiet]";
 
 fn main() {
@@ -81,12 +81,18 @@ fn one<M: Simulator>(
     let result = match method {
         "tsnpe" => run_benchmark(model, &Npe::default().with_training(training), &bench)?,
         "snpe-c" | "apt" => {
-            let npe = Npe::default().with_training(training).with_sequential(SequentialNpe::Atomic { atoms: 10 });
-            run_benchmark(model, &npe, &bench)?
+            run_benchmark(model, &Npe::default().with_training(training).with_sequential(SequentialNpe::apt()), &bench)?
+        }
+        "snpe-c-atomic" => {
+            // The atomic loss alone, without the combined loss's prior term (as `sbi`'s default).
+            let apt = SequentialNpe::Atomic { atoms: 10, combined: false };
+            run_benchmark(model, &Npe::default().with_training(training).with_sequential(apt), &bench)?
         }
         "snle" => run_benchmark(model, &Nle::default().with_training(training), &bench)?,
         "snre" => run_benchmark(model, &Nre::default().with_training(training), &bench)?,
-        other => return Err(Error::Config(format!("unknown method {other:?} (tsnpe, snpe-c, snle, snre)"))),
+        other => {
+            return Err(Error::Config(format!("unknown method {other:?} (tsnpe, snpe-c, snpe-c-atomic, snle, snre)")));
+        }
     };
     eprintln!("{name} {method}: {result}");
     let mut scores = result.round_c2st.clone();

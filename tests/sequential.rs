@@ -63,7 +63,7 @@ fn tsnpe_matches_the_closed_form_and_focuses_its_simulations() {
 #[test]
 fn snpe_c_matches_the_closed_form() {
     let x_o = observation();
-    let npe = Npe::default().with_training(quick()).with_sequential(SequentialNpe::Atomic { atoms: 10 });
+    let npe = Npe::default().with_training(quick()).with_sequential(SequentialNpe::apt());
     let run = npe.train_rounds(&GaussianLinear, &x_o, &rounds(2, 5_000)).unwrap();
     let draws = run.posterior().sample_flat(&x_o, 10_000).unwrap();
     let (mean, cov) = (draws.mean(), draws.covariance());
@@ -73,7 +73,7 @@ fn snpe_c_matches_the_closed_form() {
         let v = cov[k * 10 + k];
         assert!((v / POSTERIOR_VARIANCE - 1.0).abs() < 0.25, "var[{k}] = {v}");
     }
-    let one_atom = npe.with_sequential(SequentialNpe::Atomic { atoms: 1 });
+    let one_atom = npe.with_sequential(SequentialNpe::Atomic { atoms: 1, combined: true });
     assert!(matches!(one_atom.train_rounds(&GaussianLinear, &x_o, &rounds(2, 100)), Err(Error::Config(_))));
 }
 

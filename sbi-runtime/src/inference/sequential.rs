@@ -15,12 +15,15 @@
 //!   fills a tiny part of the prior) by MCMC on the truncated prior, its chains started at
 //!   the last posterior's draws, which all lie in the region.
 //!   Or SNPE-C (APT, Greenberg et al. 2019): proposals from the last posterior, and from
-//!   round 2 on the atomic loss, which corrects for the proposal without evaluating it.
+//!   round 2 on the atomic loss, which corrects for the proposal without evaluating it,
+//!   plus by default NPE's loss on the first round's prior simulations, which fixes how
+//!   much mass the posterior puts outside the proposals (the atomic loss cannot).
 //! - NLE (SNLE, Papamakarios et al. 2019): the proposal is the last posterior at `x_o`,
 //!   drawn by its sampler. The likelihood `q(x | θ)` does not depend on where θ came from.
-//!   From round 2 on, MCMC chains start at the last proposal's draws, resampled by the
-//!   ratio of the new posterior to the old ([`StartPool`]), not at prior draws, which miss a
-//!   small posterior; the slice widths are then tuned from starts spread over the posterior.
+//!   From the second round's posterior on, where the prior's draws miss it (their importance
+//!   weights' effective sample size is below 20), MCMC chains start at the last proposal's
+//!   draws, resampled by the ratio of the new posterior to the old ([`StartPool`]); the
+//!   slice widths are then tuned from starts spread over the posterior.
 //! - NRE (SNRE, Durkan et al. 2020): the same proposal. The classifier then estimates
 //!   `p(x | θ) / p̃(x)` for the proposals' marginal `p̃`, still `p(x | θ)` up to a factor
 //!   constant in θ, so the posterior remains prior × ratio (as `sbi`'s SNRE).

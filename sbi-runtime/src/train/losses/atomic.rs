@@ -15,11 +15,15 @@ pub struct Atomic<'a, Q: LogDensity> {
     pub density: &'a Q,
     /// Parameter sets per observation, its own included (10 in `sbi`).
     pub atoms: usize,
+    /// Whether rows carry a last column `m` (1 for pairs simulated from the prior, else 0)
+    /// and the loss adds NPE's `−m·log q(θ_i | x_i)` (`sbi`'s combined loss).
+    pub combined: bool,
 }
 
 impl<Q: LogDensity> Loss for Atomic<'_, Q> {
     fn loss(&self, theta_lp: &Tensor, x: &Tensor, rng: &mut SimRng) -> candle_core::Result<Tensor> {
-        let (b, d1) = theta_lp.dims2()?;
+        let (b, cols) = theta_lp.dims2()?;
+        let d1 = if self.combined { cols - 1 } else { cols };
         if b < 2 {
             // Nothing to contrast a single pair with (only in a tiny last validation chunk).
             return Tensor::zeros((), theta_lp.dtype(), theta_lp.device());
@@ -30,7 +34,15 @@ impl<Q: LogDensity> Loss for Atomic<'_, Q> {
         let theta = rows.narrow(1, 0, d1 - 1)?;
         let log_prior = rows.narrow(1, d1 - 1, 1)?.squeeze(1)?;
         let lq = self.density.log_prob(&theta.contiguous()?, &x.index_select(&x_idx, 0)?)?;
+        let own = lq.reshape((b, k))?.narrow(1, 0, 1)?.squeeze(1)?;
         let logits = (lq - log_prior)?.reshape((b, k))?;
-        (logits.narrow(1, 0, 1)?.squeeze(1)? - log_sum_exp(&logits)?)?.mean_all()?.neg()
+        let atomic = (logits.narrow(1, 0, 1)?.squeeze(1)? - log_sum_exp(&logits)?)?;
+        let per_row = if self.combined {
+            let mask = theta_lp.narrow(1, cols - 1, 1)?.squeeze(1)?;
+            (atomic + (own * mask)?)?
+        } else {
+            atomic
+        };
+        per_row.mean_all()?.neg()
     }
 }
