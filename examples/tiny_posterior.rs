@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --example tiny_posterior -- [--models box2,box5,crescent]
 //!     [--methods tsnpe,snpe-c,snpe-c-atomic,snle,snre] [--rounds 10] [--per-round 1000] [--samples 2000] [--seed 1]
+//!     [--atoms 10 (SNPE-C)]
 //! ```
 
 mod cli;
@@ -16,7 +17,7 @@ use sbi_runtime::benchmark::{Benchmark, run_benchmark};
 use sbi_runtime::prelude::*;
 
 const USAGE: &str = "usage: tiny_posterior [--models box2,box5,crescent] [--methods tsnpe,snpe-c,snpe-c-atomic,snle,snre] \
-                     [--rounds R] [--per-round N] [--samples M] [--seed S] [--quiet]";
+                     [--rounds R] [--per-round N] [--samples M] [--seed S] [--atoms K (snpe-c)] [--quiet]";
 
 fn main() {
     cli::finish(run());
@@ -24,16 +25,20 @@ fn main() {
 
 fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
-    let args = cli::Args::parse(USAGE, &["models", "methods", "rounds", "per-round", "samples", "seed"], &["quiet"]);
+    let args =
+        cli::Args::parse(USAGE, &["models", "methods", "rounds", "per-round", "samples", "seed", "atoms"], &["quiet"]);
     let list = |key: &str, all: &str| -> Vec<String> {
         args.get(key, all.to_string()).split(',').map(|s| s.trim().to_string()).collect()
     };
     let models = list("models", &NAMES.join(","));
     let methods = list("methods", "tsnpe,snpe-c,snle");
-    let rounds: usize = args.get("rounds", 10);
-    let per_round: usize = args.get("per-round", 1_000);
-    let samples: usize = args.get("samples", 2_000);
-    let seed: u64 = args.get("seed", 1);
+    let setup = Setup {
+        rounds: args.get("rounds", 10),
+        per_round: args.get("per-round", 1_000),
+        samples: args.get("samples", 2_000),
+        seed: args.get("seed", 1),
+        atoms: args.get("atoms", 10),
+    };
     if args.flag("quiet") {
         set_progress(false);
     }
@@ -41,9 +46,9 @@ fn run() -> sbi_runtime::Result<()> {
     for name in &models {
         for method in &methods {
             let scores = match name.as_str() {
-                "box2" => one(&NarrowBox2, name, method, rounds, per_round, samples, seed)?,
-                "box5" => one(&NarrowBox5, name, method, rounds, per_round, samples, seed)?,
-                "crescent" => one(&Crescent, name, method, rounds, per_round, samples, seed)?,
+                "box2" => one(&NarrowBox2, name, method, &setup)?,
+                "box5" => one(&NarrowBox5, name, method, &setup)?,
+                "crescent" => one(&Crescent, name, method, &setup)?,
                 other => return Err(Error::Config(format!("unknown model {other:?} ({})", NAMES.join(", ")))),
             };
             let line = scores.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(" ");
@@ -58,16 +63,19 @@ fn run() -> sbi_runtime::Result<()> {
     Ok(())
 }
 
-/// C2ST of each round's posterior for one model and method.
-fn one<M: Simulator>(
-    model: &M,
-    name: &str,
-    method: &str,
+/// The rounds, the draws scored, the seed, and SNPE-C's atoms.
+#[derive(Clone, Copy)]
+struct Setup {
     rounds: usize,
     per_round: usize,
     samples: usize,
     seed: u64,
-) -> sbi_runtime::Result<Vec<f64>> {
+    atoms: usize,
+}
+
+/// C2ST of each round's posterior for one model and method.
+fn one<M: Simulator>(model: &M, name: &str, method: &str, setup: &Setup) -> sbi_runtime::Result<Vec<f64>> {
+    let Setup { rounds, per_round, samples, seed, atoms } = *setup;
     // The observation: one simulation at the model's true parameters, on its own stream.
     let x_o = simulate_from_flat(model, &true_theta(name)).seed(seed + 1_000).progress(false).run()?.x_row(0).to_vec();
     let bench = Benchmark::new(x_o.clone())
@@ -81,11 +89,12 @@ fn one<M: Simulator>(
     let result = match method {
         "tsnpe" => run_benchmark(model, &Npe::default().with_training(training), &bench)?,
         "snpe-c" | "apt" => {
-            run_benchmark(model, &Npe::default().with_training(training).with_sequential(SequentialNpe::apt()), &bench)?
+            let apt = SequentialNpe::Atomic { atoms, combined: true };
+            run_benchmark(model, &Npe::default().with_training(training).with_sequential(apt), &bench)?
         }
         "snpe-c-atomic" => {
             // The atomic loss alone, without the combined loss's prior term (as `sbi`'s default).
-            let apt = SequentialNpe::Atomic { atoms: 10, combined: false };
+            let apt = SequentialNpe::Atomic { atoms, combined: false };
             run_benchmark(model, &Npe::default().with_training(training).with_sequential(apt), &bench)?
         }
         "snle" => run_benchmark(model, &Nle::default().with_training(training), &bench)?,
