@@ -165,9 +165,10 @@ impl Npe {
         self
     }
 
-    /// Trains with NPE's maximum-likelihood loss, or with APT's atomic loss over `atoms`
-    /// parameter sets per observation; from a new network, or from a copy of `warm` (its
-    /// weights and z-scoring).
+    /// Trains with NPE's maximum-likelihood loss, or with APT's atomic loss ([`Atoms`]: over
+    /// `atoms` parameter sets per observation, with the combined loss's prior term on the
+    /// first `prior_rows` rows); from a new network, or from a copy of `warm` (its weights
+    /// and z-scoring).
     fn train_with<M: Simulator>(
         &self,
         model: &M,

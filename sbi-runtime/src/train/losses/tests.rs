@@ -77,6 +77,10 @@ fn combined_loss_adds_the_likelihood_of_prior_rows() {
     let nll = (0.25 + 1.0) / 4.0;
     assert!((combined - (atomic + nll)).abs() < 1e-5, "combined {combined}, atomic {atomic}");
     assert!((none_marked - atomic).abs() < 1e-6);
+    // Rows without the mark column are an error, not a silently different loss.
+    let mut rng = crate::rng::stream_rng(3, 4);
+    let missing = Atomic { density: &Quadratic, atoms: 4, combined: true }.loss(&rows(None), &xt, &mut rng);
+    assert!(missing.is_err_and(|e| e.to_string().contains("prior mark")));
     // With 4 atoms out of 4 rows, every row is contrasted with the whole batch: the value
     // is known in closed form.
     let lq = |i: usize, j: usize| -(theta[j] - x[i]).powi(2) as f64;
