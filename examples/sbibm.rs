@@ -77,7 +77,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             let sequential = match args.get("sequential", "tsnpe".to_string()).as_str() {
                 "tsnpe" => SequentialNpe::Truncated,
                 "apt" | "snpe-c" => SequentialNpe::apt(),
-                "apt-atomic" => SequentialNpe::Atomic { atoms: 10, combined: false },
+                "apt-atomic" => SequentialNpe::Atomic { atoms: 10, combined: false, same_round: false },
                 other => {
                     return Err(Error::Config(format!("unknown sequential NPE {other:?} (tsnpe, apt or apt-atomic)")));
                 }

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! cargo run --release --example tiny_posterior -- [--models box2,box5,crescent]
-//!     [--methods tsnpe,snpe-c,snpe-c-atomic,snle,snre] [--rounds 10] [--per-round 1000] [--samples 2000] [--seed 1]
-//!     [--atoms 10 (SNPE-C)]
+//!     [--methods tsnpe,snpe-c,snpe-c-mixed,snpe-c-atomic,snle,snre] [--rounds 10] [--per-round 1000] [--samples 2000] [--seed 1]
+//!     [--atoms 10 (SNPE-C)] [--patience 20 (epochs without a better validation loss)]
 //! ```
 
 mod cli;
@@ -16,8 +16,8 @@ use models::narrow::{Crescent, NAMES, NarrowBox2, NarrowBox5, reference_posterio
 use sbi_runtime::benchmark::{Benchmark, run_benchmark};
 use sbi_runtime::prelude::*;
 
-const USAGE: &str = "usage: tiny_posterior [--models box2,box5,crescent] [--methods tsnpe,snpe-c,snpe-c-atomic,snle,snre] \
-                     [--rounds R] [--per-round N] [--samples M] [--seed S] [--atoms K (snpe-c)] [--quiet]";
+const USAGE: &str = "usage: tiny_posterior [--models box2,box5,crescent] [--methods tsnpe,snpe-c,snpe-c-mixed,snpe-c-atomic,snle,snre] \
+                     [--rounds R] [--per-round N] [--samples M] [--seed S] [--atoms K (snpe-c)] [--patience E] [--quiet]";
 
 fn main() {
     cli::finish(run());
@@ -25,8 +25,11 @@ fn main() {
 
 fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
-    let args =
-        cli::Args::parse(USAGE, &["models", "methods", "rounds", "per-round", "samples", "seed", "atoms"], &["quiet"]);
+    let args = cli::Args::parse(
+        USAGE,
+        &["models", "methods", "rounds", "per-round", "samples", "seed", "atoms", "patience"],
+        &["quiet"],
+    );
     let list = |key: &str, all: &str| -> Vec<String> {
         args.get(key, all.to_string()).split(',').map(|s| s.trim().to_string()).collect()
     };
@@ -38,6 +41,7 @@ fn run() -> sbi_runtime::Result<()> {
         samples: args.get("samples", 2_000),
         seed: args.get("seed", 1),
         atoms: args.get("atoms", 10),
+        patience: args.get("patience", TrainConfig::default().stop_after_epochs),
     };
     if args.flag("quiet") {
         set_progress(false);
@@ -63,7 +67,7 @@ fn run() -> sbi_runtime::Result<()> {
     Ok(())
 }
 
-/// The rounds, the draws scored, the seed, and SNPE-C's atoms.
+/// The rounds, the draws scored, the seed, SNPE-C's atoms, and the training's patience.
 #[derive(Clone, Copy)]
 struct Setup {
     rounds: usize,
@@ -71,11 +75,12 @@ struct Setup {
     samples: usize,
     seed: u64,
     atoms: usize,
+    patience: usize,
 }
 
 /// C2ST of each round's posterior for one model and method.
 fn one<M: Simulator>(model: &M, name: &str, method: &str, setup: &Setup) -> sbi_runtime::Result<Vec<f64>> {
-    let Setup { rounds, per_round, samples, seed, atoms } = *setup;
+    let Setup { rounds, per_round, samples, seed, atoms, patience } = *setup;
     // The observation: one simulation at the model's true parameters, on its own stream.
     let x_o = simulate_from_flat(model, &true_theta(name)).seed(seed + 1_000).progress(false).run()?.x_row(0).to_vec();
     let bench = Benchmark::new(x_o.clone())
@@ -85,22 +90,29 @@ fn one<M: Simulator>(model: &M, name: &str, method: &str, setup: &Setup) -> sbi_
         .with_seed(seed)
         .with_reference(reference_posterior(name, &x_o, samples, seed))
         .with_round_scores();
-    let training = TrainConfig::default().with_seed(seed);
+    let training = TrainConfig::default().with_seed(seed).with_stop_after_epochs(patience);
     let result = match method {
         "tsnpe" => run_benchmark(model, &Npe::default().with_training(training), &bench)?,
         "snpe-c" | "apt" => {
-            let apt = SequentialNpe::Atomic { atoms, combined: true };
+            let apt = SequentialNpe::Atomic { atoms, combined: true, same_round: true };
+            run_benchmark(model, &Npe::default().with_training(training).with_sequential(apt), &bench)?
+        }
+        "snpe-c-mixed" => {
+            // Atoms from all rounds' pairs (as `sbi`) rather than from the pair's own round.
+            let apt = SequentialNpe::Atomic { atoms, combined: true, same_round: false };
             run_benchmark(model, &Npe::default().with_training(training).with_sequential(apt), &bench)?
         }
         "snpe-c-atomic" => {
             // The atomic loss alone, without the combined loss's prior term (as `sbi`'s default).
-            let apt = SequentialNpe::Atomic { atoms, combined: false };
+            let apt = SequentialNpe::Atomic { atoms, combined: false, same_round: false };
             run_benchmark(model, &Npe::default().with_training(training).with_sequential(apt), &bench)?
         }
         "snle" => run_benchmark(model, &Nle::default().with_training(training), &bench)?,
         "snre" => run_benchmark(model, &Nre::default().with_training(training), &bench)?,
         other => {
-            return Err(Error::Config(format!("unknown method {other:?} (tsnpe, snpe-c, snpe-c-atomic, snle, snre)")));
+            return Err(Error::Config(format!(
+                "unknown method {other:?} (tsnpe, snpe-c, snpe-c-mixed, snpe-c-atomic, snle, snre)"
+            )));
         }
     };
     eprintln!("{name} {method}: {result}");

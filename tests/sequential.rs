@@ -73,7 +73,7 @@ fn snpe_c_matches_the_closed_form() {
         let v = cov[k * 10 + k];
         assert!((v / POSTERIOR_VARIANCE - 1.0).abs() < 0.25, "var[{k}] = {v}");
     }
-    let one_atom = npe.with_sequential(SequentialNpe::Atomic { atoms: 1, combined: true });
+    let one_atom = npe.with_sequential(SequentialNpe::Atomic { atoms: 1, combined: true, same_round: true });
     assert!(matches!(one_atom.train_rounds(&GaussianLinear, &x_o, &rounds(2, 100)), Err(Error::Config(_))));
 }
 

@@ -4,13 +4,22 @@
 //! learns to tell posterior samples from reference samples; its cross-validated accuracy is
 //! 0.5 when the two distributions are the same and 1.0 when they are disjoint.
 //!
+//! [`Calibration`]: over test simulations from the prior, SBC ranks with their uniformity
+//! checks, the expected coverage of highest-density regions, and TARP; no reference
+//! posterior needed.
+//!
 //! [`Coverage`]: how often held-out true parameters fall in their posterior's central
 //! credible interval; a calibrated posterior covers them at the nominal rate.
+//!
+//! [`stats`]: the Kolmogorov–Smirnov and χ² tests of uniformity these report.
 
 mod c2st;
+mod calibration;
 mod coverage;
+pub mod stats;
 
 pub use c2st::{C2stConfig, c2st, c2st_with};
+pub use calibration::{Calibration, CalibrationConfig, ExcludedTest, SbcChecks, Tarp};
 pub use coverage::Coverage;
 
 #[cfg(test)]

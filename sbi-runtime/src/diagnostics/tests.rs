@@ -62,3 +62,48 @@ fn coverage_of_exact_and_overconfident_posteriors() {
     assert!(exact.add(&[1.0, 2.0], &[0.0, 1.0, 2.0]).is_err());
     assert!(Coverage::new(0, 0.9).add(&[1.0], &[]).is_err());
 }
+
+/// The Kolmogorov–Smirnov p-value is close to scipy's exact `kstest(u, "uniform")` (values
+/// in the comments), and is about uniform itself under the null.
+#[test]
+fn ks_pvalues_match_reference_values() {
+    let skewed: Vec<f64> = (0..200).map(|i| ((i as f64 + 0.5) / 200.0).powf(1.2)).collect();
+    let p = stats::ks_uniform_pvalue(&skewed);
+    assert!((p - 0.2762).abs() < 0.01, "p {p}"); // D = 0.0695
+    let spread = [0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95, 0.05, 0.33, 0.62];
+    let p = stats::ks_uniform_pvalue(&spread);
+    assert!((p - 0.9996).abs() < 0.01, "p {p}"); // D = 0.1
+    let clustered = [0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.12, 0.2, 0.3, 0.5];
+    let p = stats::ks_uniform_pvalue(&clustered);
+    assert!((p / 5.68e-4 - 1.0).abs() < 0.35, "p {p}"); // D = 0.6; Stephens' approximation is 7e-4
+    // Under the null, p < 0.05 about 5% of the time.
+    let mut rng = stream_rng(7, 0);
+    let rejections = (0..400)
+        .filter(|_| {
+            let u: Vec<f64> = (0..200).map(|_| rng.random::<f64>()).collect();
+            stats::ks_uniform_pvalue(&u) < 0.05
+        })
+        .count();
+    // Binomial(400, 0.05): mean 20, sd 4.4.
+    assert!((6..=36).contains(&rejections), "{rejections} of 400 rejected at 5%");
+}
+
+/// Pearson's χ² test: a perfectly even set has p = 1, a set in one bin p ≈ 0, and under
+/// the null about 5% of sets are rejected at 5%.
+#[test]
+fn chi2_pvalues_behave_as_the_test() {
+    let even: Vec<f64> = (0..100).map(|i| (i as f64 + 0.5) / 100.0).collect();
+    assert!((stats::chi2_uniform_pvalue(&even, 10) - 1.0).abs() < 1e-9);
+    let one_bin = vec![0.05; 100];
+    assert!(stats::chi2_uniform_pvalue(&one_bin, 10) < 1e-12);
+    assert_eq!(stats::bin_counts(&[0.0, 0.999, 1.0, 0.5], 2), vec![1, 3]);
+    let mut rng = stream_rng(8, 0);
+    let rejections = (0..400)
+        .filter(|_| {
+            let u: Vec<f64> = (0..200).map(|_| rng.random::<f64>()).collect();
+            stats::chi2_uniform_pvalue(&u, 10) < 0.05
+        })
+        .count();
+    assert!((6..=36).contains(&rejections), "{rejections} of 400 rejected at 5%");
+    assert!(stats::chi2_uniform_pvalue(&[], 10).is_nan());
+}

@@ -128,13 +128,16 @@ pub enum SequentialNpe {
         /// prior (`examples/tiny_posterior.rs`), without it up to 98% of the mass leaked
         /// and C2ST stayed at 0.997–0.999 (see the README).
         combined: bool,
+        /// Draws each pair's atoms from the pairs of its own round, simulated from the same
+        /// proposal, rather than from all rounds' pairs (`sbi`).
+        same_round: bool,
     },
 }
 
 impl SequentialNpe {
     /// SNPE-C with 10 atoms (as `sbi`) and the combined loss.
     pub fn apt() -> Self {
-        SequentialNpe::Atomic { atoms: 10, combined: true }
+        SequentialNpe::Atomic { atoms: 10, combined: true, same_round: true }
     }
 }
 
@@ -166,8 +169,7 @@ impl Npe {
     }
 
     /// Trains with NPE's maximum-likelihood loss, or with APT's atomic loss ([`Atoms`]: over
-    /// `atoms` parameter sets per observation, with the combined loss's prior term on the
-    /// first `prior_rows` rows); from a new network, or from a copy of `warm` (its weights
+    /// `atoms` parameter sets per observation, each row labelled with its round); from a new network, or from a copy of `warm` (its weights
     /// and z-scoring).
     fn train_with<M: Simulator>(
         &self,
@@ -223,7 +225,7 @@ impl Npe {
                 let data = Pairs { a: theta, b: x };
                 fit(&estimator.store, &data, &self.training, &NegativeLogLikelihood(&estimator))?
             }
-            Some(Atoms { atoms, combined, prior_rows }) => {
+            Some(Atoms { atoms, combined, same_round, round_ends }) => {
                 // Each row carries its log prior in an extra column: the atomic loss divides by
                 // it (the prior's density in the estimator's space: with the Jacobian in z);
                 // with the combined loss, a last column marks the rows simulated from the prior.
@@ -237,15 +239,16 @@ impl Npe {
                     .map(|(row, ld)| Ok(prior.log_prob_flat(row)? + ld))
                     .collect::<Result<Vec<f64>>>()?;
                 let log_prior = crate::nn::matrix(&log_prior, n, 1, theta.device())?;
-                let a = if combined {
-                    let mask: Vec<f64> = keep.iter().map(|&i| if i < prior_rows { 1.0 } else { 0.0 }).collect();
-                    let mask = crate::nn::matrix(&mask, n, 1, theta.device())?;
-                    Tensor::cat(&[&theta, &log_prior, &mask], 1)?
-                } else {
-                    Tensor::cat(&[&theta, &log_prior], 1)?
-                };
-                let data = Pairs { a, b: x };
-                fit(&estimator.store, &data, &self.training, &Atomic { density: &estimator, atoms, combined })?
+                let round: Vec<f64> =
+                    keep.iter().map(|&i| round_ends.partition_point(|&end| end <= i) as f64).collect();
+                let round = crate::nn::matrix(&round, n, 1, theta.device())?;
+                let data = Pairs { a: Tensor::cat(&[&theta, &log_prior, &round], 1)?, b: x };
+                fit(
+                    &estimator.store,
+                    &data,
+                    &self.training,
+                    &Atomic { density: &estimator, atoms, combined, same_round },
+                )?
             }
         };
         Ok(NpePosterior {
@@ -292,26 +295,25 @@ impl Method for Npe {
                 |sims, _, warm| self.train_with(model, sims, None, warm.map(|p: &NpePosterior<M::Prior>| &p.estimator)),
                 |posterior, n, seed| sequential::truncated_prior(posterior, x_o, n, seed, rounds.progress),
             ),
-            SequentialNpe::Atomic { atoms, combined } => {
+            SequentialNpe::Atomic { atoms, combined, same_round } => {
                 if atoms < 2 {
                     return Err(Error::Config(format!("the atomic loss needs at least 2 atoms, got {atoms}")));
                 }
-                // The first round's simulations (the pooled rows' first ones), after any
-                // excluded simulations: those from the prior.
-                let prior_rows = std::cell::Cell::new(0);
+                // Where each round's simulations end among the pooled rows (each round's
+                // appended to the last's, after any excluded simulations).
+                let round_ends = std::cell::RefCell::new(Vec::new());
                 sequential::run_rounds(
                     model,
                     x_o,
                     sequential::Observed::One,
                     rounds,
                     |sims, round, warm| {
-                        if round == 0 {
-                            prior_rows.set(sims.len());
-                        }
+                        round_ends.borrow_mut().push(sims.len());
+                        let round_ends = round_ends.borrow().clone();
                         self.train_with(
                             model,
                             sims,
-                            (round > 0).then_some(Atoms { atoms, combined, prior_rows: prior_rows.get() }),
+                            (round > 0).then_some(Atoms { atoms, combined, same_round, round_ends }),
                             warm.map(|p: &NpePosterior<M::Prior>| &p.estimator),
                         )
                     },
@@ -324,13 +326,15 @@ impl Method for Npe {
     }
 }
 
-/// The atomic loss's settings for one round of SNPE-C: the pooled simulations' first
-/// `prior_rows` rows are the first round's, simulated from the prior.
-#[derive(Debug, Clone, Copy)]
+/// The atomic loss's settings for one round of SNPE-C: the pooled simulations' rows up to
+/// `round_ends[0]` are the first round's (from the prior), up to `round_ends[1]` the
+/// second's, and so on.
+#[derive(Debug, Clone)]
 struct Atoms {
     atoms: usize,
     combined: bool,
-    prior_rows: usize,
+    same_round: bool,
+    round_ends: Vec<usize>,
 }
 
 /// A trained NPE posterior for one model.
@@ -516,6 +520,40 @@ impl<P: Prior> Posterior for NpePosterior<P> {
     /// varying number of trials (`VarTrials`), `x_o` may hold fewer trials than the maximum.
     fn sample_run_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> Result<SamplerRun> {
         Ok(SamplerRun::Rejection(self.sample_many_seeded(&self.padded(x_o), n, seed)?.remove(0)))
+    }
+
+    /// Rejection sampling at all valid observations together (one network call per round
+    /// of proposals, from one random stream seeded by `seed`); each invalid one its error.
+    fn sample_many_with_seed(
+        &self,
+        observations: &[f64],
+        size: usize,
+        n: usize,
+        seed: u64,
+    ) -> Result<Vec<Result<Samples>>> {
+        if size == 0 || observations.is_empty() || !observations.len().is_multiple_of(size) {
+            return Err(Error::Observation(format!(
+                "expected a multiple of {size} values (one observation each), got {}",
+                observations.len()
+            )));
+        }
+        let padded: Vec<std::borrow::Cow<'_, [f64]>> =
+            observations.chunks_exact(size).map(|x| self.padded(x)).collect();
+        let checked: Vec<Result<()>> = padded.iter().map(|x| self.check_observation(x)).collect();
+        let valid: Vec<f64> =
+            padded.iter().zip(&checked).filter(|(_, c)| c.is_ok()).flat_map(|(x, _)| x.iter().copied()).collect();
+        let mut runs =
+            if valid.is_empty() { Vec::new() } else { self.sample_many_seeded(&valid, n, seed)? }.into_iter();
+        Ok(checked
+            .into_iter()
+            .map(|c| {
+                c.and_then(|()| {
+                    runs.next()
+                        .map(|r| r.samples)
+                        .ok_or_else(|| Error::Config("a valid observation without draws".into()))
+                })
+            })
+            .collect())
     }
 
     /// `log q(θ | x_o)` inside the prior's support (no leakage correction: see

@@ -59,6 +59,36 @@ pub trait Posterior: Sized + Send + Sync {
         self.sample_run_with_seed(x_o, n, self.seed())
     }
 
+    /// `n` draws at each of several observations (`k × size` row-major: each one
+    /// simulation's values, or for NLE and NRE one or more trials), the `i`-th's seeded by
+    /// `seed + i`; each observation's result on its own, so that one bad
+    /// observation does not lose the others. The default draws at the observations in
+    /// parallel; NPE draws at all of them with one network call per round of proposals.
+    ///
+    /// # Errors
+    /// Per observation, as [`Posterior::sample_run_with_seed`]; [`crate::Error::Observation`]
+    /// for the whole call when the values are not a multiple of the observation's size.
+    fn sample_many_with_seed(
+        &self,
+        observations: &[f64],
+        size: usize,
+        n: usize,
+        seed: u64,
+    ) -> Result<Vec<Result<Samples>>> {
+        use rayon::prelude::*;
+        if size == 0 || observations.is_empty() || !observations.len().is_multiple_of(size) {
+            return Err(crate::Error::Observation(format!(
+                "expected a multiple of {size} values (one observation each), got {}",
+                observations.len()
+            )));
+        }
+        Ok(observations
+            .par_chunks_exact(size)
+            .enumerate()
+            .map(|(i, x)| self.sample_with_seed(x, n, seed.wrapping_add(i as u64)))
+            .collect())
+    }
+
     /// `n` draws at `x_o` with `seed`, as a matrix.
     ///
     /// # Errors

@@ -2,8 +2,15 @@
 //!
 //! [`pair_plot`]: marginal histograms on the diagonal and 2-D histograms of each pair of
 //! parameters below it (and of a reference sample above it, when given).
+//!
+//! Calibration ([`crate::diagnostics::Calibration`]): [`sbc_rank_plot`],
+//! [`ecdf_difference_plot`], [`coverage_plot`] and [`tarp_plot`].
 
 use std::path::Path;
+
+mod calibration;
+
+pub use calibration::{coverage_plot, ecdf_band, ecdf_difference_plot, sbc_rank_plot, tarp_plot};
 
 use plotters::prelude::*;
 
@@ -185,5 +192,31 @@ mod tests {
         let v: Vec<f64> = (0..1000).map(|i| i as f64 / 1000.0).collect();
         let h = histogram(&v, (0.0, 1.0), 10);
         assert!((h.iter().sum::<f64>() * 0.1 - 1.0).abs() < 1e-12);
+    }
+
+    /// The simultaneous band holds about 95% of uniform ECDFs over the whole grid, and is
+    /// wider than the pointwise 95% band.
+    #[test]
+    fn the_ecdf_band_is_simultaneous() {
+        use rand::RngExt;
+        let n = 200;
+        let grid: Vec<f64> = (1..100).map(|k| k as f64 / 100.0).collect();
+        let (lower, upper) = ecdf_band(n, &grid, 3);
+        let mut rng = crate::rng::stream_rng(11, 0);
+        let inside = (0..1000)
+            .filter(|_| {
+                let mut u: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
+                u.sort_by(f64::total_cmp);
+                grid.iter().zip(lower.iter().zip(&upper)).all(|(&z, (l, h))| {
+                    let diff = u.partition_point(|&v| v <= z) as f64 / n as f64 - z;
+                    *l <= diff && diff <= *h
+                })
+            })
+            .count();
+        // Binomial(1000, 0.95): sd 7; the band's own estimate adds about as much.
+        assert!((920..=980).contains(&inside), "{inside} of 1000 inside");
+        // Pointwise at z = 0.5 the 95% half-width is 1.96·√(0.25/200) ≈ 0.069.
+        let mid = grid.iter().position(|&z| (z - 0.5).abs() < 1e-9).unwrap();
+        assert!(upper[mid] > 0.075 && lower[mid] < -0.075, "{} {}", lower[mid], upper[mid]);
     }
 }

@@ -98,6 +98,42 @@ pub(crate) fn atom_indices(
     Ok((Tensor::new(theta_idx, device)?, Tensor::new(x_idx, device)?))
 }
 
+/// As [`atom_indices`], each row's others drawn from the rows with its own label where
+/// there are enough (`atoms − 1`), and the missing ones from the rest of the batch.
+pub(crate) fn atom_indices_within(
+    labels: &[u32],
+    atoms: usize,
+    rng: &mut SimRng,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let b = labels.len();
+    let mut groups: std::collections::BTreeMap<u32, Vec<u32>> = std::collections::BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        groups.entry(l).or_default().push(i as u32);
+    }
+    let mut theta_idx = Vec::with_capacity(b * atoms);
+    let mut x_idx = Vec::with_capacity(b * atoms);
+    for (i, l) in labels.iter().enumerate() {
+        let start = theta_idx.len();
+        theta_idx.push(i as u32);
+        let group = &groups[l];
+        // Without replacement from the own group (while it has rows left), then the batch.
+        let mut pool: Vec<u32> = group.iter().copied().filter(|&j| j != i as u32).collect();
+        while theta_idx.len() - start < atoms && !pool.is_empty() {
+            let j = rng.random_range(0..pool.len());
+            theta_idx.push(pool.swap_remove(j));
+        }
+        while theta_idx.len() - start < atoms {
+            let j = rng.random_range(0..b) as u32;
+            if !theta_idx[start..].contains(&j) {
+                theta_idx.push(j);
+            }
+        }
+        x_idx.extend(std::iter::repeat_n(i as u32, atoms));
+    }
+    Ok((Tensor::new(theta_idx, device)?, Tensor::new(x_idx, device)?))
+}
+
 /// `log Σ_j exp(l_ij)` over the last dimension.
 pub(crate) fn log_sum_exp(l: &Tensor) -> candle_core::Result<Tensor> {
     let max = l.max_keepdim(D::Minus1)?.detach();

@@ -1,0 +1,234 @@
+//! Calibration diagnostics (SBC, expected coverage, TARP) on posteriors known to be right or
+//! wrong: gaussian_linear's closed-form posterior N(x/2, 0.05·I), and versions of it that
+//! are overconfident (sd × 0.5), underconfident (sd × 2) or biased (mean + 1 sd).
+
+#[path = "../examples/models/mod.rs"]
+mod models;
+
+use models::gaussian_linear::{DIM, GaussianLinear, POSTERIOR_VARIANCE, posterior_mean};
+use sbi_runtime::diagnostics::{Calibration, CalibrationConfig};
+use sbi_runtime::prelude::*;
+use sbi_runtime::samplers::{RejectionRun, SamplerRun};
+
+type GlPrior = <GaussianLinear as Simulator>::Prior;
+
+/// gaussian_linear's posterior with its sd scaled and its mean shifted by `shift` sds;
+/// fails (as an out-of-range observation would) where `x[0] > fail_above`.
+struct ClosedForm {
+    prior: GlPrior,
+    scale: f64,
+    shift: f64,
+    fail_above: f64,
+    seed: u64,
+}
+
+impl ClosedForm {
+    fn new(scale: f64, shift: f64) -> Self {
+        ClosedForm { prior: GaussianLinear.prior(), scale, shift, fail_above: f64::INFINITY, seed: 0 }
+    }
+
+    fn mean_sd(&self, x_o: &[f64]) -> sbi_runtime::Result<(Vec<f64>, f64)> {
+        if x_o.len() != DIM {
+            return Err(Error::Observation(format!("expected {DIM} values, got {}", x_o.len())));
+        }
+        if x_o[0] > self.fail_above {
+            return Err(Error::Observation("outside the training range".into()));
+        }
+        let sd = POSTERIOR_VARIANCE.sqrt();
+        Ok((posterior_mean(x_o).into_iter().map(|m| m + self.shift * sd).collect(), self.scale * sd))
+    }
+}
+
+impl Posterior for ClosedForm {
+    type Prior = GlPrior;
+
+    fn prior(&self) -> &GlPrior {
+        &self.prior
+    }
+    fn training_summary(&self) -> Option<&sbi_runtime::train::TrainingSummary> {
+        None
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+    fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    fn without_range_check(self) -> Self {
+        self
+    }
+    fn sample_run_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> sbi_runtime::Result<SamplerRun> {
+        let (mean, sd) = self.mean_sd(x_o)?;
+        let mut rng = sbi_runtime::rng::stream_rng(seed, 0);
+        let values = (0..n * DIM).map(|k| mean[k % DIM] + sd * rng.sample::<f64, _>(StandardNormal)).collect();
+        let samples = Samples { values, names: self.prior.names() };
+        Ok(SamplerRun::Rejection(RejectionRun { samples, proposals: n, acceptance_rate: 1.0 }))
+    }
+    fn log_density(&self, theta: &[f64], x_o: &[f64]) -> sbi_runtime::Result<Vec<f64>> {
+        let (mean, sd) = self.mean_sd(x_o)?;
+        Ok(theta
+            .chunks_exact(DIM)
+            .map(|row| -row.iter().zip(&mean).map(|(t, m)| (t - m).powi(2)).sum::<f64>() / (2.0 * sd * sd))
+            .collect())
+    }
+    fn save(&self, _: impl AsRef<std::path::Path>) -> sbi_runtime::Result<()> {
+        Err(Error::Config("a closed-form test posterior is not saved".into()))
+    }
+    fn load_with<M: Simulator<Prior = GlPrior>>(
+        _: impl AsRef<std::path::Path>,
+        _: &M,
+        _: &EmbeddingNet,
+    ) -> sbi_runtime::Result<Self> {
+        Err(Error::Config("a closed-form test posterior is not loaded".into()))
+    }
+}
+
+const TESTS: usize = 500;
+
+fn calibrate(posterior: &ClosedForm, seed: u64) -> Calibration {
+    let tests = simulate(&GaussianLinear, TESTS).seed(seed).progress(false).run().unwrap();
+    let config = CalibrationConfig::default().with_draws(200).with_seed(seed).with_progress(false);
+    Calibration::run(posterior, &tests, &config).unwrap()
+}
+
+/// The smallest KS p-value over the parameters.
+fn min_ks(c: &Calibration) -> f64 {
+    (0..DIM).map(|j| sbi_runtime::diagnostics::stats::ks_uniform_pvalue(&c.rank_uniforms(j))).fold(1.0, f64::min)
+}
+
+const LEVELS: [f64; 5] = [0.1, 0.3, 0.5, 0.7, 0.9];
+
+/// Binomial 4-sd margin of a share at `level` over the tests.
+fn margin(level: f64) -> f64 {
+    4.0 * (level * (1.0 - level) / TESTS as f64).sqrt()
+}
+
+/// The right posterior passes, over four seeds: every parameter's ranks uniform by KS
+/// (Bonferroni over 40 p-values at a family-wise 1%), the expected coverage within 4 sds
+/// of each level, TARP's ATC within ±0.04 (about 4 sds over 500 tests) and its KS test.
+#[test]
+fn the_exact_posterior_passes_sbc_coverage_and_tarp() {
+    for seed in 1..=4 {
+        let c = calibrate(&ClosedForm::new(1.0, 0.0), seed);
+        assert_eq!((c.tests(), c.excluded.len()), (TESTS, 0));
+        assert!(min_ks(&c) > 0.01 / 40.0, "seed {seed}: KS p-value {}", min_ks(&c));
+        let coverage = c.expected_coverage(&LEVELS).unwrap();
+        for (level, cov) in LEVELS.iter().zip(&coverage) {
+            assert!((cov - level).abs() < margin(*level), "seed {seed}: coverage {cov} at {level}");
+        }
+        let tarp = c.tarp(100);
+        assert!(tarp.atc.abs() < 0.04, "seed {seed}: ATC {}", tarp.atc);
+        assert!(tarp.ks_pvalue > 0.01 / 4.0, "seed {seed}: TARP KS p-value {}", tarp.ks_pvalue);
+        // The bootstrap band holds the curve itself.
+        assert!(tarp.ecp.iter().zip(tarp.lower.iter().zip(&tarp.upper)).all(|(e, (l, u))| l <= e && e <= u));
+    }
+}
+
+/// Overconfident, underconfident and biased posteriors fail each check, in the direction
+/// their error implies.
+#[test]
+fn wrong_posteriors_fail_in_the_right_direction() {
+    let over = calibrate(&ClosedForm::new(0.5, 0.0), 5);
+    let under = calibrate(&ClosedForm::new(2.0, 0.0), 5);
+    let biased = calibrate(&ClosedForm::new(1.0, 1.0), 5);
+    for (name, c) in [("overconfident", &over), ("underconfident", &under), ("biased", &biased)] {
+        assert!(min_ks(c) < 1e-6, "{name}: KS p-value {}", min_ks(c));
+        assert!(c.tarp(100).ks_pvalue < 1e-3, "{name}: TARP KS p-value {}", c.tarp(100).ks_pvalue);
+    }
+    // Overconfident: truths in the tails, coverage below every level, ATC negative.
+    let below = |c: &Calibration| {
+        let cov = c.expected_coverage(&LEVELS).unwrap();
+        LEVELS.iter().zip(&cov).all(|(l, v)| *v < l - margin(*l))
+    };
+    let above = |c: &Calibration| {
+        let cov = c.expected_coverage(&LEVELS).unwrap();
+        LEVELS.iter().zip(&cov).all(|(l, v)| *v > l + margin(*l))
+    };
+    assert!(below(&over), "overconfident coverage {:?}", over.expected_coverage(&LEVELS));
+    assert!(over.tarp(0).atc < -0.04, "overconfident ATC {}", over.tarp(0).atc);
+    // Ranks pile up at both ends: far more than a fifth of them in the outer fifths.
+    let outer =
+        |c: &Calibration| c.rank_uniforms(0).iter().filter(|u| **u < 0.1 || **u > 0.9).count() as f64 / TESTS as f64;
+    assert!(outer(&over) > 0.2 + 4.0 * (0.16f64 / TESTS as f64).sqrt(), "overconfident outer share {}", outer(&over));
+    // Underconfident: coverage above every level, ATC positive, ranks bunched in the middle.
+    assert!(above(&under), "underconfident coverage {:?}", under.expected_coverage(&LEVELS));
+    assert!(under.tarp(0).atc > 0.04, "underconfident ATC {}", under.tarp(0).atc);
+    assert!(
+        outer(&under) < 0.2 - 4.0 * (0.16f64 / TESTS as f64).sqrt(),
+        "underconfident outer share {}",
+        outer(&under)
+    );
+    // Biased upwards: the truth sits low among the draws (mean rank well below the middle),
+    // and the highest-density regions miss it.
+    let mean_u = biased.rank_uniforms(0).iter().sum::<f64>() / TESTS as f64;
+    assert!(mean_u < 0.5 - 4.0 * (1.0 / 12.0 / TESTS as f64).sqrt(), "biased mean rank {mean_u}");
+    assert!(below(&biased), "biased coverage {:?}", biased.expected_coverage(&LEVELS));
+}
+
+/// SBC's classifier checks: ranks of the right posterior cannot be told from uniform, nor its
+/// data-averaged posterior from the prior; the biased one's data-averaged posterior can.
+#[test]
+fn sbc_classifier_checks_separate_right_from_biased() {
+    let right = calibrate(&ClosedForm::new(1.0, 0.0), 6).sbc_checks().unwrap();
+    let biased = calibrate(&ClosedForm::new(1.0, 1.0), 6).sbc_checks().unwrap();
+    assert_eq!(right.ks_pvalues.len(), DIM);
+    // Chance accuracy over 1,000 points has sd ≈ 0.016.
+    assert!(right.c2st_ranks.iter().chain(&right.c2st_dap).all(|a| *a < 0.57), "{right:?}");
+    assert!(right.chi2_pvalues.iter().all(|p| *p > 0.01 / DIM as f64), "{right:?}");
+    // Shifted by one posterior sd (0.22) against a prior sd of 0.32: accuracy about 0.63.
+    assert!(biased.c2st_dap.iter().all(|a| *a > 0.57), "{biased:?}");
+    assert!(biased.c2st_ranks.iter().all(|a| *a > 0.57), "{biased:?}");
+}
+
+/// Tests the posterior fails on are excluded and listed, the rest still count; a posterior
+/// that fails on every test is an error naming the reason, not an empty result.
+#[test]
+fn failing_tests_are_excluded_and_counted() {
+    let mut posterior = ClosedForm::new(1.0, 0.0);
+    posterior.fail_above = 0.3;
+    let c = calibrate(&posterior, 7);
+    assert!(!c.excluded.is_empty() && c.tests() + c.excluded.len() == TESTS);
+    assert!(c.excluded.iter().all(|e| e.reason.contains("training range")));
+    assert_eq!(c.truths.len(), c.tests() * DIM);
+    posterior.fail_above = -10.0;
+    let tests = simulate(&GaussianLinear, 20).seed(7).progress(false).run().unwrap();
+    let err = Calibration::run(&posterior, &tests, &CalibrationConfig::default().with_progress(false)).unwrap_err();
+    assert!(err.to_string().contains("all 20 tests") && err.to_string().contains("training range"), "{err}");
+    let none = CalibrationConfig::default().with_draws(0).with_progress(false);
+    assert!(Calibration::run(&ClosedForm::new(1.0, 0.0), &tests, &none).is_err());
+}
+
+/// Each calibration plot is written, labelled, and draws its series; the wrong posteriors'
+/// plots are written beside the right one's for a person to compare
+/// (`SBI_PLOT_DIR=dir cargo test --test calibration`).
+#[test]
+fn calibration_plots_are_written() {
+    use sbi_runtime::plot::{coverage_plot, ecdf_difference_plot, sbc_rank_plot, tarp_plot};
+    let keep = std::env::var_os("SBI_PLOT_DIR").map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, posterior) in [
+        ("right", ClosedForm::new(1.0, 0.0)),
+        ("over", ClosedForm::new(0.5, 0.0)),
+        ("biased", ClosedForm::new(1.0, 1.0)),
+    ] {
+        let c = calibrate(&posterior, 8);
+        let files = [
+            (dir.join(format!("{name}_ranks.svg")), sbc_rank_plot(dir.join(format!("{name}_ranks.svg")), &c, 20)),
+            (dir.join(format!("{name}_ecdf.svg")), ecdf_difference_plot(dir.join(format!("{name}_ecdf.svg")), &c)),
+            (dir.join(format!("{name}_coverage.svg")), coverage_plot(dir.join(format!("{name}_coverage.svg")), &c)),
+            (dir.join(format!("{name}_tarp.svg")), tarp_plot(dir.join(format!("{name}_tarp.svg")), &c.tarp(100))),
+        ];
+        for (path, written) in files {
+            written.unwrap();
+            let svg = std::fs::read_to_string(&path).unwrap();
+            assert!(svg.starts_with("<svg") && svg.len() > 2000, "{}", path.display());
+        }
+        let ranks = std::fs::read_to_string(dir.join(format!("{name}_ranks.svg"))).unwrap();
+        assert!(ranks.contains("theta[0]") && ranks.contains("log density"));
+        assert!(ranks.matches("<rect").count() >= 11 * 20, "every bin of every panel is drawn");
+    }
+    assert!(sbc_rank_plot(dir.join("x.svg"), &calibrate(&ClosedForm::new(1.0, 0.0), 9), 1).is_err());
+}
