@@ -232,3 +232,13 @@ fn calibration_plots_are_written() {
     }
     assert!(sbc_rank_plot(dir.join("x.svg"), &calibrate(&ClosedForm::new(1.0, 0.0), 9), 1).is_err());
 }
+
+/// Same seed, same ranks and TARP values, whatever the number of threads.
+#[test]
+fn calibration_is_the_same_on_one_and_two_threads() {
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| calibrate(&ClosedForm::new(1.0, 0.0), 10))
+    };
+    assert_eq!(on(1), on(2));
+}

@@ -332,6 +332,92 @@ impl Calibration {
     }
 }
 
+impl std::fmt::Display for SbcChecks {
+    /// One line per parameter: the KS and χ² p-values and the two C2STs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:>10} {:>10} {:>11} {:>9}", "KS p", "χ² p", "C2ST ranks", "C2ST DAP")?;
+        for j in 0..self.ks_pvalues.len() {
+            write!(
+                f,
+                "\n{:>10.3} {:>10.3} {:>11.3} {:>9.3}",
+                self.ks_pvalues[j], self.chi2_pvalues[j], self.c2st_ranks[j], self.c2st_dap[j]
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Calibration {
+    /// A text summary: the tests counted and excluded, SBC's checks per parameter, the
+    /// expected coverage at 50%, 90% and 95%, and TARP's ATC and KS p-value, with a verdict
+    /// for each (at 1%, Bonferroni-corrected over the parameters).
+    ///
+    /// # Errors
+    /// As [`Calibration::sbc_checks`].
+    pub fn describe(&self) -> Result<String> {
+        let checks = self.sbc_checks()?;
+        let mut out = format!(
+            "{} tests, {} draws each; {} excluded (posterior failed), {} invalid simulations\n",
+            self.tests(),
+            self.draws,
+            self.excluded.len(),
+            self.invalid_simulations
+        );
+        if let Some(first) = self.excluded.first() {
+            out.push_str(&format!("  first exclusion: simulation {}: {}\n", first.index, first.reason));
+        }
+        out.push_str(&format!("SBC per parameter:\n{:>12} ", "parameter"));
+        let table = checks.to_string();
+        let mut lines = table.lines();
+        out.push_str(lines.next().unwrap_or_default());
+        for (name, line) in self.names.iter().zip(lines) {
+            out.push_str(&format!("\n{name:>12} {line}"));
+        }
+        // Both tests of every parameter at a family-wise 1%.
+        let level = 0.01 / (2 * self.names.len()).max(1) as f64;
+        let rejected: Vec<&str> = self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| checks.ks_pvalues[*j] < level || checks.chi2_pvalues[*j] < level)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        out.push_str(&if rejected.is_empty() {
+            "\n  ranks: uniform for every parameter (KS and χ² at a family-wise 1%)\n".to_string()
+        } else {
+            format!("\n  ranks: NOT uniform for {} (KS or χ² at a family-wise 1%)\n", rejected.join(", "))
+        });
+        if let Some(u) = self.density_uniforms() {
+            let p = ks_uniform_pvalue(&u);
+            let mean = u.iter().sum::<f64>() / u.len().max(1) as f64;
+            let verdict = if p >= 0.01 {
+                "uniform"
+            } else if mean > 0.5 {
+                "NOT uniform: truths too often in high density (underconfident)"
+            } else {
+                "NOT uniform: truths too often in low density (overconfident or biased)"
+            };
+            out.push_str(&format!("log-density ranks: KS p {p:.3}, {verdict}\n"));
+        }
+        if let Some(cov) = self.expected_coverage(&[0.5, 0.9, 0.95]) {
+            out.push_str(&format!(
+                "expected coverage of HPD regions: {:.3} at 50%, {:.3} at 90%, {:.3} at 95%\n",
+                cov[0], cov[1], cov[2]
+            ));
+        }
+        let tarp = self.tarp(200);
+        let verdict = if tarp.ks_pvalue >= 0.01 {
+            "consistent with calibration"
+        } else if tarp.atc < 0.0 {
+            "overconfident or biased"
+        } else {
+            "underconfident or biased"
+        };
+        out.push_str(&format!("TARP: ATC {:+.3}, KS p {:.3}: {verdict}", tarp.atc, tarp.ks_pvalue));
+        Ok(out)
+    }
+}
+
 /// What one test contributes.
 struct TestResult {
     ranks: Vec<usize>,

@@ -1,0 +1,91 @@
+//! Is a posterior calibrated? Trains NPE (and NLE) on two_moons, then over test simulations
+//! from the prior runs simulation-based calibration, the expected coverage of
+//! highest-density regions and TARP, prints the checks with their timings, and writes the
+//! plots (SBC rank histograms, ECDF difference, coverage, TARP) as SVG to `--out`.
+//!
+//! ```text
+//! cargo run --release --example diagnose -- [--methods npe,nle] [--simulations 10000]
+//!     [--tests 1000] [--draws 1000] [--nle-tests 200] [--seed 1] [--out target/diagnose]
+//! ```
+
+mod cli;
+mod models;
+
+use std::path::Path;
+use std::time::Instant;
+
+use models::two_moons::TwoMoons;
+use sbi_runtime::diagnostics::{Calibration, CalibrationConfig};
+use sbi_runtime::plot::{coverage_plot, ecdf_difference_plot, sbc_rank_plot, tarp_plot};
+use sbi_runtime::prelude::*;
+
+const USAGE: &str = "usage: diagnose [--methods npe,nle] [--simulations N] [--tests T] [--draws L] \
+                     [--nle-tests T] [--seed S] [--out DIR]";
+
+fn main() {
+    cli::finish(run());
+}
+
+fn run() -> sbi_runtime::Result<()> {
+    sbi_runtime::nn::tune_allocator();
+    let args = cli::Args::parse(USAGE, &["methods", "simulations", "tests", "draws", "nle-tests", "seed", "out"], &[]);
+    let methods = args.get("methods", "npe,nle".to_string());
+    let n_sims: usize = args.get("simulations", 10_000);
+    let tests: usize = args.get("tests", 1_000);
+    let nle_tests: usize = args.get("nle-tests", 200);
+    let draws: usize = args.get("draws", 1_000);
+    let seed: u64 = args.get("seed", 1);
+    let out = std::path::PathBuf::from(args.get("out", "target/diagnose".to_string()));
+    std::fs::create_dir_all(&out).map_err(|e| Error::Io { path: out.clone(), source: e })?;
+
+    let sims = simulate(&TwoMoons, n_sims).seed(seed).run()?;
+    // Test simulations from the prior on another stream than the training's.
+    let config = CalibrationConfig::default().with_draws(draws).with_seed(seed);
+    let training = TrainConfig::default().with_seed(seed);
+    for method in methods.split(',') {
+        let t0 = Instant::now();
+        let (calibration, seconds) = match method {
+            "npe" => {
+                let posterior = Npe::default().with_training(training.clone()).train(&TwoMoons, &sims)?;
+                println!("NPE trained in {:.1} s", t0.elapsed().as_secs_f64());
+                calibrate(&posterior, tests, seed, &config)?
+            }
+            "nle" => {
+                let posterior = Nle::default().with_training(training.clone()).train(&TwoMoons, &sims)?;
+                println!("NLE trained in {:.1} s", t0.elapsed().as_secs_f64());
+                calibrate(&posterior, nle_tests, seed, &config)?
+            }
+            other => return Err(Error::Config(format!("unknown method {other:?} (npe or nle)"))),
+        };
+        println!(
+            "{method}: calibration of {} tests × {draws} draws (with log-density ranks and TARP) in {seconds:.2} s",
+            calibration.tests()
+        );
+        let t1 = Instant::now();
+        let text = calibration.describe()?;
+        println!("{text}\n(checks in {:.1} s)", t1.elapsed().as_secs_f64());
+        write_plots(&out, method, &calibration)?;
+    }
+    println!("wrote the plots to {}", out.display());
+    Ok(())
+}
+
+/// Calibration over `n` test simulations; returns it with its wall time.
+fn calibrate<P: Posterior>(
+    posterior: &P,
+    n: usize,
+    seed: u64,
+    config: &CalibrationConfig,
+) -> sbi_runtime::Result<(Calibration, f64)> {
+    let tests = simulate(&TwoMoons, n).seed(seed + 1_000).progress(false).run()?;
+    let t = Instant::now();
+    let c = Calibration::run(posterior, &tests, config)?;
+    Ok((c, t.elapsed().as_secs_f64()))
+}
+
+fn write_plots(out: &Path, method: &str, c: &Calibration) -> sbi_runtime::Result<()> {
+    sbc_rank_plot(out.join(format!("{method}_sbc_ranks.svg")), c, 20)?;
+    ecdf_difference_plot(out.join(format!("{method}_sbc_ecdf.svg")), c)?;
+    coverage_plot(out.join(format!("{method}_coverage.svg")), c)?;
+    tarp_plot(out.join(format!("{method}_tarp.svg")), &c.tarp(200))
+}
