@@ -1,7 +1,9 @@
-//! Is a posterior calibrated? Trains NPE (and NLE) on two_moons, then over test simulations
-//! from the prior runs simulation-based calibration, the expected coverage of
-//! highest-density regions and TARP, prints the checks with their timings, and writes the
-//! plots (SBC rank histograms, ECDF difference, coverage, TARP) as SVG to `--out`.
+//! Can a posterior be trusted? Trains NPE (and NLE) on two_moons, then over test
+//! simulations from the prior runs simulation-based calibration, the expected coverage of
+//! highest-density regions and TARP; at sbibm's observation 1 a posterior predictive check;
+//! and tests whether that observation, and one moved away from the simulations, are typical
+//! of them (MMD). Prints the checks with their timings and writes the plots (SBC rank
+//! histograms, ECDF difference, coverage, TARP, predictive, loss) as SVG to `--out`.
 //!
 //! ```text
 //! cargo run --release --example diagnose -- [--methods npe,nle] [--simulations 10000]
@@ -15,8 +17,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use models::two_moons::TwoMoons;
-use sbi_runtime::diagnostics::{Calibration, CalibrationConfig};
-use sbi_runtime::plot::{coverage_plot, ecdf_difference_plot, sbc_rank_plot, tarp_plot};
+use sbi_runtime::diagnostics::{Calibration, CalibrationConfig, MmdConfig, PredictiveCheck, misspecification_mmd};
+use sbi_runtime::plot::{coverage_plot, ecdf_difference_plot, loss_plot, predictive_plot, sbc_rank_plot, tarp_plot};
 use sbi_runtime::prelude::*;
 
 const USAGE: &str = "usage: diagnose [--methods npe,nle] [--simulations N] [--tests T] [--draws L] \
@@ -39,6 +41,20 @@ fn run() -> sbi_runtime::Result<()> {
     std::fs::create_dir_all(&out).map_err(|e| Error::Io { path: out.clone(), source: e })?;
 
     let sims = simulate(&TwoMoons, n_sims).seed(seed).run()?;
+    // sbibm's observation 1, shipped with the project (examples/data).
+    let table =
+        sbi_runtime::io::read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/two_moons_observations.csv"))?;
+    let x_o = table.row(0).to_vec();
+
+    // Is x_o typical of the simulations? And x_o with x[0] raised by 0.9, near the edge of
+    // what the model can simulate (x[0] ≤ 0.25 + r).
+    let t = Instant::now();
+    let shifted = [x_o[0] + 0.9, x_o[1]];
+    for (name, x) in [("observation 1", &x_o[..]), ("observation 1, x[0] + 0.9", &shifted[..])] {
+        let m = misspecification_mmd(x, &sims.x, 2, &MmdConfig { seed, ..MmdConfig::default() })?;
+        println!("{name}: {}", m.describe());
+    }
+    println!("(misspecification tests in {:.2} s)", t.elapsed().as_secs_f64());
     // Test simulations from the prior on another stream than the training's.
     let config = CalibrationConfig::default().with_draws(draws).with_seed(seed);
     let training = TrainConfig::default().with_seed(seed);
@@ -48,11 +64,13 @@ fn run() -> sbi_runtime::Result<()> {
             "npe" => {
                 let posterior = Npe::default().with_training(training.clone()).train(&TwoMoons, &sims)?;
                 println!("NPE trained in {:.1} s", t0.elapsed().as_secs_f64());
+                predictive(&posterior, &x_o, seed, &out, method)?;
                 calibrate(&posterior, tests, seed, &config)?
             }
             "nle" => {
                 let posterior = Nle::default().with_training(training.clone()).train(&TwoMoons, &sims)?;
                 println!("NLE trained in {:.1} s", t0.elapsed().as_secs_f64());
+                predictive(&posterior, &x_o, seed, &out, method)?;
                 calibrate(&posterior, nle_tests, seed, &config)?
             }
             other => return Err(Error::Config(format!("unknown method {other:?} (npe or nle)"))),
@@ -67,6 +85,24 @@ fn run() -> sbi_runtime::Result<()> {
         write_plots(&out, method, &calibration)?;
     }
     println!("wrote the plots to {}", out.display());
+    Ok(())
+}
+
+/// The posterior predictive check at `x_o` (1,000 draws), and the plots of it and of the
+/// training curve.
+fn predictive<P: Posterior<Prior = <TwoMoons as Simulator>::Prior>>(
+    posterior: &P,
+    x_o: &[f64],
+    seed: u64,
+    out: &Path,
+    method: &str,
+) -> sbi_runtime::Result<()> {
+    let check = PredictiveCheck::run(&TwoMoons, posterior, x_o, 1_000, seed)?;
+    println!("{method} at observation 1: {}", check.describe());
+    predictive_plot(out.join(format!("{method}_predictive.svg")), &check)?;
+    if let Some(summary) = posterior.training_summary() {
+        loss_plot(out.join(format!("{method}_loss.svg")), summary)?;
+    }
     Ok(())
 }
 

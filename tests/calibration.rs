@@ -242,3 +242,94 @@ fn calibration_is_the_same_on_one_and_two_threads() {
     };
     assert_eq!(on(1), on(2));
 }
+
+/// The misspecification test passes observations simulated from the model (about 5% of
+/// them rejected at 5%) and flags one shifted far from the simulations, which also lies
+/// outside their range.
+#[test]
+fn misspecification_test_flags_a_shifted_observation() {
+    use sbi_runtime::diagnostics::{MmdConfig, misspecification_mmd};
+    let sims = simulate(&GaussianLinear, 3_000).seed(11).progress(false).run().unwrap();
+    let observed = simulate(&GaussianLinear, 40).seed(12).progress(false).run().unwrap();
+    let config = MmdConfig { null_draws: 200, ..MmdConfig::default() };
+    let rejected = (0..40)
+        .filter(|&i| misspecification_mmd(observed.x_row(i), &sims.x, DIM, &config).unwrap().pvalue < 0.05)
+        .count();
+    // Binomial(40, 0.05): mean 2, P(more than 7) < 0.1%.
+    assert!(rejected <= 7, "{rejected} of 40 simulated observations rejected at 5%");
+    let typical = misspecification_mmd(observed.x_row(0), &sims.x, DIM, &config).unwrap();
+    assert!(typical.outside_range.is_empty());
+    // Shifted by 3 prior-predictive sds in every feature (sd √0.2 ≈ 0.45).
+    let shifted: Vec<f64> = observed.x_row(0).iter().map(|v| v + 1.35).collect();
+    let far = misspecification_mmd(&shifted, &sims.x, DIM, &config).unwrap();
+    assert!(far.pvalue < 0.01, "{}", far.describe());
+    assert!(far.describe().contains("NOT typical"));
+    let way_out: Vec<f64> = observed.x_row(0).iter().map(|v| v + 50.0).collect();
+    assert_eq!(misspecification_mmd(&way_out, &sims.x, DIM, &config).unwrap().outside_range.len(), DIM);
+    // Several iid observations at once, and bad input.
+    let two: Vec<f64> = observed.x[..2 * DIM].to_vec();
+    assert!(misspecification_mmd(&two, &sims.x, DIM, &config).unwrap().pvalue > 0.01);
+    assert!(misspecification_mmd(&two[..DIM + 1], &sims.x, DIM, &config).is_err());
+    assert!(misspecification_mmd(&[f64::NAN; DIM], &sims.x, DIM, &config).is_err());
+    assert!(misspecification_mmd(observed.x_row(0), &sims.x[..DIM], DIM, &config).is_err());
+}
+
+/// Predictive checks: at the right posterior x_o sits inside its predictive intervals;
+/// under a posterior biased by 4 sds most features put x_o in the predictive tail.
+#[test]
+fn predictive_checks_separate_right_from_biased() {
+    use sbi_runtime::diagnostics::PredictiveCheck;
+    let x_o = simulate(&GaussianLinear, 1).seed(13).progress(false).run().unwrap().x_row(0).to_vec();
+    let right = PredictiveCheck::run(&GaussianLinear, &ClosedForm::new(1.0, 0.0), &x_o, 2_000, 1).unwrap();
+    assert_eq!(right.predictive.len(), 2_000 * DIM);
+    assert!(right.outside().len() <= 3, "{}", right.describe());
+    let biased = PredictiveCheck::run(&GaussianLinear, &ClosedForm::new(1.0, 4.0), &x_o, 2_000, 1).unwrap();
+    // Predictive sd √(0.05 + 0.1) ≈ 0.39; a shift of 4·0.22 = 0.89 puts x_o 2.3 ± 0.6 sds
+    // below the predictive mean (x_o/2 varies with sd 0.22): its quantile is about 0.01,
+    // and below one half for every feature.
+    assert!(biased.outside().len() >= 5, "{}", biased.describe());
+    let mut q = biased.quantiles.clone();
+    q.sort_by(f64::total_cmp);
+    assert!(q[DIM / 2] < 0.05 && q[DIM - 1] < 0.5, "{:?}", biased.quantiles);
+    assert!(PredictiveCheck::run(&GaussianLinear, &ClosedForm::new(1.0, 0.0), &x_o[..3], 10, 1).is_err());
+    assert!(PredictiveCheck::run(&GaussianLinear, &ClosedForm::new(1.0, 0.0), &x_o, 0, 1).is_err());
+}
+
+/// The predictive plot (histograms for a few features, bands for a series) and the loss
+/// plot are written and draw their series.
+#[test]
+fn predictive_and_loss_plots_are_written() {
+    use sbi_runtime::diagnostics::PredictiveCheck;
+    use sbi_runtime::plot::{loss_plot, predictive_plot};
+    let keep = std::env::var_os("SBI_PLOT_DIR").map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    let x_o = simulate(&GaussianLinear, 1).seed(14).progress(false).run().unwrap().x_row(0).to_vec();
+    let check = PredictiveCheck::run(&GaussianLinear, &ClosedForm::new(1.0, 4.0), &x_o, 1_000, 2).unwrap();
+    predictive_plot(dir.join("predictive.svg"), &check).unwrap();
+    let svg = std::fs::read_to_string(dir.join("predictive.svg")).unwrap();
+    assert!(svg.contains("x[9]") && svg.matches("<rect").count() > 100, "ten histograms");
+    // A series of 40 values: a sine observed, predictive draws around it.
+    let series: Vec<f64> = (0..40).map(|t| (t as f64 / 6.0).sin()).collect();
+    let predictive: Vec<f64> =
+        (0..500).flat_map(|r| series.iter().map(move |v| v + 0.1 * (((r * 37) % 11) as f64 - 5.0) / 5.0)).collect();
+    let check = PredictiveCheck::from_simulations(&series, predictive, 0);
+    predictive_plot(dir.join("predictive_series.svg"), &check).unwrap();
+    assert!(std::fs::read_to_string(dir.join("predictive_series.svg")).unwrap().contains("<polygon"));
+    let mut summary = sbi_runtime::train::TrainingSummary {
+        epochs: 50,
+        best_epoch: 30,
+        best_validation_loss: 0.13,
+        train_loss: (0..50).map(|e| 2.0 / (1.0 + e as f64)).collect(),
+        validation_loss: (0..50).map(|e| 2.2 / (1.0 + e as f64) + 0.002 * e as f64).collect(),
+        converged: true,
+        seconds: 1.0,
+        steps: 500,
+    };
+    loss_plot(dir.join("loss.svg"), &summary).unwrap();
+    assert!(std::fs::read_to_string(dir.join("loss.svg")).unwrap().matches("<polyline").count() >= 3);
+    summary.train_loss = vec![f64::NAN];
+    summary.validation_loss = vec![];
+    assert!(loss_plot(dir.join("loss2.svg"), &summary).is_err());
+}

@@ -87,7 +87,10 @@ fn bad_observations_and_budgets_are_typed_errors() {
     // Drawing at many observations at once: each bad one its own error, the others drawn.
     let many = posterior.sample_many_with_seed(&[-0.6, 0.16, 50.0, 0.0, 0.1, f64::NAN, 0.1, -0.2], 2, 50, 3).unwrap();
     assert_eq!(many.len(), 4);
-    assert!(many[0].as_ref().is_ok_and(|s| s.rows() == 50) && many[3].as_ref().is_ok_and(|s| s.rows() == 50));
+    assert!(
+        many[0].as_ref().is_ok_and(|s| s.samples().rows() == 50)
+            && many[3].as_ref().is_ok_and(|s| s.samples().rows() == 50)
+    );
     assert!(matches!(many[1], Err(Error::Observation(_))) && matches!(many[2], Err(Error::Observation(_))));
     assert!(matches!(posterior.sample_many_with_seed(&[0.1, 0.2, 0.3], 2, 50, 3), Err(Error::Observation(_))));
     let posterior = posterior.without_range_check().with_max_proposals(20);

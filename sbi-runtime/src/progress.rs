@@ -4,12 +4,14 @@
 //! A bar is drawn when both the global switch (on by default) and its stage's switch are on;
 //! bars go to stderr and indicatif draws nothing when stderr is not a terminal.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 static SHOWN: AtomicBool = AtomicBool::new(true);
+/// Open [`Muted`] guards: while any is, stages show nothing.
+static MUTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Turns progress output (bars and MCMC mixing warnings printed to stderr) on or off for every
 /// stage of every run in this process, e.g. `set_progress(false)` once at the start of a batch
@@ -26,7 +28,25 @@ pub fn progress_shown() -> bool {
 
 /// Whether a stage whose own switch is `stage` shows progress.
 pub(crate) fn shows(stage: bool) -> bool {
-    stage && progress_shown()
+    stage && progress_shown() && MUTED.load(Ordering::Relaxed) == 0
+}
+
+/// Hides the progress of every stage while it lives (bars already created keep drawing): a
+/// diagnostic that runs a posterior's sampler hundreds of times shows its own bar, not one
+/// per run, and collects the samplers' warnings instead of printing them.
+pub(crate) struct Muted(());
+
+impl Muted {
+    pub(crate) fn new() -> Muted {
+        MUTED.fetch_add(1, Ordering::Relaxed);
+        Muted(())
+    }
+}
+
+impl Drop for Muted {
+    fn drop(&mut self) {
+        MUTED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A progress bar for a stage: drawn on stderr when [`shows`]`(stage)`, hidden otherwise.

@@ -102,6 +102,9 @@ pub struct Calibration {
     /// Test simulations that were already invalid (NaN, panics) and never reached the
     /// posterior: `tests.invalid`.
     pub invalid_simulations: usize,
+    /// Tests whose draws came with a sampler warning (MCMC that did not mix, NPE leaking
+    /// mass outside the prior), and the first such warning: the samplers run quietly here.
+    pub sampler_warnings: (usize, Option<String>),
     seed: u64,
 }
 
@@ -175,6 +178,9 @@ impl Calibration {
             "calibration {bar:30} {pos}/{len} tests ({eta})",
             true,
         );
+        // The posterior's own bars and warnings, once per test, would bury this bar: they
+        // are collected instead.
+        let muted = crate::progress::Muted::new();
         let mut per_test: Vec<std::result::Result<TestResult, String>> = Vec::with_capacity(n);
         let chunk = config.chunk.max(1);
         for start in (0..n).step_by(chunk) {
@@ -193,13 +199,20 @@ impl Calibration {
                     let truth = &tests.theta[i * d..(i + 1) * d];
                     let x = &tests.x[i * f..(i + 1) * f];
                     let reference = &references[i * d..(i + 1) * d];
-                    s.and_then(|s| one_test(posterior, &s, truth, x, reference, &scale, config.log_density))
-                        .map_err(|e| e.to_string())
+                    s.and_then(|run| {
+                        let warning = run.warnings().into_iter().next();
+                        let mut t =
+                            one_test(posterior, run.samples(), truth, x, reference, &scale, config.log_density)?;
+                        t.warning = warning;
+                        Ok(t)
+                    })
+                    .map_err(|e| e.to_string())
                 })
                 .collect();
             per_test.extend(results);
             bar.inc((end - start) as u64);
         }
+        drop(muted);
         bar.finish_and_clear();
         let mut out = Calibration {
             names,
@@ -211,6 +224,7 @@ impl Calibration {
             tarp_values: Vec::new(),
             excluded: Vec::new(),
             invalid_simulations: tests.invalid.len(),
+            sampler_warnings: (0, None),
             seed: config.seed,
         };
         for (i, r) in per_test.into_iter().enumerate() {
@@ -223,6 +237,10 @@ impl Calibration {
                     }
                     out.dap.extend(t.dap);
                     out.tarp_values.push(t.tarp);
+                    if let Some(w) = t.warning {
+                        out.sampler_warnings.0 += 1;
+                        out.sampler_warnings.1.get_or_insert(w);
+                    }
                 }
                 Err(reason) => out.excluded.push(ExcludedTest { index: tests.index[i], reason }),
             }
@@ -366,6 +384,12 @@ impl Calibration {
         if let Some(first) = self.excluded.first() {
             out.push_str(&format!("  first exclusion: simulation {}: {}\n", first.index, first.reason));
         }
+        if let (count @ 1.., Some(first)) = &self.sampler_warnings {
+            out.push_str(&format!(
+                "sampler warnings in {count} of {} tests (draws that may not follow the posterior); the first: {first}\n",
+                self.tests()
+            ));
+        }
         out.push_str(&format!("SBC per parameter:\n{:>12} ", "parameter"));
         let table = checks.to_string();
         let mut lines = table.lines();
@@ -424,6 +448,7 @@ struct TestResult {
     density_rank: Option<usize>,
     dap: Vec<f64>,
     tarp: f64,
+    warning: Option<String>,
 }
 
 fn one_test<P: Posterior>(
@@ -452,7 +477,13 @@ fn one_test<P: Posterior>(
     let distance = |a: &[f64]| -> f64 { scale(a).iter().zip(reference).map(|(u, r)| (u - r).powi(2)).sum::<f64>() };
     let to_truth = distance(truth);
     let closer = draws.values.chunks_exact(d).filter(|row| distance(row) < to_truth).count();
-    Ok(TestResult { ranks, density_rank, dap: draws.values[..d].to_vec(), tarp: closer as f64 / rows as f64 })
+    Ok(TestResult {
+        ranks,
+        density_rank,
+        dap: draws.values[..d].to_vec(),
+        tarp: closer as f64 / rows as f64,
+        warning: None,
+    })
 }
 
 /// Each column's minimum and maximum over the rows of `v`.

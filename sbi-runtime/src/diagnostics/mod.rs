@@ -11,16 +11,26 @@
 //! [`Coverage`]: how often held-out true parameters fall in their posterior's central
 //! credible interval; a calibrated posterior covers them at the nominal rate.
 //!
+//! [`PredictiveCheck`]: simulations at posterior draws for `x_o`, and where `x_o` falls
+//! among them, feature by feature.
+//!
+//! [`misspecification_mmd`]: whether `x_o` is typical of the simulations (an MMD test),
+//! and whether it lies inside their range.
+//!
 //! [`stats`]: the Kolmogorov–Smirnov and χ² tests of uniformity these report.
 
 mod c2st;
 mod calibration;
 mod coverage;
+mod misspecification;
+mod ppc;
 pub mod stats;
 
 pub use c2st::{C2stConfig, c2st, c2st_with};
 pub use calibration::{Calibration, CalibrationConfig, ExcludedTest, SbcChecks, Tarp};
 pub use coverage::Coverage;
+pub use misspecification::{Misspecification, MmdConfig, misspecification_mmd};
+pub use ppc::PredictiveCheck;
 
 #[cfg(test)]
 mod tests;

@@ -530,7 +530,7 @@ impl<P: Prior> Posterior for NpePosterior<P> {
         size: usize,
         n: usize,
         seed: u64,
-    ) -> Result<Vec<Result<Samples>>> {
+    ) -> Result<Vec<Result<SamplerRun>>> {
         if size == 0 || observations.is_empty() || !observations.len().is_multiple_of(size) {
             return Err(Error::Observation(format!(
                 "expected a multiple of {size} values (one observation each), got {}",
@@ -549,7 +549,7 @@ impl<P: Prior> Posterior for NpePosterior<P> {
             .map(|c| {
                 c.and_then(|()| {
                     runs.next()
-                        .map(|r| r.samples)
+                        .map(SamplerRun::Rejection)
                         .ok_or_else(|| Error::Config("a valid observation without draws".into()))
                 })
             })

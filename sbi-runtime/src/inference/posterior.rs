@@ -61,8 +61,8 @@ pub trait Posterior: Sized + Send + Sync {
 
     /// `n` draws at each of several observations (`k × size` row-major: each one
     /// simulation's values, or for NLE and NRE one or more trials), the `i`-th's seeded by
-    /// `seed + i`; each observation's result on its own, so that one bad
-    /// observation does not lose the others. The default draws at the observations in
+    /// `seed + i`, with the sampler's diagnostics; each observation's result on its own, so
+    /// that one bad observation does not lose the others. The default draws at the observations in
     /// parallel; NPE draws at all of them with one network call per round of proposals.
     ///
     /// # Errors
@@ -74,7 +74,7 @@ pub trait Posterior: Sized + Send + Sync {
         size: usize,
         n: usize,
         seed: u64,
-    ) -> Result<Vec<Result<Samples>>> {
+    ) -> Result<Vec<Result<SamplerRun>>> {
         use rayon::prelude::*;
         if size == 0 || observations.is_empty() || !observations.len().is_multiple_of(size) {
             return Err(crate::Error::Observation(format!(
@@ -85,7 +85,7 @@ pub trait Posterior: Sized + Send + Sync {
         Ok(observations
             .par_chunks_exact(size)
             .enumerate()
-            .map(|(i, x)| self.sample_with_seed(x, n, seed.wrapping_add(i as u64)))
+            .map(|(i, x)| self.sample_run_with_seed(x, n, seed.wrapping_add(i as u64)))
             .collect())
     }
 

@@ -5,12 +5,19 @@
 //!
 //! Calibration ([`crate::diagnostics::Calibration`]): [`sbc_rank_plot`],
 //! [`ecdf_difference_plot`], [`coverage_plot`] and [`tarp_plot`].
+//!
+//! [`predictive_plot`]: posterior predictive simulations against `x_o`; [`loss_plot`]: the
+//! training curve.
 
 use std::path::Path;
 
 mod calibration;
+mod predictive;
+mod training;
 
 pub use calibration::{coverage_plot, ecdf_band, ecdf_difference_plot, sbc_rank_plot, tarp_plot};
+pub use predictive::predictive_plot;
+pub use training::loss_plot;
 
 use plotters::prelude::*;
 
