@@ -1,6 +1,7 @@
 //! Can a posterior be trusted? Trains NPE (and NLE) on two_moons, then over test
 //! simulations from the prior runs simulation-based calibration, the expected coverage of
-//! highest-density regions and TARP; at sbibm's observation 1 a posterior predictive check;
+//! highest-density regions and TARP; at sbibm's observation 1 a posterior predictive check
+//! and a local C2ST (L-C2ST);
 //! and tests whether that observation, and one moved away from the simulations, are typical
 //! of them (MMD). Prints the checks with their timings and writes the plots (SBC rank
 //! histograms, ECDF difference, coverage, TARP, predictive, loss) as SVG to `--out`.
@@ -17,7 +18,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use models::two_moons::TwoMoons;
-use sbi_runtime::diagnostics::{Calibration, CalibrationConfig, MmdConfig, PredictiveCheck, misspecification_mmd};
+use sbi_runtime::diagnostics::{
+    Calibration, CalibrationConfig, LocalC2st, LocalC2stConfig, MmdConfig, PredictiveCheck, misspecification_mmd,
+};
 use sbi_runtime::plot::{coverage_plot, ecdf_difference_plot, loss_plot, predictive_plot, sbc_rank_plot, tarp_plot};
 use sbi_runtime::prelude::*;
 
@@ -46,11 +49,11 @@ fn run() -> sbi_runtime::Result<()> {
         sbi_runtime::io::read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/two_moons_observations.csv"))?;
     let x_o = table.row(0).to_vec();
 
-    // Is x_o typical of the simulations? And x_o with x[0] raised by 0.9, near the edge of
-    // what the model can simulate (x[0] ≤ 0.25 + r).
+    // Is x_o typical of the simulations? And x_o with x[0] raised by 1.5, beyond what the
+    // model can simulate (x[0] ≤ 0.25 + r, r ≈ 0.1).
     let t = Instant::now();
-    let shifted = [x_o[0] + 0.9, x_o[1]];
-    for (name, x) in [("observation 1", &x_o[..]), ("observation 1, x[0] + 0.9", &shifted[..])] {
+    let shifted = [x_o[0] + 1.5, x_o[1]];
+    for (name, x) in [("observation 1", &x_o[..]), ("observation 1, x[0] + 1.5", &shifted[..])] {
         let m = misspecification_mmd(x, &sims.x, 2, &MmdConfig { seed, ..MmdConfig::default() })?;
         println!("{name}: {}", m.describe());
     }
@@ -65,12 +68,14 @@ fn run() -> sbi_runtime::Result<()> {
                 let posterior = Npe::default().with_training(training.clone()).train(&TwoMoons, &sims)?;
                 println!("NPE trained in {:.1} s", t0.elapsed().as_secs_f64());
                 predictive(&posterior, &x_o, seed, &out, method)?;
+                local_c2st(&posterior, tests, &x_o, seed)?;
                 calibrate(&posterior, tests, seed, &config)?
             }
             "nle" => {
                 let posterior = Nle::default().with_training(training.clone()).train(&TwoMoons, &sims)?;
                 println!("NLE trained in {:.1} s", t0.elapsed().as_secs_f64());
                 predictive(&posterior, &x_o, seed, &out, method)?;
+                local_c2st(&posterior, nle_tests, &x_o, seed)?;
                 calibrate(&posterior, nle_tests, seed, &config)?
             }
             other => return Err(Error::Config(format!("unknown method {other:?} (npe or nle)"))),
@@ -103,6 +108,15 @@ fn predictive<P: Posterior<Prior = <TwoMoons as Simulator>::Prior>>(
     if let Some(summary) = posterior.training_summary() {
         loss_plot(out.join(format!("{method}_loss.svg")), summary)?;
     }
+    Ok(())
+}
+
+/// L-C2ST at `x_o`, its classifiers trained on `n` test simulations.
+fn local_c2st<P: Posterior>(posterior: &P, n: usize, x_o: &[f64], seed: u64) -> sbi_runtime::Result<()> {
+    let tests = simulate(&TwoMoons, n).seed(seed + 2_000).progress(false).run()?;
+    let t = Instant::now();
+    let l = LocalC2st::run(posterior, &tests, x_o, &LocalC2stConfig { seed, ..LocalC2stConfig::default() })?;
+    println!("at observation 1: {} ({:.1} s)", l.describe(), t.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -333,3 +333,21 @@ fn predictive_and_loss_plots_are_written() {
     summary.validation_loss = vec![];
     assert!(loss_plot(dir.join("loss2.svg"), &summary).is_err());
 }
+
+/// L-C2ST accepts the exact posterior at an observation and rejects the biased one there.
+#[test]
+fn local_c2st_accepts_the_exact_posterior_and_rejects_the_biased() {
+    use sbi_runtime::diagnostics::{LocalC2st, LocalC2stConfig};
+    let tests = simulate(&GaussianLinear, 500).seed(15).progress(false).run().unwrap();
+    let x_o = simulate(&GaussianLinear, 1).seed(16).progress(false).run().unwrap().x_row(0).to_vec();
+    let config = LocalC2stConfig { null_trials: 20, eval_draws: 1_000, seed: 3, progress: false };
+    let right = LocalC2st::run(&ClosedForm::new(1.0, 0.0), &tests, &x_o, &config).unwrap();
+    let biased = LocalC2st::run(&ClosedForm::new(1.0, 1.0), &tests, &x_o, &config).unwrap();
+    // With 20 permutations the smallest p-value is 1/21.
+    assert!(right.pvalue > 0.05, "{}", right.describe());
+    assert!(biased.pvalue < 0.05 && biased.statistic > right.statistic, "{}", biased.describe());
+    assert_eq!((right.null.len(), right.excluded), (20, 0));
+    let mut failing = ClosedForm::new(1.0, 0.0);
+    failing.fail_above = -10.0;
+    assert!(LocalC2st::run(&failing, &tests, &x_o, &config).is_err(), "x_o itself fails");
+}

@@ -114,41 +114,93 @@ fn fold_accuracy(
     config: &C2stConfig,
     fold: u64,
 ) -> Result<f64> {
-    let store = ParamStore::new(config.seed.wrapping_mul(31).wrapping_add(fold));
-    let h = 10 * dim;
-    let net = Mlp::new(store.var_builder(), &[dim, h, h, 1], Activation::Relu)?;
-    let mut opt = crate::nn::kernels::Adam::new(store.vars(), 1e-3, None)?;
-    let (xt, yt) = gather(x, y, dim, train, store.device())?;
-    let mut rng = stream_rng(config.seed, 0x1000 + fold);
-    let mut idx: Vec<u32> = (0..train.len() as u32).collect();
-    let batch = 200.min(train.len());
-    let (mut best, mut stale) = (f64::INFINITY, 0);
-    for _ in 0..config.max_epochs {
-        shuffle(&mut idx, &mut rng);
-        let mut total = 0.0;
-        for chunk in idx.chunks(batch) {
-            let i = Tensor::new(chunk, store.device())?;
-            let logits = net.forward(&xt.index_select(&i, 0)?)?;
-            let loss = bce_with_logits(&logits, &yt.index_select(&i, 0)?)?;
-            total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-            opt.step(&[loss.backward()?])?;
-        }
-        let epoch_loss = total / train.len() as f64;
-        // scikit-learn's rule: count epochs whose loss is not below best − tol.
-        if epoch_loss > best - config.tolerance {
-            stale += 1;
-        } else {
-            stale = 0;
-        }
-        best = best.min(epoch_loss);
-        if stale >= config.patience {
-            break;
-        }
-    }
-    let (xs, ys) = gather(x, y, dim, test, store.device())?;
-    let pred = net.forward(&xs)?.ge(0.0)?.to_dtype(candle_core::DType::F32)?;
+    let classifier = Classifier::train(x, y, dim, train, config, fold, false)?;
+    let (xs, ys) = gather(x, y, dim, test, classifier.store.device())?;
+    let pred = classifier.net.forward(&xs)?.ge(0.0)?.to_dtype(candle_core::DType::F32)?;
     let correct = pred.eq(&ys)?.to_dtype(candle_core::DType::F32)?.sum_all()?.to_scalar::<f32>()? as f64;
     Ok(correct / test.len() as f64)
+}
+
+/// sbibm's C2ST classifier: an MLP (two hidden layers of `10·dim` ReLU units) trained with
+/// Adam (learning rate 1e-3, batches of 200) on the cross-entropy until the training loss
+/// stalls (scikit-learn's rule), or with `early_stopping` until the loss on a held-out 10%
+/// stalls (scikit-learn's `early_stopping`, which L-C2ST uses: its classifier must not
+/// overfit, or chance-level pairs look separable).
+pub(crate) struct Classifier {
+    store: ParamStore,
+    net: Mlp,
+}
+
+impl Classifier {
+    /// Trains on the rows `train` of `x` (`n × dim`, z-scored by the caller) with labels
+    /// `y` (0 or 1); `stream` seeds the initialisation and the shuffling with `config.seed`.
+    pub(crate) fn train(
+        x: &[f64],
+        y: &[f64],
+        dim: usize,
+        train: &[usize],
+        config: &C2stConfig,
+        stream: u64,
+        early_stopping: bool,
+    ) -> Result<Classifier> {
+        let store = ParamStore::new(config.seed.wrapping_mul(31).wrapping_add(stream));
+        let h = 10 * dim;
+        let net = Mlp::new(store.var_builder(), &[dim, h, h, 1], Activation::Relu)?;
+        let mut opt = crate::nn::kernels::Adam::new(store.vars(), 1e-3, None)?;
+        let mut rng = stream_rng(config.seed, 0x1000 + stream);
+        let (train, held_out) = if early_stopping {
+            let mut order = train.to_vec();
+            shuffle(&mut order, &mut rng);
+            let cut = order.len() - (order.len() / 10).max(1);
+            let held = order.split_off(cut);
+            (order, Some(held))
+        } else {
+            (train.to_vec(), None)
+        };
+        let train = &train[..];
+        let held_out = match &held_out {
+            Some(v) => Some(gather(x, y, dim, v, store.device())?),
+            None => None,
+        };
+        let (xt, yt) = gather(x, y, dim, train, store.device())?;
+        let mut idx: Vec<u32> = (0..train.len() as u32).collect();
+        let batch = 200.min(train.len());
+        let (mut best, mut stale) = (f64::INFINITY, 0);
+        for _ in 0..config.max_epochs {
+            shuffle(&mut idx, &mut rng);
+            let mut total = 0.0;
+            for chunk in idx.chunks(batch) {
+                let i = Tensor::new(chunk, store.device())?;
+                let logits = net.forward(&xt.index_select(&i, 0)?)?;
+                let loss = bce_with_logits(&logits, &yt.index_select(&i, 0)?)?;
+                total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+                opt.step(&[loss.backward()?])?;
+            }
+            let epoch_loss = match &held_out {
+                Some((xv, yv)) => bce_with_logits(&net.forward(xv)?, yv)?.to_scalar::<f32>()? as f64,
+                None => total / train.len() as f64,
+            };
+            // scikit-learn's rule: count epochs whose loss is not below best − tol.
+            if epoch_loss > best - config.tolerance {
+                stale += 1;
+            } else {
+                stale = 0;
+            }
+            best = best.min(epoch_loss);
+            if stale >= config.patience {
+                break;
+            }
+        }
+        Ok(Classifier { store, net })
+    }
+
+    /// The probability of class 1 for each row of `x` (`m × dim`, z-scored as in training).
+    pub(crate) fn probabilities(&self, x: &[f64], dim: usize) -> Result<Vec<f64>> {
+        let xt = matrix(x, x.len() / dim.max(1), dim, self.store.device())?;
+        let logits = self.net.forward(&xt)?.flatten_all()?;
+        let p = candle_nn::ops::sigmoid(&logits)?;
+        crate::nn::to_f64(&p)
+    }
 }
 
 fn shuffle<T>(v: &mut [T], rng: &mut SimRng) {

@@ -14,6 +14,9 @@
 //! [`PredictiveCheck`]: simulations at posterior draws for `x_o`, and where `x_o` falls
 //! among them, feature by feature.
 //!
+//! [`LocalC2st`]: whether the posterior is right at one `x_o` (L-C2ST), with no reference
+//! posterior.
+//!
 //! [`misspecification_mmd`]: whether `x_o` is typical of the simulations (an MMD test),
 //! and whether it lies inside their range.
 //!
@@ -22,6 +25,7 @@
 mod c2st;
 mod calibration;
 mod coverage;
+mod lc2st;
 mod misspecification;
 mod ppc;
 pub mod stats;
@@ -29,6 +33,7 @@ pub mod stats;
 pub use c2st::{C2stConfig, c2st, c2st_with};
 pub use calibration::{Calibration, CalibrationConfig, ExcludedTest, SbcChecks, Tarp};
 pub use coverage::Coverage;
+pub use lc2st::{LocalC2st, LocalC2stConfig};
 pub use misspecification::{Misspecification, MmdConfig, misspecification_mmd};
 pub use ppc::PredictiveCheck;
 

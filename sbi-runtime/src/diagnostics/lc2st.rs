@@ -1,0 +1,174 @@
+//! Local C2ST (L-C2ST, Linhart et al. 2023): is the posterior right at this `x_o`, with no
+//! reference posterior? A classifier learns to tell joint pairs `(θ_i, x_i)` from pairs
+//! `(θ'_i ~ q(θ | x_i), x_i)`; at `x_o` it sees only posterior draws, and when `q` is right
+//! it cannot do better than chance there. Its null distribution comes from permuted labels.
+
+use rand::RngExt;
+use rayon::prelude::*;
+
+use crate::diagnostics::C2stConfig;
+use crate::diagnostics::c2st::Classifier;
+use crate::error::{Error, Result};
+use crate::estimators::Standardizer;
+use crate::inference::Posterior;
+use crate::rng::stream_rng;
+use crate::simulate::Simulations;
+
+/// Settings of [`LocalC2st::run`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalC2stConfig {
+    /// Classifiers trained on permuted labels for the null distribution (100, as `sbi`).
+    pub null_trials: usize,
+    /// Posterior draws at `x_o` the classifier is evaluated on (10,000).
+    pub eval_draws: usize,
+    /// Seed of the draws, the permutations and the classifiers (0).
+    pub seed: u64,
+    /// Show a progress bar (true).
+    pub progress: bool,
+}
+
+impl Default for LocalC2stConfig {
+    fn default() -> Self {
+        LocalC2stConfig { null_trials: 100, eval_draws: 10_000, seed: 0, progress: true }
+    }
+}
+
+/// The result of [`LocalC2st::run`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalC2st {
+    /// The statistic `mean_j (p(θ_j, x_o) − ½)²` over posterior draws `θ_j` at `x_o`, `p` the
+    /// classifier's probability that a pair is a posterior pair: 0 when it cannot tell.
+    pub statistic: f64,
+    /// The statistic of each classifier trained on permuted labels.
+    pub null: Vec<f64>,
+    /// `(1 + #{null ≥ statistic}) / (1 + trials)`: small when the posterior at `x_o` is wrong.
+    pub pvalue: f64,
+    /// The classifier's mean probability over the draws at `x_o` (0.5 when it cannot tell;
+    /// above, the draws look unlike joint pairs).
+    pub mean_probability: f64,
+    /// Calibration pairs the posterior failed on (left out).
+    pub excluded: usize,
+}
+
+impl LocalC2st {
+    /// Draws one posterior sample at each test's observation (`tests`: simulated from the
+    /// prior, not the training's), trains the classifier and its null classifiers, and
+    /// evaluates them on `config.eval_draws` posterior draws at `x_o`.
+    ///
+    /// # Errors
+    /// The posterior's errors at `x_o`; [`Error::Config`] for fewer than 20 usable tests,
+    /// no null trials or no evaluation draws; [`Error::ShapeMismatch`] when the tests'
+    /// parameters are not the posterior's.
+    pub fn run<P: Posterior>(
+        posterior: &P,
+        tests: &Simulations,
+        x_o: &[f64],
+        config: &LocalC2stConfig,
+    ) -> Result<LocalC2st> {
+        let d = posterior.names().len();
+        let f = tests.x_dim();
+        if tests.theta_dim() != d {
+            return Err(Error::shape("L-C2ST test parameters", d, tests.theta_dim()));
+        }
+        if config.null_trials == 0 || config.eval_draws == 0 {
+            return Err(Error::Config("L-C2ST needs null trials and evaluation draws".into()));
+        }
+        let evaluation = posterior.sample_with_seed(x_o, config.eval_draws, config.seed)?;
+        let bar = crate::progress::bar(
+            config.progress,
+            Some((tests.len() + config.null_trials + 1) as u64),
+            "L-C2ST {bar:30} {pos}/{len} (draws, then classifiers)",
+            true,
+        );
+        let muted = crate::progress::Muted::new();
+        // One posterior draw per test, in chunks of 100 observations.
+        let mut rows = Vec::with_capacity(2 * tests.len() * (d + f));
+        let mut excluded = 0;
+        let mut joint = Vec::with_capacity(tests.len() * (d + f));
+        for start in (0..tests.len()).step_by(100) {
+            let end = (start + 100).min(tests.len());
+            let runs = posterior.sample_many_with_seed(
+                &tests.x[start * f..end * f],
+                f,
+                1,
+                config.seed.wrapping_add(start as u64),
+            )?;
+            for (k, run) in runs.into_iter().enumerate() {
+                let i = start + k;
+                let x = &tests.x[i * f..(i + 1) * f];
+                match run {
+                    Ok(run) if run.samples().values.len() == d => {
+                        joint.extend_from_slice(&tests.theta[i * d..(i + 1) * d]);
+                        joint.extend_from_slice(x);
+                        rows.extend_from_slice(&run.samples().values);
+                        rows.extend_from_slice(x);
+                    }
+                    _ => excluded += 1,
+                }
+            }
+            bar.inc((end - start) as u64);
+        }
+        drop(muted);
+        let n = rows.len() / (d + f);
+        if n < 20 {
+            bar.finish_and_clear();
+            return Err(Error::Config(format!("L-C2ST needs at least 20 usable tests, got {n}")));
+        }
+        // Class 0: joint pairs; class 1: posterior pairs. z-scored by all of them.
+        let dim = d + f;
+        let mut data = joint;
+        data.extend_from_slice(&rows);
+        let z = Standardizer::fit(&data, dim);
+        let scale = |v: &[f64]| -> Vec<f64> {
+            v.chunks_exact(dim)
+                .flat_map(|r| r.iter().zip(z.mean.iter().zip(&z.std)).map(|(x, (m, s))| (x - m) / s))
+                .collect()
+        };
+        let data = scale(&data);
+        let eval: Vec<f64> =
+            scale(&evaluation.values.chunks_exact(d).flat_map(|t| t.iter().chain(x_o).copied()).collect::<Vec<f64>>());
+        let labels: Vec<f64> = std::iter::repeat_n(0.0, n).chain(std::iter::repeat_n(1.0, n)).collect();
+        let all: Vec<usize> = (0..2 * n).collect();
+        let classifier = C2stConfig { seed: config.seed, ..C2stConfig::default() };
+        let statistic_of = |y: &[f64], stream: u64| -> Result<(f64, f64)> {
+            let c = Classifier::train(&data, y, dim, &all, &classifier, stream, true)?;
+            let p = c.probabilities(&eval, dim)?;
+            let m = p.len().max(1) as f64;
+            Ok((p.iter().map(|v| (v - 0.5).powi(2)).sum::<f64>() / m, p.iter().sum::<f64>() / m))
+        };
+        let (statistic, mean_probability) = statistic_of(&labels, 0)?;
+        bar.inc(1);
+        let null = (0..config.null_trials)
+            .into_par_iter()
+            .map(|t| {
+                let mut y = labels.clone();
+                let mut rng = stream_rng(config.seed, 0x1c25_0000 + t as u64);
+                for i in (1..y.len()).rev() {
+                    y.swap(i, rng.random_range(0..=i));
+                }
+                let s = statistic_of(&y, 1 + t as u64).map(|(s, _)| s);
+                bar.inc(1);
+                s
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        bar.finish_and_clear();
+        let pvalue = (1 + null.iter().filter(|&&s| s >= statistic).count()) as f64 / (1 + null.len()) as f64;
+        Ok(LocalC2st { statistic, null, pvalue, mean_probability, excluded })
+    }
+
+    /// A one-line summary with a verdict at 5%.
+    pub fn describe(&self) -> String {
+        let verdict = if self.pvalue < 0.05 {
+            "the posterior at x_o is NOT consistent with the model"
+        } else {
+            "consistent with the true posterior at x_o"
+        };
+        format!(
+            "L-C2ST: statistic {:.4} (mean probability {:.3}), p {:.3} over {} permutations: {verdict}",
+            self.statistic,
+            self.mean_probability,
+            self.pvalue,
+            self.null.len()
+        )
+    }
+}
