@@ -351,3 +351,34 @@ fn local_c2st_accepts_the_exact_posterior_and_rejects_the_biased() {
     failing.fail_above = -10.0;
     assert!(LocalC2st::run(&failing, &tests, &x_o, &config).is_err(), "x_o itself fails");
 }
+
+/// The report is one self-contained page with every section and its plots inline.
+#[test]
+fn the_report_is_one_page_with_every_section() {
+    use sbi_runtime::diagnostics::{CalibrationConfig, LocalC2stConfig};
+    use sbi_runtime::report::{ReportConfig, write_report};
+    let keep = std::env::var_os("SBI_PLOT_DIR").map(|d| std::path::PathBuf::from(d).join("report"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep.unwrap_or_else(|| tmp.path().join("report"));
+    let tests = simulate(&GaussianLinear, 300).seed(17).progress(false).run().unwrap();
+    let training = simulate(&GaussianLinear, 2_000).seed(18).progress(false).run().unwrap();
+    let x_o = training.x_row(0).to_vec();
+    let config = ReportConfig {
+        title: "overconfident <test>".into(),
+        calibration: CalibrationConfig::default().with_draws(200).with_progress(false),
+        local_c2st: Some(LocalC2stConfig { null_trials: 10, eval_draws: 500, seed: 1, progress: false }),
+        predictive_draws: 300,
+        ..ReportConfig::default()
+    };
+    let report =
+        write_report(&dir, &GaussianLinear, &ClosedForm::new(0.5, 0.0), &tests, Some(&training), &x_o, &config).unwrap();
+    let page = std::fs::read_to_string(&report.path).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("overconfident &lt;test&gt;"));
+    for section in ["Calibration over test simulations", "Local C2ST", "Posterior predictive", "typical of the simulations"] {
+        assert!(page.contains(section) && report.text.contains(section), "{section}");
+    }
+    // Ranks, ECDF, coverage, TARP and predictive plots, inline; no training curve (none trained).
+    assert_eq!(page.matches("<svg").count(), 5);
+    assert!(!page.contains("src=\"") && !page.contains("Training"));
+    assert!(report.text.contains("NOT uniform"), "the overconfident posterior is flagged: {}", report.text);
+}

@@ -39,6 +39,7 @@ pub mod ode;
 pub mod plot;
 pub mod potential;
 pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod samplers;
 pub mod simulate;
