@@ -72,11 +72,7 @@ fn run() -> sbi_runtime::Result<()> {
             }
             other => return Err(Error::Config(format!("unknown method {other:?} (npe or nle)"))),
         };
-        println!(
-            "{method}: {n_tests} tests × {draws} draws\n{}wrote {}\n",
-            report.text,
-            report.path.display()
-        );
+        println!("{method}: {n_tests} tests × {draws} draws\n{}wrote {}\n", report.text, report.path.display());
     }
     // An observation the model cannot produce: x[0] raised by 1.5, beyond its largest
     // value (x[0] ≤ 0.25 + r, r ≈ 0.1).

@@ -371,10 +371,13 @@ fn the_report_is_one_page_with_every_section() {
         ..ReportConfig::default()
     };
     let report =
-        write_report(&dir, &GaussianLinear, &ClosedForm::new(0.5, 0.0), &tests, Some(&training), &x_o, &config).unwrap();
+        write_report(&dir, &GaussianLinear, &ClosedForm::new(0.5, 0.0), &tests, Some(&training), &x_o, &config)
+            .unwrap();
     let page = std::fs::read_to_string(&report.path).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("overconfident &lt;test&gt;"));
-    for section in ["Calibration over test simulations", "Local C2ST", "Posterior predictive", "typical of the simulations"] {
+    for section in
+        ["Calibration over test simulations", "Local C2ST", "Posterior predictive", "typical of the simulations"]
+    {
         assert!(page.contains(section) && report.text.contains(section), "{section}");
     }
     // Ranks, ECDF, coverage, TARP and predictive plots, inline; no training curve (none trained).

@@ -531,12 +531,7 @@ impl<P: Prior> Posterior for NpePosterior<P> {
         n: usize,
         seed: u64,
     ) -> Result<Vec<Result<SamplerRun>>> {
-        if size == 0 || observations.is_empty() || !observations.len().is_multiple_of(size) {
-            return Err(Error::Observation(format!(
-                "expected a multiple of {size} values (one observation each), got {}",
-                observations.len()
-            )));
-        }
+        crate::inference::posterior::check_many(observations, size)?;
         let padded: Vec<std::borrow::Cow<'_, [f64]>> =
             observations.chunks_exact(size).map(|x| self.padded(x)).collect();
         let checked: Vec<Result<()>> = padded.iter().map(|x| self.check_observation(x)).collect();

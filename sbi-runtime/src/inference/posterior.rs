@@ -76,12 +76,7 @@ pub trait Posterior: Sized + Send + Sync {
         seed: u64,
     ) -> Result<Vec<Result<SamplerRun>>> {
         use rayon::prelude::*;
-        if size == 0 || observations.is_empty() || !observations.len().is_multiple_of(size) {
-            return Err(crate::Error::Observation(format!(
-                "expected a multiple of {size} values (one observation each), got {}",
-                observations.len()
-            )));
-        }
+        check_many(observations, size)?;
         Ok(observations
             .par_chunks_exact(size)
             .enumerate()
@@ -150,6 +145,17 @@ pub trait Posterior: Sized + Send + Sync {
     fn load<M: Simulator<Prior = Self::Prior>>(path: impl AsRef<Path>, model: &M) -> Result<Self> {
         Self::load_with(path, model, &EmbeddingNet::Identity)
     }
+}
+
+/// Checks that `observations` are a whole number (one or more) of observations of `size`.
+pub(crate) fn check_many(observations: &[f64], size: usize) -> Result<()> {
+    if size == 0 || observations.is_empty() || !observations.len().is_multiple_of(size) {
+        return Err(crate::Error::Observation(format!(
+            "expected a multiple of {size} values (one observation each), got {}",
+            observations.len()
+        )));
+    }
+    Ok(())
 }
 
 /// An inference method: settings that train a [`Posterior`] from simulations, once or in
