@@ -380,8 +380,10 @@ fn the_report_is_one_page_with_every_section() {
     {
         assert!(page.contains(section) && report.text.contains(section), "{section}");
     }
-    // Ranks, ECDF, coverage, TARP and predictive plots, inline; no training curve (none trained).
-    assert_eq!(page.matches("<svg").count(), 5);
+    // Ranks, ECDF, coverage, TARP, marginals (no pair plot for 10 parameters) and predictive
+    // plots, inline; no training curve (none trained).
+    assert_eq!(page.matches("<svg").count(), 6);
+    assert!(page.contains("The posterior at x_o"));
     assert!(!page.contains("src=\"") && !page.contains("Training"));
     assert!(report.text.contains("NOT uniform"), "the overconfident posterior is flagged: {}", report.text);
 }

@@ -1,6 +1,6 @@
 //! One call from a posterior to a self-contained HTML page of every diagnostic: calibration
-//! (SBC, expected coverage, TARP), L-C2ST and a predictive check at `x_o`, the
-//! misspecification test, and the training curve, with their plots inline.
+//! (SBC, expected coverage, TARP), the posterior's draws, L-C2ST and a predictive check at
+//! `x_o`, the misspecification test, and the training curve, with their plots inline.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,17 @@ pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
         let l = LocalC2st::run(posterior, tests, x_o, lc2st)?;
         section("Local C2ST at x_o", &l.describe(), &[])?;
     }
+
+    let draws = posterior.sample_run_with_seed(x_o, config.predictive_draws, config.seed)?;
+    let names = posterior.names();
+    plot::marginal_plot(dir.join("marginals.svg"), &names, &draws.samples().values, None)?;
+    let mut plots = vec!["marginals.svg"];
+    if names.len() <= 6 {
+        plot::pair_plot(dir.join("pairs.svg"), &names, &draws.samples().values, None)?;
+        plots.push("pairs.svg");
+    }
+    let text = format!("{} draws; {}", draws.samples().rows(), draws.describe());
+    section("The posterior at x_o", &text, &plots)?;
 
     let check = PredictiveCheck::run(model, posterior, x_o, config.predictive_draws, config.seed)?;
     plot::predictive_plot(dir.join("predictive.svg"), &check)?;

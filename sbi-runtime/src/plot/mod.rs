@@ -1,7 +1,8 @@
 //! Plots a person would rather look at than read, written as SVG.
 //!
 //! [`pair_plot`]: marginal histograms on the diagonal and 2-D histograms of each pair of
-//! parameters below it (and of a reference sample above it, when given).
+//! parameters below it (and of a reference sample above it, when given); [`marginal_plot`]:
+//! the marginal histograms alone, for many parameters.
 //!
 //! Calibration ([`crate::diagnostics::Calibration`]): [`sbc_rank_plot`],
 //! [`ecdf_difference_plot`], [`coverage_plot`] and [`tarp_plot`].
@@ -37,28 +38,9 @@ const BINS: usize = 40;
 pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], reference: Option<&[f64]>) -> Result<()> {
     let path = path.as_ref();
     let d = names.len();
-    if d == 0 || samples.is_empty() || !samples.len().is_multiple_of(d) || reference.is_some_and(|r| r.len() % d != 0) {
-        return Err(Error::shape("pair plot samples (rows of one value per name)", d, samples.len() % d.max(1)));
-    }
+    let limits = axis_limits("pair plot", names, samples, reference)?;
     let column =
         |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
-    // Axis limits: the 0.5% and 99.5% quantiles over both sets, padded.
-    let limits: Vec<(f64, f64)> = (0..d)
-        .map(|j| {
-            let mut all = column(samples, j);
-            if let Some(r) = reference {
-                all.extend(column(r, j));
-            }
-            if all.is_empty() {
-                return Err(Error::Config(format!("pair plot: `{}` has no finite value", names[j])));
-            }
-            all.sort_by(f64::total_cmp);
-            let q = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
-            let (lo, hi) = (q(0.005), q(0.995));
-            let pad = 0.05 * (hi - lo).max(1e-12);
-            Ok((lo - pad, hi + pad))
-        })
-        .collect::<Result<_>>()?;
     let size = PANEL * d as u32;
     let root = SVGBackend::new(path, (size, size)).into_drawing_area();
     let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
@@ -145,6 +127,92 @@ pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], refe
     root.present().map_err(|e| err(e.to_string()))
 }
 
+/// Each column's axis limits: the 0.5% and 99.5% quantiles of its finite values over both
+/// sets, padded by 5%.
+fn axis_limits(what: &str, names: &[String], samples: &[f64], reference: Option<&[f64]>) -> Result<Vec<(f64, f64)>> {
+    let d = names.len();
+    if d == 0 || samples.is_empty() || !samples.len().is_multiple_of(d) || reference.is_some_and(|r| r.len() % d != 0) {
+        return Err(Error::shape(format!("{what} samples (rows of one value per name)"), d, samples.len() % d.max(1)));
+    }
+    let column =
+        |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
+    (0..d)
+        .map(|j| {
+            let mut all = column(samples, j);
+            if let Some(r) = reference {
+                all.extend(column(r, j));
+            }
+            if all.is_empty() {
+                return Err(Error::Config(format!("{what}: `{}` has no finite value", names[j])));
+            }
+            all.sort_by(f64::total_cmp);
+            let q = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
+            let (lo, hi) = (q(0.005), q(0.995));
+            let pad = 0.05 * (hi - lo).max(1e-12);
+            Ok((lo - pad, hi + pad))
+        })
+        .collect()
+}
+
+/// Writes the marginal histogram of each parameter of `samples` (`n × names.len()`
+/// row-major) to an SVG file, up to four panels a row; with `reference`, its marginals as
+/// orange outlines over them.
+///
+/// # Errors
+/// As [`pair_plot`].
+pub fn marginal_plot(
+    path: impl AsRef<Path>,
+    names: &[String],
+    samples: &[f64],
+    reference: Option<&[f64]>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let d = names.len();
+    let limits = axis_limits("marginal plot", names, samples, reference)?;
+    let column =
+        |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
+    let cols = d.min(4);
+    let rows = d.div_ceil(cols);
+    let root = SVGBackend::new(path, (240 * cols as u32, 190 * rows as u32)).into_drawing_area();
+    let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let (blue, orange) = (RGBColor(31, 119, 180), RGBColor(255, 127, 14));
+    for (j, area) in root.split_evenly((rows, cols)).iter().enumerate().take(d) {
+        let xl = limits[j];
+        let hist = histogram(&column(samples, j), xl, BINS);
+        let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
+        let top = hist.iter().chain(ref_hist.iter().flatten()).copied().fold(0.0, f64::max).max(1e-12) * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .margin(8)
+            .caption(&names[j], ("sans-serif", 13))
+            .x_label_area_size(24)
+            .y_label_area_size(8)
+            .build_cartesian_2d(xl.0..xl.1, 0.0..top)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .y_labels(0)
+            .x_labels(4)
+            .label_style(("sans-serif", 10))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        let w = (xl.1 - xl.0) / BINS as f64;
+        chart
+            .draw_series(hist.iter().enumerate().map(|(b, &h)| {
+                let x0 = xl.0 + b as f64 * w;
+                Rectangle::new([(x0, 0.0), (x0 + w, h)], blue.mix(0.6).filled())
+            }))
+            .map_err(|e| err(e.to_string()))?;
+        if let Some(rh) = ref_hist {
+            let steps =
+                rh.iter().enumerate().flat_map(|(b, &h)| [(xl.0 + b as f64 * w, h), (xl.0 + (b + 1) as f64 * w, h)]);
+            chart.draw_series(LineSeries::new(steps, orange.stroke_width(2))).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    root.present().map_err(|e| err(e.to_string()))
+}
+
 /// Normalised histogram (a density) of `v` over `range` in `bins` bins.
 fn histogram(v: &[f64], range: (f64, f64), bins: usize) -> Vec<f64> {
     let mut h = vec![0.0; bins];
@@ -192,6 +260,18 @@ mod tests {
             pair_plot(&path, &names, &[f64::NAN, 1.0, f64::NAN, 2.0], None).is_err(),
             "no finite value in a column"
         );
+    }
+
+    #[test]
+    fn writes_marginal_histograms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marginals.svg");
+        let names: Vec<String> = (0..5).map(|j| format!("p{j}")).collect();
+        let samples: Vec<f64> = (0..1000).map(|i| ((i * 7919) % 101) as f64 / 100.0).collect();
+        marginal_plot(&path, &names, &samples, Some(&samples)).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("p0") && svg.contains("p4") && svg.matches("<polyline").count() >= 5);
+        assert!(marginal_plot(&path, &names, &[1.0, 2.0], None).is_err());
     }
 
     #[test]
