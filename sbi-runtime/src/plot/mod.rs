@@ -56,41 +56,8 @@ pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], refe
             if i == j {
                 let hist = histogram(&column(samples, j), xl, BINS);
                 let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
-                let top = hist.iter().chain(ref_hist.iter().flatten()).copied().fold(0.0, f64::max).max(1e-12) * 1.05;
-                let mut chart = ChartBuilder::on(area)
-                    .margin(4)
-                    .x_label_area_size(if i == d - 1 { 28 } else { 4 })
-                    .y_label_area_size(4)
-                    .caption(&names[j], ("sans-serif", 13))
-                    .build_cartesian_2d(xl.0..xl.1, 0.0..top)
-                    .map_err(|e| err(e.to_string()))?;
-                chart
-                    .configure_mesh()
-                    .disable_mesh()
-                    .y_labels(0)
-                    .x_labels(if i == d - 1 { 4 } else { 0 })
-                    .x_desc(x_label)
-                    .label_style(("sans-serif", 10))
-                    .draw()
-                    .map_err(|e| err(e.to_string()))?;
-                let w = (xl.1 - xl.0) / BINS as f64;
-                chart
-                    .draw_series(hist.iter().enumerate().map(|(b, &h)| {
-                        let x0 = xl.0 + b as f64 * w;
-                        Rectangle::new([(x0, 0.0), (x0 + w, h)], blue.mix(0.6).filled())
-                    }))
-                    .map_err(|e| err(e.to_string()))?;
-                if let Some(rh) = ref_hist {
-                    chart
-                        .draw_series(LineSeries::new(
-                            rh.iter().enumerate().flat_map(|(b, &h)| {
-                                let x0 = xl.0 + b as f64 * w;
-                                [(x0, h), (x0 + w, h)]
-                            }),
-                            orange.stroke_width(2),
-                        ))
-                        .map_err(|e| err(e.to_string()))?;
-                }
+                let axis = if i == d - 1 { (x_label, 4, 28) } else { ("", 0, 4) };
+                marginal_panel(area, &names[j], xl, &hist, ref_hist.as_deref(), axis).map_err(err)?;
             } else {
                 let source = if i > j { Some(samples) } else { reference };
                 let Some(source) = source else { continue };
@@ -176,41 +143,57 @@ pub fn marginal_plot(
     let root = SVGBackend::new(path, (240 * cols as u32, 190 * rows as u32)).into_drawing_area();
     let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let (blue, orange) = (RGBColor(31, 119, 180), RGBColor(255, 127, 14));
     for (j, area) in root.split_evenly((rows, cols)).iter().enumerate().take(d) {
         let xl = limits[j];
         let hist = histogram(&column(samples, j), xl, BINS);
         let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
-        let top = hist.iter().chain(ref_hist.iter().flatten()).copied().fold(0.0, f64::max).max(1e-12) * 1.05;
-        let mut chart = ChartBuilder::on(area)
-            .margin(8)
-            .caption(&names[j], ("sans-serif", 13))
-            .x_label_area_size(24)
-            .y_label_area_size(8)
-            .build_cartesian_2d(xl.0..xl.1, 0.0..top)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .y_labels(0)
-            .x_labels(4)
-            .label_style(("sans-serif", 10))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        let w = (xl.1 - xl.0) / BINS as f64;
-        chart
-            .draw_series(hist.iter().enumerate().map(|(b, &h)| {
-                let x0 = xl.0 + b as f64 * w;
-                Rectangle::new([(x0, 0.0), (x0 + w, h)], blue.mix(0.6).filled())
-            }))
-            .map_err(|e| err(e.to_string()))?;
-        if let Some(rh) = ref_hist {
-            let steps =
-                rh.iter().enumerate().flat_map(|(b, &h)| [(xl.0 + b as f64 * w, h), (xl.0 + (b + 1) as f64 * w, h)]);
-            chart.draw_series(LineSeries::new(steps, orange.stroke_width(2))).map_err(|e| err(e.to_string()))?;
-        }
+        marginal_panel(area, &names[j], xl, &hist, ref_hist.as_deref(), ("", 4, 24)).map_err(err)?;
     }
     root.present().map_err(|e| err(e.to_string()))
+}
+
+/// One marginal panel: the histogram `hist` over `xl` in blue, `reference`'s as an orange
+/// outline; `axis` is the x axis's description, number of labels and label area.
+fn marginal_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    name: &str,
+    xl: (f64, f64),
+    hist: &[f64],
+    reference: Option<&[f64]>,
+    (x_desc, x_labels, x_area): (&str, usize, u32),
+) -> std::result::Result<(), String> {
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(255, 127, 14);
+    let top = hist.iter().chain(reference.into_iter().flatten()).copied().fold(0.0, f64::max).max(1e-12) * 1.05;
+    let mut chart = ChartBuilder::on(area)
+        .margin(4)
+        .x_label_area_size(x_area)
+        .y_label_area_size(4)
+        .caption(name, ("sans-serif", 13))
+        .build_cartesian_2d(xl.0..xl.1, 0.0..top)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .y_labels(0)
+        .x_labels(x_labels)
+        .x_desc(x_desc)
+        .label_style(("sans-serif", 10))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let w = (xl.1 - xl.0) / hist.len().max(1) as f64;
+    chart
+        .draw_series(hist.iter().enumerate().map(|(b, &h)| {
+            let x0 = xl.0 + b as f64 * w;
+            Rectangle::new([(x0, 0.0), (x0 + w, h)], blue.mix(0.6).filled())
+        }))
+        .map_err(|e| e.to_string())?;
+    if let Some(rh) = reference {
+        let steps =
+            rh.iter().enumerate().flat_map(|(b, &h)| [(xl.0 + b as f64 * w, h), (xl.0 + (b + 1) as f64 * w, h)]);
+        chart.draw_series(LineSeries::new(steps, orange.stroke_width(2))).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Normalised histogram (a density) of `v` over `range` in `bins` bins.
