@@ -18,7 +18,9 @@ mod models;
 use std::time::Instant;
 
 use models::two_moons::TwoMoons;
-use sbi_runtime::diagnostics::{CalibrationConfig, LocalC2stConfig, MmdConfig, misspecification_mmd};
+use sbi_runtime::diagnostics::{
+    CalibrationConfig, LocalC2stConfig, MmdConfig, misspecification_log_prob, misspecification_mmd,
+};
 use sbi_runtime::prelude::*;
 use sbi_runtime::report::{ReportConfig, write_report};
 
@@ -79,5 +81,8 @@ fn run() -> sbi_runtime::Result<()> {
     let moved = [x_o[0] + 1.5, x_o[1]];
     let m = misspecification_mmd(&moved, &sims.x, 2, &MmdConfig { seed, ..MmdConfig::default() })?;
     println!("observation 1 with x[0] + 1.5: {}", m.describe());
+    let training = TrainConfig::default().with_seed(seed).with_progress(false);
+    let l = misspecification_log_prob(&moved, &sims.x, 2, &DensityEstimator::default(), &training)?;
+    println!("observation 1 with x[0] + 1.5: {}", l.describe());
     Ok(())
 }

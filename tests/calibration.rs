@@ -385,5 +385,26 @@ fn the_report_is_one_page_with_every_section() {
     assert_eq!(page.matches("<svg").count(), 6);
     assert!(page.contains("The posterior at x_o"));
     assert!(!page.contains("src=\"") && !page.contains("Training"));
+    assert!(page.contains("marginal density test"));
     assert!(report.text.contains("NOT uniform"), "the overconfident posterior is flagged: {}", report.text);
+}
+
+/// The marginal density test: a typical observation passes, a shifted one is flagged, and
+/// the estimator is checked by C2ST.
+#[test]
+fn marginal_density_test_flags_a_shifted_observation() {
+    use sbi_runtime::diagnostics::misspecification_log_prob;
+    let sims = simulate(&GaussianLinear, 2_000).seed(19).progress(false).run().unwrap();
+    let x_o = simulate(&GaussianLinear, 1).seed(20).progress(false).run().unwrap().x_row(0).to_vec();
+    let training = TrainConfig::default().with_seed(1).with_progress(false).with_max_epochs(40);
+    let typical = misspecification_log_prob(&x_o, &sims.x, DIM, &DensityEstimator::default(), &training).unwrap();
+    assert!(typical.pvalue > 0.05, "{}", typical.describe());
+    assert!(typical.c2st < 0.65, "{}", typical.describe());
+    let shifted: Vec<f64> = x_o.iter().map(|v| v + 1.35).collect();
+    let far = misspecification_log_prob(&shifted, &sims.x, DIM, &DensityEstimator::default(), &training).unwrap();
+    assert!(far.pvalue < 0.01 && far.log_prob < typical.log_prob, "{}", far.describe());
+    assert!(misspecification_log_prob(&x_o[..3], &sims.x, DIM, &DensityEstimator::default(), &training).is_err());
+    assert!(
+        misspecification_log_prob(&x_o, &sims.x[..50 * DIM], DIM, &DensityEstimator::default(), &training).is_err()
+    );
 }

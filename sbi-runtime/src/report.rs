@@ -28,6 +28,9 @@ pub struct ReportConfig {
     pub predictive_draws: usize,
     /// The misspecification test's settings.
     pub mmd: MmdConfig,
+    /// Also test `x_o` against a density estimator of the simulations' marginal (true;
+    /// trains sbi's default estimator on the training simulations, seconds to a minute).
+    pub marginal_density: bool,
     /// Seed of the predictive check (0).
     pub seed: u64,
 }
@@ -40,6 +43,7 @@ impl Default for ReportConfig {
             local_c2st: Some(LocalC2stConfig::default()),
             predictive_draws: 1000,
             mmd: MmdConfig::default(),
+            marginal_density: true,
             seed: 0,
         }
     }
@@ -126,8 +130,15 @@ pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
     section("Posterior predictive check at x_o", &check.describe(), &["predictive.svg"])?;
 
     if let Some(sims) = training {
-        let m = misspecification_mmd(x_o, &sims.x, sims.x_dim(), &config.mmd)?;
-        section("Is x_o typical of the simulations?", &m.describe(), &[])?;
+        let mut text = misspecification_mmd(x_o, &sims.x, sims.x_dim(), &config.mmd)?.describe();
+        if config.marginal_density {
+            let training = crate::train::TrainConfig::default().with_seed(config.seed).with_progress(false);
+            let estimator = crate::estimators::DensityEstimator::default();
+            let test =
+                crate::diagnostics::misspecification_log_prob(x_o, &sims.x, sims.x_dim(), &estimator, &training)?;
+            text = format!("{text}\n{}", test.describe());
+        }
+        section("Is x_o typical of the simulations?", &text, &[])?;
     }
 
     if let Some(summary) = posterior.training_summary() {

@@ -150,3 +150,97 @@ pub fn misspecification_mmd(x_o: &[f64], sims: &[f64], f: usize, config: &MmdCon
     let pvalue = (1 + null.iter().filter(|&&s| s >= mmd).count()) as f64 / (1 + null.len()) as f64;
     Ok(Misspecification { mmd, null, pvalue, bandwidth, outside_range })
 }
+
+/// The result of [`misspecification_log_prob`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogProbTest {
+    /// `log p̂(x_o)` under the density estimator of the simulations' marginal.
+    pub log_prob: f64,
+    /// The share of held-out simulations whose estimated log density is at or below
+    /// `x_o`'s: small when `x_o` lies where the simulations rarely go.
+    pub pvalue: f64,
+    /// C2ST between the estimator's draws and the held-out simulations: near 0.5 when the
+    /// estimator is good enough for the test to mean something.
+    pub c2st: f64,
+    /// What the estimator's training did.
+    pub training: crate::train::TrainingSummary,
+}
+
+impl LogProbTest {
+    /// A one-line summary with a verdict at 5%, and a caution when the estimator is poor
+    /// (C2ST above 0.6).
+    pub fn describe(&self) -> String {
+        let verdict = if self.pvalue < 0.05 { "x_o is NOT typical of the simulations" } else { "x_o is typical" };
+        let caution = if self.c2st > 0.6 { " (the estimator is poor here: interpret with care)" } else { "" };
+        format!(
+            "marginal density test: log p(x_o) {:.3}, p {:.3}: {verdict}; estimator C2ST {:.3}{caution}",
+            self.log_prob, self.pvalue, self.c2st
+        )
+    }
+}
+
+/// `sbi`'s `calc_misspecification_logprob`: a density estimator (`estimator`, trained with
+/// `training` on 80% of the simulations `sims`, `n × f`) of the simulations' marginal
+/// `p(x)`, and where `x_o`'s estimated log density falls among the other 20%'s. Checks the
+/// estimator by C2ST between its draws and the held-out simulations.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] for an observation that is not one row of `f` values;
+/// [`Error::Config`] for non-finite values or fewer than 100 simulations; the estimator's
+/// settings and training errors.
+pub fn misspecification_log_prob(
+    x_o: &[f64],
+    sims: &[f64],
+    f: usize,
+    estimator: &crate::estimators::DensityEstimator,
+    training: &crate::train::TrainConfig,
+) -> Result<LogProbTest> {
+    use crate::estimators::{Columns, ConditionalEstimator};
+    use crate::train::losses::NegativeLogLikelihood;
+    if f == 0 || x_o.len() != f || !sims.len().is_multiple_of(f) {
+        return Err(Error::shape("the marginal density test's observation (features)", f, x_o.len()));
+    }
+    if x_o.iter().chain(sims).any(|v| !v.is_finite()) {
+        return Err(Error::Config("the marginal density test needs finite observations and simulations".into()));
+    }
+    let n = sims.len() / f;
+    if n < 100 {
+        return Err(Error::Config(format!("the marginal density test needs at least 100 simulations, got {n}")));
+    }
+    estimator.validate(f)?;
+    let mut rng = stream_rng(training.seed, 0x6d61_7267);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    let rows =
+        |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| sims[i * f..(i + 1) * f].iter().copied()).collect() };
+    let cut = n - n / 5;
+    let (train, held) = (rows(&order[..cut]), rows(&order[cut..]));
+    // An unconditional density: a conditional one with a constant context.
+    let spec = crate::estimators::EstimatorSpec {
+        estimator: estimator.clone(),
+        embedding: crate::nn::EmbeddingNet::Identity.saved(),
+        features: f,
+        context_shape: crate::model::Shape::Vector(1),
+        seed: training.seed,
+        input_std: Standardizer::fit(&train, f),
+        context_std: Standardizer::fit(&[0.0], 1),
+    };
+    let store = crate::nn::ParamStore::new(training.seed).with_device(training.device.device()?);
+    let est = ConditionalEstimator::build(store, spec, &crate::nn::EmbeddingNet::Identity)?;
+    let context = |m: usize| est.context_tensor(&vec![0.0; m], Columns::Observation);
+    let data = crate::train::Pairs { a: est.input_tensor(&train, Columns::Observation)?, b: context(cut)? };
+    let summary = crate::train::fit(&est.store, &data, training, &NegativeLogLikelihood(&est))?;
+    let log_prob = |v: &[f64]| -> Result<Vec<f64>> {
+        let m = v.len() / f;
+        crate::nn::to_f64(&est.log_prob(&est.input_tensor(v, Columns::Observation)?, &context(m)?)?)
+    };
+    let held_lp = log_prob(&held)?;
+    let lp_o = log_prob(x_o)?[0];
+    let pvalue = held_lp.iter().filter(|&&l| l <= lp_o).count() as f64 / held_lp.len() as f64;
+    let draws = est.inputs_from(&est.sample(&context(n - cut)?, &mut rng)?)?;
+    crate::inference::check_draws(&draws)?;
+    let c2st = crate::diagnostics::c2st(&draws, &held, f)?;
+    Ok(LogProbTest { log_prob: lp_o, pvalue, c2st, training: summary })
+}

@@ -18,7 +18,8 @@
 //! posterior.
 //!
 //! [`misspecification_mmd`]: whether `x_o` is typical of the simulations (an MMD test),
-//! and whether it lies inside their range.
+//! and whether it lies inside their range; [`misspecification_log_prob`]: the same asked of
+//! a density estimator of the simulations' marginal.
 //!
 //! [`stats`]: the Kolmogorov–Smirnov and χ² tests of uniformity these report.
 
@@ -34,7 +35,7 @@ pub use c2st::{C2stConfig, c2st, c2st_with};
 pub use calibration::{Calibration, CalibrationConfig, ExcludedTest, SbcChecks, Tarp};
 pub use coverage::Coverage;
 pub use lc2st::{LocalC2st, LocalC2stConfig};
-pub use misspecification::{Misspecification, MmdConfig, misspecification_mmd};
+pub use misspecification::{LogProbTest, Misspecification, MmdConfig, misspecification_log_prob, misspecification_mmd};
 pub use ppc::PredictiveCheck;
 
 #[cfg(test)]
