@@ -334,3 +334,26 @@ fn unconstrained_npe_stays_inside_and_normalises() {
     assert_eq!(loaded.theta_space(), ThetaSpace::Unconstrained);
     assert_eq!(loaded.sample_flat(&x_o, 100).unwrap(), posterior.sample_flat(&x_o, 100).unwrap());
 }
+
+/// The embedding's features of observations (the identity's: the z-scored values), and the
+/// misspecification test in that space.
+#[test]
+fn embedded_observations_feed_the_misspecification_test() {
+    use sbi_runtime::diagnostics::{MmdConfig, misspecification_mmd};
+    let (sims, posterior) = small_two_moons();
+    let (features, width) = posterior.embed(&sims.x).unwrap();
+    assert_eq!((width, features.len()), (2, sims.x.len()));
+    // The identity embedding sees z-scored values: mean 0, sd 1 over the training data.
+    for j in 0..2 {
+        let column: Vec<f64> = features.iter().skip(j).step_by(2).copied().collect();
+        let mean = column.iter().sum::<f64>() / column.len() as f64;
+        let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (column.len() - 1) as f64;
+        assert!(mean.abs() < 1e-9 && (var - 1.0).abs() < 1e-6, "mean {mean}, var {var}");
+    }
+    let config = MmdConfig { null_draws: 200, ..MmdConfig::default() };
+    let (typical, _) = posterior.embed(sims.x_row(0)).unwrap();
+    assert!(misspecification_mmd(&typical, &features, width, &config).unwrap().pvalue > 0.05);
+    let (far, _) = posterior.embed(&[1.5, 0.16]).unwrap();
+    assert!(misspecification_mmd(&far, &features, width, &config).unwrap().pvalue < 0.01);
+    assert!(posterior.embed(&[0.1, 0.2, 0.3]).is_err());
+}

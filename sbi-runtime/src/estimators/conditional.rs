@@ -135,6 +135,18 @@ impl ConditionalEstimator {
         if parts.len() == 1 { Ok(parts.remove(0)) } else { Tensor::cat(&parts, 0) }
     }
 
+    /// The embedding network's output for raw context rows (`B × context values`): the
+    /// features the flow is conditioned on, `B × width` row-major, and the width.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] for rows of the wrong width; a tensor error from the
+    /// network (a bug or an inconsistent model file: please report it).
+    pub fn embed(&self, raw: &[f64]) -> Result<(Vec<f64>, usize)> {
+        let out = self.embedding.forward(&self.context_tensor(raw, Columns::Observation)?)?;
+        let width = out.dims().last().copied().unwrap_or(0);
+        Ok((crate::nn::to_f64(&out)?, width))
+    }
+
     /// Number of input features.
     pub fn features(&self) -> usize {
         self.spec.features

@@ -451,6 +451,18 @@ impl<P: Prior> NpePosterior<P> {
         Ok(lq.into_iter().map(|l| if l.is_finite() { l - acceptance.ln() } else { l }).collect())
     }
 
+    /// The embedding network's features of observations (`k × numel` row-major; the
+    /// identity's are the z-scored values): `k × width` values and the width. Pass them to
+    /// [`crate::diagnostics::misspecification_mmd`] to test `x_o` in the space the
+    /// estimator sees, as `sbi`'s `calc_misspecification_mmd(mode="embedding")`.
+    ///
+    /// # Errors
+    /// [`Error::Observation`] for values that are not whole observations; a network error.
+    pub fn embed(&self, observations: &[f64]) -> Result<(Vec<f64>, usize)> {
+        crate::inference::posterior::check_many(observations, self.x_shape.numel())?;
+        self.estimator.embed(observations)
+    }
+
     /// NPE's density at `x_o` as a [`Potential`](crate::potential::Potential):
     /// `log q(θ | x_o)` inside the prior's support, `-inf` outside (unnormalised: no leakage
     /// correction). Any sampler takes it, e.g. to refine NPE draws by MCMC or to compare
