@@ -19,12 +19,14 @@ struct ClosedForm {
     scale: f64,
     shift: f64,
     fail_above: f64,
+    /// The acceptance rate its runs report (below 0.2, a leakage warning).
+    acceptance: f64,
     seed: u64,
 }
 
 impl ClosedForm {
     fn new(scale: f64, shift: f64) -> Self {
-        ClosedForm { prior: GaussianLinear.prior(), scale, shift, fail_above: f64::INFINITY, seed: 0 }
+        ClosedForm { prior: GaussianLinear.prior(), scale, shift, fail_above: f64::INFINITY, acceptance: 1.0, seed: 0 }
     }
 
     fn mean_sd(&self, x_o: &[f64]) -> sbi_runtime::Result<(Vec<f64>, f64)> {
@@ -63,7 +65,7 @@ impl Posterior for ClosedForm {
         let mut rng = sbi_runtime::rng::stream_rng(seed, 0);
         let values = (0..n * DIM).map(|k| mean[k % DIM] + sd * rng.sample::<f64, _>(StandardNormal)).collect();
         let samples = Samples { values, names: self.prior.names() };
-        Ok(SamplerRun::Rejection(RejectionRun { samples, proposals: n, acceptance_rate: 1.0 }))
+        Ok(SamplerRun::Rejection(RejectionRun { samples, proposals: n, acceptance_rate: self.acceptance }))
     }
     fn log_density(&self, theta: &[f64], x_o: &[f64]) -> sbi_runtime::Result<Vec<f64>> {
         let (mean, sd) = self.mean_sd(x_o)?;
@@ -197,6 +199,14 @@ fn failing_tests_are_excluded_and_counted() {
     assert!(err.to_string().contains("all 20 tests") && err.to_string().contains("training range"), "{err}");
     let none = CalibrationConfig::default().with_draws(0).with_progress(false);
     assert!(Calibration::run(&ClosedForm::new(1.0, 0.0), &tests, &none).is_err());
+    // Sampler warnings are counted per test and named in the summary, the draws kept.
+    let mut leaky = ClosedForm::new(1.0, 0.0);
+    leaky.acceptance = 0.1;
+    let c = calibrate(&leaky, 21);
+    assert_eq!(c.sampler_warnings.0, TESTS);
+    assert!(c.sampler_warnings.1.as_deref().is_some_and(|w| w.contains("leaks mass")));
+    assert!(c.describe().unwrap().contains(&format!("sampler warnings in {TESTS} of {TESTS} tests")));
+    assert_eq!(calibrate(&ClosedForm::new(1.0, 0.0), 21).sampler_warnings, (0, None));
 }
 
 /// Each calibration plot is written, labelled, and draws its series; the wrong posteriors'
