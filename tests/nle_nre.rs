@@ -235,6 +235,11 @@ fn nre_with_an_embedding_trains_saves_and_checks_shapes() {
     let loaded = NrePosterior::load(&path, &model).unwrap();
     let (x, theta) = (&sims.x[..20], [0.4, 0.12, 0.6, 0.1]);
     assert_eq!(posterior.log_potential(&theta, x).unwrap(), loaded.log_potential(&theta, x).unwrap());
+    // The CNN's features of observations: 6 per series, the same after loading.
+    let (features, width) = posterior.score().embed(&sims.x[..3 * 20]).unwrap();
+    assert_eq!((width, features.len()), (6, 18));
+    assert_eq!(loaded.score().embed(&sims.x[..3 * 20]).unwrap().0, features);
+    assert!(posterior.score().embed(&sims.x[..21]).is_err());
 
     let custom = EmbeddingNet::Custom(std::sync::Arc::new(embedding::MyEmbedding));
     let nre = nre.with_embedding(custom.clone());

@@ -290,6 +290,24 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// The embedding network's features of raw observations (`k × numel` row-major, one
+    /// trial each): `k × width` values and the width. Pass them to
+    /// [`crate::diagnostics::misspecification_mmd`] to test `x_o` in the space the
+    /// classifier sees.
+    ///
+    /// # Errors
+    /// [`crate::Error::Observation`] for values that are not whole observations; a network
+    /// error.
+    pub fn embed(&self, observations: &[f64]) -> Result<(Vec<f64>, usize)> {
+        crate::inference::posterior::check_many(observations, self.description.x_shape.numel())?;
+        let x = self.description.x.to_tensor(observations, Columns::Observation, self.store.device())?;
+        let out = self.embedding.forward(&x)?;
+        let width = out.dims().last().copied().unwrap_or(0);
+        Ok((crate::nn::to_f64(&out)?, width))
+    }
+}
+
 impl Logit for Classifier {
     fn logit(&self, theta: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         Classifier::logit(self, theta, x)
