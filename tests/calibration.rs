@@ -282,6 +282,8 @@ fn misspecification_test_flags_a_shifted_observation() {
     assert!(misspecification_mmd(&two[..DIM + 1], &sims.x, DIM, &config).is_err());
     assert!(misspecification_mmd(&[f64::NAN; DIM], &sims.x, DIM, &config).is_err());
     assert!(misspecification_mmd(observed.x_row(0), &sims.x[..DIM], DIM, &config).is_err());
+    let no_null = MmdConfig { null_draws: 0, ..MmdConfig::default() };
+    assert!(misspecification_mmd(observed.x_row(0), &sims.x, DIM, &no_null).is_err(), "a p-value of 1 from nothing");
 }
 
 /// Predictive checks: at the right posterior x_o sits inside its predictive intervals;

@@ -357,3 +357,20 @@ fn embedded_observations_feed_the_misspecification_test() {
     assert!(misspecification_mmd(&far, &features, width, &config).unwrap().pvalue < 0.01);
     assert!(posterior.embed(&[0.1, 0.2, 0.3]).is_err());
 }
+
+/// Diagnostics refuse test simulations of another model than the posterior's (here: their
+/// identity altered, as a file from another model would carry).
+#[test]
+fn diagnostics_refuse_simulations_of_another_model() {
+    use sbi_runtime::diagnostics::{Calibration, CalibrationConfig, LocalC2st, LocalC2stConfig};
+    let (_, posterior) = small_two_moons();
+    let mut tests = simulate(&TwoMoons, 50).seed(9).progress(false).run().unwrap();
+    let config = CalibrationConfig::default().with_draws(20).with_progress(false);
+    assert!(Calibration::run(&posterior, &tests, &config).is_ok());
+    tests.model.names = vec!["a".into(), "b".into()];
+    let err = Calibration::run(&posterior, &tests, &config).unwrap_err();
+    assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
+    let lc2st = LocalC2stConfig { null_trials: 2, eval_draws: 10, seed: 0, progress: false };
+    let err = LocalC2st::run(&posterior, &tests, &[-0.6, 0.16], &lc2st).unwrap_err();
+    assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
+}

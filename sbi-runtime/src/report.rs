@@ -66,7 +66,8 @@ pub struct Report {
 /// its wall time.
 ///
 /// # Errors
-/// The diagnostics' errors (e.g. a posterior that fails on every test, or on `x_o`);
+/// The diagnostics' errors (e.g. a posterior that fails on every test, or on `x_o`;
+/// [`Error::ModelMismatch`] for simulations of another model than the posterior's);
 /// [`Error::Io`] when `dir` or a file cannot be written.
 pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
     dir: impl AsRef<Path>,
@@ -78,6 +79,9 @@ pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
     config: &ReportConfig,
 ) -> Result<Report> {
     let dir = dir.as_ref();
+    if let Some(sims) = training {
+        crate::diagnostics::check_model(posterior, sims, "the report's training simulations")?;
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
     let mut html = String::new();
     let mut all_text = String::new();

@@ -66,10 +66,8 @@ pub fn c2st_with(samples: &[f64], reference: &[f64], dim: usize, config: &C2stCo
         return Err(Error::Config(format!("C2ST needs at least {} samples and 2 folds", 2 * config.folds)));
     }
     let z = Standardizer::fit(reference, dim);
-    let mut x = Vec::with_capacity((n0 + n1) * dim);
-    for row in reference.chunks_exact(dim).chain(samples.chunks_exact(dim)) {
-        x.extend(row.iter().zip(z.mean.iter().zip(&z.std)).map(|(v, (m, s))| (v - m) / s));
-    }
+    let mut x = z.scale_rows(reference);
+    x.extend(z.scale_rows(samples));
     let y: Vec<f64> = std::iter::repeat_n(0.0, n0).chain(std::iter::repeat_n(1.0, n1)).collect();
     let n = n0 + n1;
     let mut order: Vec<usize> = (0..n).collect();
@@ -203,7 +201,8 @@ impl Classifier {
     }
 }
 
-fn shuffle<T>(v: &mut [T], rng: &mut SimRng) {
+/// Fisher–Yates shuffle of `v` from `rng`.
+pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut SimRng) {
     use rand::RngExt;
     for i in (1..v.len()).rev() {
         let j = rng.random_range(0..=i);

@@ -151,7 +151,8 @@ impl Calibration {
     /// # Errors
     /// [`Error::Config`] for no draws, no tests, or when the posterior fails on every test
     /// (with the first test's reason); [`Error::ShapeMismatch`] when the tests' parameters
-    /// are not the posterior's.
+    /// are not the posterior's; [`Error::ModelMismatch`] when the tests come from another
+    /// model than the posterior's.
     pub fn run<P: Posterior>(posterior: &P, tests: &Simulations, config: &CalibrationConfig) -> Result<Calibration> {
         let names = posterior.names();
         let (d, f, l) = (names.len(), tests.x_dim(), config.draws);
@@ -164,12 +165,12 @@ impl Calibration {
         if tests.theta_dim() != d {
             return Err(Error::shape("calibration test parameters", d, tests.theta_dim()));
         }
+        super::check_model(posterior, tests, "the calibration's test simulations")?;
         let n = tests.len();
         // TARP: parameters scaled to the tests' range, one uniform reference per test.
-        let (lo, hi) = column_ranges(&tests.theta, d);
-        let scale = |v: &[f64]| -> Vec<f64> {
-            v.iter().enumerate().map(|(j, x)| (x - lo[j]) / (hi[j] - lo[j] + 1e-10)).collect()
-        };
+        let range = crate::inference::FeatureRange::of(&tests.theta, d);
+        let width: Vec<f64> = range.min.iter().zip(&range.max).map(|(lo, hi)| hi - lo + 1e-10).collect();
+        let scale = Scale { lo: &range.min, width: &width };
         let mut ref_rng = stream_rng(config.seed, 0x7a52_7000);
         let references: Vec<f64> = (0..n * d).map(|_| ref_rng.random::<f64>()).collect();
         let bar = crate::progress::bar(
@@ -202,7 +203,7 @@ impl Calibration {
                     s.and_then(|run| {
                         let warning = run.warnings().into_iter().next();
                         let mut t =
-                            one_test(posterior, run.samples(), truth, x, reference, &scale, config.log_density)?;
+                            one_test(posterior, run.samples(), l, truth, x, (reference, &scale), config.log_density)?;
                         t.warning = warning;
                         Ok(t)
                     })
@@ -330,6 +331,8 @@ impl Calibration {
         };
         let ecp = curve(&mut f.iter().copied());
         let mut rng = stream_rng(self.seed, 0xb007_0000);
+        // No tests (only if the fields were emptied by hand): no resamples to draw.
+        let bootstrap = if f.is_empty() { 0 } else { bootstrap };
         let curves: Vec<Vec<f64>> = (0..bootstrap)
             .map(|_| {
                 let picks: Vec<usize> = (0..f.len()).map(|_| rng.random_range(0..f.len())).collect();
@@ -451,19 +454,38 @@ struct TestResult {
     warning: Option<String>,
 }
 
+/// TARP's scaling of parameters to the tests' range: `(θ − lo) / width` per column.
+struct Scale<'a> {
+    lo: &'a [f64],
+    width: &'a [f64],
+}
+
+impl Scale<'_> {
+    /// The squared distance between the scaled `theta` and `reference` (already scaled).
+    fn distance2(&self, theta: &[f64], reference: &[f64]) -> f64 {
+        theta
+            .iter()
+            .zip(reference)
+            .zip(self.lo.iter().zip(self.width))
+            .map(|((t, r), (lo, w))| ((t - lo) / w - r).powi(2))
+            .sum()
+    }
+}
+
 fn one_test<P: Posterior>(
     posterior: &P,
     draws: &Samples,
+    expected_rows: usize,
     truth: &[f64],
     x: &[f64],
-    reference: &[f64],
-    scale: &dyn Fn(&[f64]) -> Vec<f64>,
+    (reference, scale): (&[f64], &Scale<'_>),
     log_density: bool,
 ) -> Result<TestResult> {
     let d = truth.len();
     let rows = draws.rows();
-    if rows == 0 || draws.values.len() != rows * d {
-        return Err(Error::shape("posterior draws (columns)", d, draws.values.len() % d.max(1)));
+    if rows != expected_rows || draws.values.len() != rows * d {
+        // Ranks out of another number of draws would not be uniform on 0..=draws.
+        return Err(Error::shape("posterior draws (rows × parameters)", expected_rows * d, draws.values.len()));
     }
     let ranks = (0..d).map(|j| draws.values.iter().skip(j).step_by(d).filter(|&&v| v < truth[j]).count()).collect();
     let density_rank = if log_density {
@@ -474,9 +496,8 @@ fn one_test<P: Posterior>(
     } else {
         None
     };
-    let distance = |a: &[f64]| -> f64 { scale(a).iter().zip(reference).map(|(u, r)| (u - r).powi(2)).sum::<f64>() };
-    let to_truth = distance(truth);
-    let closer = draws.values.chunks_exact(d).filter(|row| distance(row) < to_truth).count();
+    let to_truth = scale.distance2(truth, reference);
+    let closer = draws.values.chunks_exact(d).filter(|row| scale.distance2(row, reference) < to_truth).count();
     Ok(TestResult {
         ranks,
         density_rank,
@@ -484,17 +505,4 @@ fn one_test<P: Posterior>(
         tarp: closer as f64 / rows as f64,
         warning: None,
     })
-}
-
-/// Each column's minimum and maximum over the rows of `v`.
-fn column_ranges(v: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut lo = vec![f64::INFINITY; d];
-    let mut hi = vec![f64::NEG_INFINITY; d];
-    for row in v.chunks_exact(d) {
-        for (j, &x) in row.iter().enumerate() {
-            lo[j] = lo[j].min(x);
-            hi[j] = hi[j].max(x);
-        }
-    }
-    (lo, hi)
 }

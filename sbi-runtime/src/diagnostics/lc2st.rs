@@ -3,11 +3,10 @@
 //! `(θ'_i ~ q(θ | x_i), x_i)`; at `x_o` it sees only posterior draws, and when `q` is right
 //! it cannot do better than chance there. Its null distribution comes from permuted labels.
 
-use rand::RngExt;
 use rayon::prelude::*;
 
 use crate::diagnostics::C2stConfig;
-use crate::diagnostics::c2st::Classifier;
+use crate::diagnostics::c2st::{Classifier, shuffle};
 use crate::error::{Error, Result};
 use crate::estimators::Standardizer;
 use crate::inference::Posterior;
@@ -58,7 +57,8 @@ impl LocalC2st {
     /// # Errors
     /// The posterior's errors at `x_o`; [`Error::Config`] for fewer than 20 usable tests,
     /// no null trials or no evaluation draws; [`Error::ShapeMismatch`] when the tests'
-    /// parameters are not the posterior's.
+    /// parameters are not the posterior's; [`Error::ModelMismatch`] when they come from
+    /// another model.
     pub fn run<P: Posterior>(
         posterior: &P,
         tests: &Simulations,
@@ -70,6 +70,7 @@ impl LocalC2st {
         if tests.theta_dim() != d {
             return Err(Error::shape("L-C2ST test parameters", d, tests.theta_dim()));
         }
+        super::check_model(posterior, tests, "L-C2ST's test simulations")?;
         if config.null_trials == 0 || config.eval_draws == 0 {
             return Err(Error::Config("L-C2ST needs null trials and evaluation draws".into()));
         }
@@ -119,14 +120,10 @@ impl LocalC2st {
         let mut data = joint;
         data.extend_from_slice(&rows);
         let z = Standardizer::fit(&data, dim);
-        let scale = |v: &[f64]| -> Vec<f64> {
-            v.chunks_exact(dim)
-                .flat_map(|r| r.iter().zip(z.mean.iter().zip(&z.std)).map(|(x, (m, s))| (x - m) / s))
-                .collect()
-        };
-        let data = scale(&data);
-        let eval: Vec<f64> =
-            scale(&evaluation.values.chunks_exact(d).flat_map(|t| t.iter().chain(x_o).copied()).collect::<Vec<f64>>());
+        let data = z.scale_rows(&data);
+        let eval: Vec<f64> = z.scale_rows(
+            &evaluation.values.chunks_exact(d).flat_map(|t| t.iter().chain(x_o).copied()).collect::<Vec<f64>>(),
+        );
         let labels: Vec<f64> = std::iter::repeat_n(0.0, n).chain(std::iter::repeat_n(1.0, n)).collect();
         let all: Vec<usize> = (0..2 * n).collect();
         let classifier = C2stConfig { seed: config.seed, ..C2stConfig::default() };
@@ -142,10 +139,7 @@ impl LocalC2st {
             .into_par_iter()
             .map(|t| {
                 let mut y = labels.clone();
-                let mut rng = stream_rng(config.seed, 0x1c25_0000 + t as u64);
-                for i in (1..y.len()).rev() {
-                    y.swap(i, rng.random_range(0..=i));
-                }
+                shuffle(&mut y, &mut stream_rng(config.seed, 0x1c25_0000 + t as u64));
                 let s = statistic_of(&y, 1 + t as u64).map(|(s, _)| s);
                 bar.inc(1);
                 s

@@ -4,6 +4,7 @@
 
 use rand::RngExt;
 
+use crate::diagnostics::c2st::shuffle;
 use crate::error::{Error, Result};
 use crate::estimators::Standardizer;
 use crate::rng::stream_rng;
@@ -74,14 +75,18 @@ impl Misspecification {
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] for rows of the wrong width; [`Error::Config`] for non-finite
-/// values, or fewer simulations than the reference set plus `k` (one null draw needs
-/// `k` held-out simulations).
+/// values, no null draws, or fewer simulations than the reference set plus `k` (one null
+/// draw needs `k` held-out simulations).
 pub fn misspecification_mmd(x_o: &[f64], sims: &[f64], f: usize, config: &MmdConfig) -> Result<Misspecification> {
     if f == 0 || x_o.is_empty() || !x_o.len().is_multiple_of(f) || !sims.len().is_multiple_of(f) {
         return Err(Error::shape("misspecification test rows (features)", f, x_o.len() % f.max(1)));
     }
     if x_o.iter().chain(sims).any(|v| !v.is_finite()) {
         return Err(Error::Config("the misspecification test needs finite observations and simulations".into()));
+    }
+    if config.null_draws == 0 {
+        // No null statistics: the p-value would be 1 whatever x_o is.
+        return Err(Error::Config("the misspecification test needs at least one null draw".into()));
     }
     let (k, n) = (x_o.len() / f, sims.len() / f);
     let m = config.reference.min(n.saturating_sub(k));
@@ -90,28 +95,17 @@ pub fn misspecification_mmd(x_o: &[f64], sims: &[f64], f: usize, config: &MmdCon
             "the misspecification test needs more simulations than {k} observation rows plus a reference set of 2 or more, got {n}"
         )));
     }
-    let outside_range = (0..f)
-        .filter(|&j| {
-            let column = sims.iter().skip(j).step_by(f);
-            let (lo, hi) = column.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-            x_o.iter().skip(j).step_by(f).any(|&v| v < lo || v > hi)
-        })
-        .collect();
+    let range = crate::inference::FeatureRange::of(sims, f);
+    let outside_range =
+        (0..f).filter(|&j| x_o.iter().skip(j).step_by(f).any(|&v| v < range.min[j] || v > range.max[j])).collect();
     let z = Standardizer::fit(sims, f);
-    let scale = |rows: &[f64]| -> Vec<f64> {
-        rows.chunks_exact(f)
-            .flat_map(|r| r.iter().zip(z.mean.iter().zip(&z.std)).map(|(v, (mu, s))| (v - mu) / s))
-            .collect()
-    };
     // A random order of the simulations: the first m are the reference set, the rest
     // supply the null draws.
     let mut rng = stream_rng(config.seed, 0x3d3d_0000);
     let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.random_range(0..=i));
-    }
+    shuffle(&mut order, &mut rng);
     let pick = |idx: &[usize]| -> Vec<f64> {
-        scale(&idx.iter().flat_map(|&i| sims[i * f..(i + 1) * f].iter().copied()).collect::<Vec<_>>())
+        z.scale_rows(&idx.iter().flat_map(|&i| sims[i * f..(i + 1) * f].iter().copied()).collect::<Vec<_>>())
     };
     let reference = pick(&order[..m]);
     let held_out = &order[m..];
@@ -133,7 +127,7 @@ pub fn misspecification_mmd(x_o: &[f64], sims: &[f64], f: usize, config: &MmdCon
             / (rows.len() * m) as f64;
         within - 2.0 * across
     };
-    let mmd = statistic(&scale(x_o));
+    let mmd = statistic(&z.scale_rows(x_o));
     let null: Vec<f64> = (0..config.null_draws)
         .map(|_| {
             // k distinct held-out simulations.
@@ -210,9 +204,7 @@ pub fn misspecification_log_prob(
     estimator.validate(f)?;
     let mut rng = stream_rng(training.seed, 0x6d61_7267);
     let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.random_range(0..=i));
-    }
+    shuffle(&mut order, &mut rng);
     let rows =
         |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| sims[i * f..(i + 1) * f].iter().copied()).collect() };
     let cut = n - n / 5;

@@ -38,5 +38,18 @@ pub use lc2st::{LocalC2st, LocalC2stConfig};
 pub use misspecification::{LogProbTest, Misspecification, MmdConfig, misspecification_log_prob, misspecification_mmd};
 pub use ppc::PredictiveCheck;
 
+/// Checks that `sims` were simulated by the model `posterior` was trained for (when it
+/// says which): diagnostics of another model's simulations would be silently wrong.
+pub(crate) fn check_model<P: crate::inference::Posterior>(
+    posterior: &P,
+    sims: &crate::simulate::Simulations,
+    what: &str,
+) -> crate::error::Result<()> {
+    match posterior.model_identity() {
+        Some(id) => sims.model.check(id, || what.to_string(), "simulate them with the posterior's model"),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -33,7 +33,8 @@ impl PredictiveCheck {
     /// # Errors
     /// The posterior's sampling errors (e.g. an observation outside the training range);
     /// [`Error::Observation`] for an observation that is not one simulation's size;
-    /// [`Error::Config`] for `n = 0` or when every predictive simulation is invalid.
+    /// [`Error::Config`] for `n = 0` or when every predictive simulation is invalid;
+    /// [`Error::ModelMismatch`] when `model` is not the one the posterior was trained for.
     pub fn run<M: Simulator, P: Posterior<Prior = M::Prior>>(
         model: &M,
         posterior: &P,
@@ -43,6 +44,13 @@ impl PredictiveCheck {
     ) -> Result<PredictiveCheck> {
         if n == 0 {
             return Err(Error::Config("a predictive check needs at least one posterior draw".into()));
+        }
+        if let Some(id) = posterior.model_identity() {
+            crate::simulate::ModelIdentity::of(model).check(
+                id,
+                || "the predictive check's model".into(),
+                "check the posterior with the model it was trained for",
+            )?;
         }
         let draws = posterior.sample_with_seed(x_o, n, seed)?;
         let sims = simulate_from_flat(model, &draws.values).seed(seed).run()?;

@@ -48,6 +48,16 @@ impl Standardizer {
         Standardizer { mean, std }
     }
 
+    /// z-scores rows of `self.mean.len()` raw values in f64 (a trailing partial row is
+    /// dropped), for computations outside the networks (C2ST, the diagnostics' tests).
+    pub fn scale_rows(&self, values: &[f64]) -> Vec<f64> {
+        let d = self.mean.len().max(1);
+        values
+            .chunks_exact(d)
+            .flat_map(|r| r.iter().zip(self.mean.iter().zip(&self.std)).map(|(v, (m, s))| (v - m) / s))
+            .collect()
+    }
+
     /// z-scores `values` (rows of `self.mean.len()` raw values) in f64 and hands them to the
     /// networks as an f32 tensor `[rows, cols]`. Subtracting the mean before leaving f64
     /// keeps the signal of values far from zero (`10⁷ + θ` keeps θ's digits; in f32 it

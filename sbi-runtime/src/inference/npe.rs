@@ -506,6 +506,10 @@ impl<P: Prior> NpePosterior<P> {
 impl<P: Prior> Posterior for NpePosterior<P> {
     type Prior = P;
 
+    fn model_identity(&self) -> Option<&ModelIdentity> {
+        Some(&self.model)
+    }
+
     fn prior(&self) -> &P {
         &self.prior
     }

@@ -30,6 +30,12 @@ pub trait Posterior: Sized + Send + Sync {
         self.prior().names()
     }
 
+    /// The identity of the model the posterior was trained for (absent for a posterior not
+    /// trained by this toolkit): diagnostics check their simulations against it.
+    fn model_identity(&self) -> Option<&crate::simulate::ModelIdentity> {
+        None
+    }
+
     /// What the training did (absent for a loaded posterior).
     fn training_summary(&self) -> Option<&TrainingSummary>;
 

@@ -257,6 +257,10 @@ fn file_kind<S: SavedScore>() -> saved::FileKind {
 impl<P: Prior, S: SavedScore> Posterior for PotentialPosterior<P, S> {
     type Prior = P;
 
+    fn model_identity(&self) -> Option<&ModelIdentity> {
+        Some(&self.model)
+    }
+
     fn prior(&self) -> &P {
         &self.prior
     }
