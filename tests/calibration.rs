@@ -362,6 +362,16 @@ fn local_c2st_accepts_the_exact_posterior_and_rejects_the_biased() {
     let mut failing = ClosedForm::new(1.0, 0.0);
     failing.fail_above = -10.0;
     assert!(LocalC2st::run(&failing, &tests, &x_o, &config).is_err(), "x_o itself fails");
+    assert!(LocalC2st::run(&ClosedForm::new(1.0, 0.0), &tests, &x_o[..3], &config).is_err(), "x_o's size");
+    // With the calibration's draws instead of new ones: the same verdicts, no sampling.
+    let calibration_config = CalibrationConfig::default().with_draws(50).with_seed(3).with_progress(false);
+    for (posterior, rejects) in [(ClosedForm::new(1.0, 0.0), false), (ClosedForm::new(1.0, 1.0), true)] {
+        let c = Calibration::run(&posterior, &tests, &calibration_config).unwrap();
+        let l = LocalC2st::from_calibration(&posterior, &c, &tests, &x_o, &config).unwrap();
+        assert_eq!(l.pvalue < 0.05, rejects, "{}", l.describe());
+        let other = simulate(&GaussianLinear, 500).seed(99).progress(false).run().unwrap();
+        assert!(LocalC2st::from_calibration(&posterior, &c, &other, &x_o, &config).is_err(), "other tests");
+    }
 }
 
 /// The report is one self-contained page with every section and its plots inline.

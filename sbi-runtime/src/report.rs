@@ -114,7 +114,8 @@ pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
     section("Calibration over test simulations: SBC, expected coverage, TARP", &calibration.describe()?, &plots)?;
 
     if let Some(lc2st) = &config.local_c2st {
-        let l = LocalC2st::run(posterior, tests, x_o, lc2st)?;
+        // One posterior draw per test: the calibration's, not drawn again.
+        let l = LocalC2st::from_calibration(posterior, &calibration, tests, x_o, lc2st)?;
         section("Local C2ST at x_o", &l.describe(), &[])?;
     }
 
