@@ -5,8 +5,11 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 /// The p-value of the one-sample Kolmogorov–Smirnov test of `u` against Uniform(0, 1):
 /// the statistic `D = sup |F_n(u) − u|` and Stephens' approximation of its distribution,
-/// `Q_KS((√n + 0.12 + 0.11/√n)·D)` (accurate to about 1% for any `n`; statrs has no
-/// Kolmogorov distribution, hence written here). NaN for no values.
+/// `Q_KS((√n + 0.12 + 0.11/√n)·D)` (statrs has no Kolmogorov distribution, hence written
+/// here). Against scipy's exact p-values (`diagnostics::tests`): 0.2793 for 0.2762 at
+/// n = 200, 0.9999 for 0.9996 at n = 10; in the far tail only the order of magnitude holds
+/// (7.3·10⁻⁴ for 5.7·10⁻⁴ at n = 10), which no decision at usual levels depends on. NaN for
+/// no values.
 pub fn ks_uniform_pvalue(u: &[f64]) -> f64 {
     let n = u.len();
     if n == 0 {

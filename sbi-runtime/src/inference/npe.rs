@@ -169,7 +169,8 @@ impl Npe {
     }
 
     /// Trains with NPE's maximum-likelihood loss, or with APT's atomic loss ([`Atoms`]: over
-    /// `atoms` parameter sets per observation, each row labelled with its round); from a new network, or from a copy of `warm` (its weights
+    /// `atoms` parameter sets per observation, each row labelled with its round); from a new
+    /// network, or from a copy of `warm` (its weights
     /// and z-scoring).
     fn train_with<M: Simulator>(
         &self,

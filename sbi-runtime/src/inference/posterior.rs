@@ -68,8 +68,9 @@ pub trait Posterior: Sized + Send + Sync {
     /// `n` draws at each of several observations (`k × size` row-major: each one
     /// simulation's values, or for NLE and NRE one or more trials), the `i`-th's seeded by
     /// `seed + i`, with the sampler's diagnostics; each observation's result on its own, so
-    /// that one bad observation does not lose the others. The default draws at the observations in
-    /// parallel; NPE draws at all of them with one network call per round of proposals.
+    /// that one bad observation does not lose the others. The default draws at the
+    /// observations in parallel; NPE draws at all of them with one network call per round of
+    /// proposals.
     ///
     /// # Errors
     /// Per observation, as [`Posterior::sample_run_with_seed`]; [`crate::Error::Observation`]
