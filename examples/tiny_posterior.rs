@@ -7,6 +7,7 @@
 //! cargo run --release --example tiny_posterior -- [--models box2,box5,crescent]
 //!     [--methods tsnpe,snpe-c,snpe-c-mixed,snpe-c-atomic,snle,snre] [--rounds 10] [--per-round 1000] [--samples 2000] [--seed 1]
 //!     [--atoms 10 (SNPE-C)] [--patience 20 (epochs without a better validation loss)]
+//!     [--lr-decays 0 (times the learning rate halves on a plateau before training stops)]
 //! ```
 
 mod cli;
@@ -17,7 +18,7 @@ use sbi_runtime::benchmark::{Benchmark, run_benchmark};
 use sbi_runtime::prelude::*;
 
 const USAGE: &str = "usage: tiny_posterior [--models box2,box5,crescent] [--methods tsnpe,snpe-c,snpe-c-mixed,snpe-c-atomic,snle,snre] \
-                     [--rounds R] [--per-round N] [--samples M] [--seed S] [--atoms K (snpe-c)] [--patience E] [--quiet]";
+                     [--rounds R] [--per-round N] [--samples M] [--seed S] [--atoms K (snpe-c)] [--patience E] [--lr-decays K] [--quiet]";
 
 fn main() {
     cli::finish(run());
@@ -27,7 +28,7 @@ fn run() -> sbi_runtime::Result<()> {
     sbi_runtime::nn::tune_allocator();
     let args = cli::Args::parse(
         USAGE,
-        &["models", "methods", "rounds", "per-round", "samples", "seed", "atoms", "patience"],
+        &["models", "methods", "rounds", "per-round", "samples", "seed", "atoms", "patience", "lr-decays"],
         &["quiet"],
     );
     let list = |key: &str, all: &str| -> Vec<String> {
@@ -42,6 +43,7 @@ fn run() -> sbi_runtime::Result<()> {
         seed: args.get("seed", 1),
         atoms: args.get("atoms", 10),
         patience: args.get("patience", TrainConfig::default().stop_after_epochs),
+        lr_decays: args.get("lr-decays", 0),
     };
     if args.flag("quiet") {
         set_progress(false);
@@ -67,7 +69,8 @@ fn run() -> sbi_runtime::Result<()> {
     Ok(())
 }
 
-/// The rounds, the draws scored, the seed, SNPE-C's atoms, and the training's patience.
+/// The rounds, the draws scored, the seed, SNPE-C's atoms, and the training's patience and
+/// learning-rate decays.
 #[derive(Clone, Copy)]
 struct Setup {
     rounds: usize,
@@ -76,11 +79,12 @@ struct Setup {
     seed: u64,
     atoms: usize,
     patience: usize,
+    lr_decays: usize,
 }
 
 /// C2ST of each round's posterior for one model and method.
 fn one<M: Simulator>(model: &M, name: &str, method: &str, setup: &Setup) -> sbi_runtime::Result<Vec<f64>> {
-    let Setup { rounds, per_round, samples, seed, atoms, patience } = *setup;
+    let Setup { rounds, per_round, samples, seed, atoms, patience, lr_decays } = *setup;
     // The observation: one simulation at the model's true parameters, on its own stream.
     let x_o = simulate_from_flat(model, &true_theta(name)).seed(seed + 1_000).progress(false).run()?.x_row(0).to_vec();
     let bench = Benchmark::new(x_o.clone())
@@ -90,7 +94,7 @@ fn one<M: Simulator>(model: &M, name: &str, method: &str, setup: &Setup) -> sbi_
         .with_seed(seed)
         .with_reference(reference_posterior(name, &x_o, samples, seed))
         .with_round_scores();
-    let training = TrainConfig::default().with_seed(seed).with_stop_after_epochs(patience);
+    let training = TrainConfig::default().with_seed(seed).with_stop_after_epochs(patience).with_lr_decays(lr_decays);
     let result = match method {
         "tsnpe" => run_benchmark(model, &Npe::default().with_training(training), &bench)?,
         "snpe-c" | "apt" => {

@@ -374,3 +374,25 @@ fn diagnostics_refuse_simulations_of_another_model() {
     let err = LocalC2st::run(&posterior, &tests, &[-0.6, 0.16], &lc2st).unwrap_err();
     assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
 }
+
+/// Halving the learning rate on a plateau continues the same run from its best parameters:
+/// up to the epoch where plain early stopping ends, both runs are the same (same seed), so
+/// the first halving comes exactly there, and the best validation loss can only improve.
+#[test]
+fn learning_rate_decays_continue_from_the_plateau() {
+    let sims = simulate(&TwoMoons, 1_000).seed(4).progress(false).run().unwrap();
+    let config = quick().with_stop_after_epochs(5);
+    let summary = |config: TrainConfig| {
+        let posterior = Npe::default().with_training(config).train(&TwoMoons, &sims).unwrap();
+        posterior.training_summary().unwrap().clone()
+    };
+    let plain = summary(config.clone());
+    let decayed = summary(config.with_lr_decays(2));
+    assert!(plain.converged && decayed.converged && plain.lr_decayed_after.is_empty());
+    assert_eq!(decayed.lr_decayed_after.len(), 2);
+    assert_eq!(decayed.lr_decayed_after[0], plain.epochs);
+    assert!(decayed.lr_decayed_after[1] >= decayed.lr_decayed_after[0] + 5);
+    assert!(decayed.epochs >= decayed.lr_decayed_after[1] + 5);
+    assert_eq!(decayed.validation_loss[..plain.epochs], plain.validation_loss[..]);
+    assert!(decayed.best_validation_loss <= plain.best_validation_loss);
+}

@@ -148,10 +148,14 @@ pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
 
     if let Some(summary) = posterior.training_summary() {
         plot::loss_plot(dir.join("loss.svg"), summary)?;
-        let text = format!(
+        let mut text = format!(
             "{} epochs, best validation loss {:.4} at epoch {}, {:.1} s",
             summary.epochs, summary.best_validation_loss, summary.best_epoch, summary.seconds
         );
+        if !summary.lr_decayed_after.is_empty() {
+            let epochs: Vec<String> = summary.lr_decayed_after.iter().map(|e| e.to_string()).collect();
+            text += &format!("; learning rate halved after epochs {}", epochs.join(", "));
+        }
         section("Training", &text, &["loss.svg"])?;
     }
 

@@ -26,12 +26,12 @@ fn rank_series(c: &Calibration) -> Vec<(String, Vec<f64>)> {
     series
 }
 
-/// A grid of panels, up to 4 per row, for `count` series.
-fn panels<'a>(path: &'a Path, count: usize) -> (DrawingArea<SVGBackend<'a>, plotters::coord::Shift>, usize, usize) {
+/// A grid of panels, up to 4 per row, for `count` series: the size in pixels, rows and
+/// columns.
+fn panels(count: usize) -> ((u32, u32), usize, usize) {
     let cols = count.clamp(1, 4);
     let rows = count.div_ceil(cols).max(1);
-    let root = SVGBackend::new(path, (PANEL.0 * cols as u32, PANEL.1 * rows as u32)).into_drawing_area();
-    (root, rows, cols)
+    ((PANEL.0 * cols as u32, PANEL.1 * rows as u32), rows, cols)
 }
 
 fn draw_err(path: &Path) -> impl Fn(String) -> Error + '_ {
@@ -46,7 +46,7 @@ fn binomial_interval(n: usize, p: f64, q: f64) -> (f64, f64) {
     (lo as f64, hi as f64)
 }
 
-/// Writes SBC rank histograms to an SVG file: one panel per parameter (and one for the log
+/// Writes SBC rank histograms to an SVG file (PNG when `path` ends in `.png`): one panel per parameter (and one for the log
 /// density when ranked), `bins` bins, and in grey the range holding 99% of a bin's count
 /// under uniformity (Binomial(tests, 1/bins)). A ∪ shape means overconfident, ∩
 /// underconfident, a slope bias.
@@ -62,40 +62,41 @@ pub fn sbc_rank_plot(path: impl AsRef<Path>, c: &Calibration, bins: usize) -> Re
     let n = c.tests();
     let (lo, hi) = binomial_interval(n, 1.0 / bins as f64, 0.005);
     let err = draw_err(path);
-    let (root, rows, cols) = panels(path, series.len());
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let areas = root.split_evenly((rows, cols));
-    for ((name, u), area) in series.iter().zip(&areas) {
-        let counts = crate::diagnostics::stats::bin_counts(u, bins);
-        let top = counts.iter().copied().max().unwrap_or(0).max(hi as usize) as f64 * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .margin(8)
-            .caption(name, ("sans-serif", 14))
-            .x_label_area_size(28)
-            .y_label_area_size(36)
-            .build_cartesian_2d(0.0..1.0, 0.0..top)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc("rank / draws")
-            .x_labels(3)
-            .y_labels(4)
-            .label_style(("sans-serif", 10))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .draw_series(std::iter::once(Rectangle::new([(0.0, lo), (1.0, hi)], GREY.mix(0.3).filled())))
-            .map_err(|e| err(e.to_string()))?;
-        let w = 1.0 / bins as f64;
-        chart
-            .draw_series(counts.iter().enumerate().map(|(b, &h)| {
-                let x0 = b as f64 * w;
-                Rectangle::new([(x0 + 0.1 * w, 0.0), (x0 + 0.9 * w, h as f64)], BLUE.mix(0.7).filled())
-            }))
-            .map_err(|e| err(e.to_string()))?;
-    }
-    root.present().map_err(|e| err(e.to_string()))
+    let (size, rows, cols) = panels(series.len());
+    super::render(path, size, |root| {
+        let areas = root.split_evenly((rows, cols));
+        for ((name, u), area) in series.iter().zip(&areas) {
+            let counts = crate::diagnostics::stats::bin_counts(u, bins);
+            let top = counts.iter().copied().max().unwrap_or(0).max(hi as usize) as f64 * 1.1;
+            let mut chart = ChartBuilder::on(area)
+                .margin(8)
+                .caption(name, ("sans-serif", 14))
+                .x_label_area_size(28)
+                .y_label_area_size(36)
+                .build_cartesian_2d(0.0..1.0, 0.0..top)
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("rank / draws")
+                .x_labels(3)
+                .y_labels(4)
+                .label_style(("sans-serif", 10))
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(0.0, lo), (1.0, hi)], GREY.mix(0.3).filled())))
+                .map_err(|e| err(e.to_string()))?;
+            let w = 1.0 / bins as f64;
+            chart
+                .draw_series(counts.iter().enumerate().map(|(b, &h)| {
+                    let x0 = b as f64 * w;
+                    Rectangle::new([(x0 + 0.1 * w, 0.0), (x0 + 0.9 * w, h as f64)], BLUE.mix(0.7).filled())
+                }))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        Ok(())
+    })
 }
 
 /// The simultaneous 95% band of `ECDF(z) − z` for `n` uniform values on `grid`, by
@@ -138,7 +139,7 @@ pub fn ecdf_band(n: usize, grid: &[f64], seed: u64) -> (Vec<f64>, Vec<f64>) {
     (lower, upper)
 }
 
-/// Writes the ECDF-difference plot of SBC ranks to an SVG file: per parameter (and the log
+/// Writes the ECDF-difference plot of SBC ranks to an SVG file (PNG when `path` ends in `.png`): per parameter (and the log
 /// density), `ECDF(u) − u` of the rank values with the simultaneous 95% band under
 /// uniformity (Säilynoja et al. 2022) in grey. A curve leaving the band anywhere rejects
 /// calibration at 5%; a ∩ (∪) shape means too many low (high) ranks.
@@ -161,33 +162,34 @@ pub fn ecdf_difference_plot(path: impl AsRef<Path>, c: &Calibration) -> Result<(
         .collect();
     let top = curves.iter().flatten().fold(top, |m, v| m.max(v.abs())) * 1.1;
     let err = draw_err(path);
-    let (root, rows, cols) = panels(path, series.len());
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let areas = root.split_evenly((rows, cols));
-    for (((name, _), curve), area) in series.iter().zip(&curves).zip(&areas) {
-        let mut chart = ChartBuilder::on(area)
-            .margin(8)
-            .caption(name, ("sans-serif", 14))
-            .x_label_area_size(28)
-            .y_label_area_size(44)
-            .build_cartesian_2d(0.0..1.0, -top..top)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc("rank / draws")
-            .y_desc("ECDF − uniform")
-            .x_labels(3)
-            .y_labels(5)
-            .label_style(("sans-serif", 10))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        band(&mut chart, &grid, &lower, &upper).map_err(&err)?;
-        chart
-            .draw_series(LineSeries::new(grid.iter().copied().zip(curve.iter().copied()), BLUE.stroke_width(2)))
-            .map_err(|e| err(e.to_string()))?;
-    }
-    root.present().map_err(|e| err(e.to_string()))
+    let (size, rows, cols) = panels(series.len());
+    super::render(path, size, |root| {
+        let areas = root.split_evenly((rows, cols));
+        for (((name, _), curve), area) in series.iter().zip(&curves).zip(&areas) {
+            let mut chart = ChartBuilder::on(area)
+                .margin(8)
+                .caption(name, ("sans-serif", 14))
+                .x_label_area_size(28)
+                .y_label_area_size(44)
+                .build_cartesian_2d(0.0..1.0, -top..top)
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("rank / draws")
+                .y_desc("ECDF − uniform")
+                .x_labels(3)
+                .y_labels(5)
+                .label_style(("sans-serif", 10))
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+            band(&mut chart, &grid, &lower, &upper).map_err(&err)?;
+            chart
+                .draw_series(LineSeries::new(grid.iter().copied().zip(curve.iter().copied()), BLUE.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        Ok(())
+    })
 }
 
 type Chart<'a, 'b> = ChartContext<
@@ -218,34 +220,34 @@ fn unit_curve_plot(
     (lower, upper): (&[f64], &[f64]),
 ) -> Result<()> {
     let err = draw_err(path);
-    let root = SVGBackend::new(path, (420, 400)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .margin(12)
-        .caption(title, ("sans-serif", 16))
-        .x_label_area_size(36)
-        .y_label_area_size(44)
-        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .label_style(("sans-serif", 11))
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    band(&mut chart, x, lower, upper).map_err(&err)?;
-    chart
-        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.6).stroke_width(1)))
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .draw_series(LineSeries::new(x.iter().copied().zip(y.iter().copied()), BLUE.stroke_width(2)))
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))
+    super::render(path, (420, 400), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .caption(title, ("sans-serif", 16))
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .label_style(("sans-serif", 11))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        band(&mut chart, x, lower, upper).map_err(&err)?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.6).stroke_width(1)))
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .draw_series(LineSeries::new(x.iter().copied().zip(y.iter().copied()), BLUE.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(())
+    })
 }
 
-/// Writes the expected coverage curve of highest-density regions to an SVG file: coverage
+/// Writes the expected coverage curve of highest-density regions to an SVG file (PNG when `path` ends in `.png`): coverage
 /// against credibility level, the diagonal, and in grey the pointwise 95% range of a
 /// calibrated posterior's curve (binomial over the tests). Below the diagonal means
 /// overconfident, above underconfident.
@@ -276,7 +278,7 @@ pub fn coverage_plot(path: impl AsRef<Path>, c: &Calibration) -> Result<()> {
     )
 }
 
-/// Writes TARP's expected coverage curve to an SVG file, with its bootstrap band in grey
+/// Writes TARP's expected coverage curve to an SVG file (PNG when `path` ends in `.png`), with its bootstrap band in grey
 /// and the diagonal; the title gives the ATC and the KS p-value.
 ///
 /// # Errors

@@ -1,4 +1,5 @@
-//! Plots a person would rather look at than read, written as SVG.
+//! Plots a person would rather look at than read, written as SVG, or as PNG when the file
+//! name ends in `.png` (for a terminal or a notebook).
 //!
 //! [`pair_plot`]: marginal histograms on the diagonal and 2-D histograms of each pair of
 //! parameters below it (and of a reference sample above it, when given); [`marginal_plot`]:
@@ -20,14 +21,70 @@ pub use calibration::{coverage_plot, ecdf_band, ecdf_difference_plot, sbc_rank_p
 pub use predictive::predictive_plot;
 pub use training::loss_plot;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 
+/// Draws a plot of `size` pixels with `draw` on a white canvas and writes it to `path`
+/// ([`write_plot`]).
+fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+) -> Result<()> {
+    let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        draw(&root)?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    write_plot(path, &svg)
+}
+
+/// PNGs are drawn at this many pixels per SVG pixel, sharp on high-density screens.
+const PNG_SCALE: f32 = 2.0;
+
+/// Writes the SVG document `svg` to `path`, or rasterises it to PNG (at [`PNG_SCALE`]) when
+/// `path` ends in `.png`.
+///
+/// Rendered by resvg with DejaVu Sans built in as the sans-serif font (the plots' only font),
+/// so that a PNG's labels do not depend on the fonts a machine has installed.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written; [`Error::File`] when the SVG cannot be
+/// rendered.
+pub(crate) fn write_plot(path: &Path, svg: &str) -> Result<()> {
+    use resvg::{tiny_skia, usvg};
+    use std::sync::{Arc, OnceLock};
+    let png = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png {
+        return std::fs::write(path, svg).map_err(|e| Error::io(path, e));
+    }
+    static FONTS: OnceLock<Arc<usvg::fontdb::Database>> = OnceLock::new();
+    let fonts = FONTS.get_or_init(|| {
+        let mut db = usvg::fontdb::Database::new();
+        db.load_font_data(dejavu::sans::regular().to_vec());
+        db.set_sans_serif_family("DejaVu Sans");
+        Arc::new(db)
+    });
+    let err = |e: String| Error::file(path, format!("cannot render the plot as PNG: {e}"));
+    let options = usvg::Options { fontdb: fonts.clone(), ..usvg::Options::default() };
+    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| err(e.to_string()))?;
+    let size = tree.size().to_int_size().scale_by(PNG_SCALE).ok_or_else(|| err("empty plot".into()))?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| err(format!("a {}×{} image is too large", size.width(), size.height())))?;
+    resvg::render(&tree, tiny_skia::Transform::from_scale(PNG_SCALE, PNG_SCALE), &mut pixmap.as_mut());
+    let bytes = pixmap.encode_png().map_err(|e| err(e.to_string()))?;
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
 const PANEL: u32 = 170;
 const BINS: usize = 40;
 
-/// Writes a pair plot of `samples` (`n × names.len()` row-major) to an SVG file, labelled
+/// Writes a pair plot of `samples` (`n × names.len()` row-major) to an SVG file (PNG when `path` ends in `.png`), labelled
 /// with the parameter names. With `reference` (same layout), its marginals are drawn over
 /// the diagonal in orange and its 2-D histograms fill the upper triangle.
 ///
@@ -42,56 +99,56 @@ pub fn pair_plot(path: impl AsRef<Path>, names: &[String], samples: &[f64], refe
     let column =
         |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
     let size = PANEL * d as u32;
-    let root = SVGBackend::new(path, (size, size)).into_drawing_area();
     let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let panels = root.split_evenly((d, d));
-    let blue = RGBColor(31, 119, 180);
-    let orange = RGBColor(255, 127, 14);
-    for i in 0..d {
-        for j in 0..d {
-            let area = &panels[i * d + j];
-            let (xl, yl) = (limits[j], limits[i]);
-            let x_label = if i == d - 1 { names[j].as_str() } else { "" };
-            if i == j {
-                let hist = histogram(&column(samples, j), xl, BINS);
-                let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
-                let axis = if i == d - 1 { (x_label, 4, 28) } else { ("", 0, 4) };
-                marginal_panel(area, &names[j], xl, &hist, ref_hist.as_deref(), axis).map_err(err)?;
-            } else {
-                let source = if i > j { Some(samples) } else { reference };
-                let Some(source) = source else { continue };
-                let color = if i > j { blue } else { orange };
-                let grid = histogram_2d(source, d, j, i, xl, yl, BINS);
-                let top = grid.iter().copied().fold(0.0, f64::max).max(1e-12);
-                let mut chart = ChartBuilder::on(area)
-                    .margin(4)
-                    .x_label_area_size(if i == d - 1 { 28 } else { 4 })
-                    .y_label_area_size(if j == 0 { 32 } else { 4 })
-                    .build_cartesian_2d(xl.0..xl.1, yl.0..yl.1)
-                    .map_err(|e| err(e.to_string()))?;
-                chart
-                    .configure_mesh()
-                    .disable_mesh()
-                    .x_labels(if i == d - 1 { 4 } else { 0 })
-                    .y_labels(if j == 0 { 4 } else { 0 })
-                    .x_desc(x_label)
-                    .y_desc(if j == 0 { names[i].as_str() } else { "" })
-                    .label_style(("sans-serif", 10))
-                    .draw()
-                    .map_err(|e| err(e.to_string()))?;
-                let (wx, wy) = ((xl.1 - xl.0) / BINS as f64, (yl.1 - yl.0) / BINS as f64);
-                chart
-                    .draw_series(grid.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(k, &v)| {
-                        let (bx, by) = (k % BINS, k / BINS);
-                        let (x0, y0) = (xl.0 + bx as f64 * wx, yl.0 + by as f64 * wy);
-                        Rectangle::new([(x0, y0), (x0 + wx, y0 + wy)], color.mix((v / top).sqrt()).filled())
-                    }))
-                    .map_err(|e| err(e.to_string()))?;
+    render(path, (size, size), |root| {
+        let panels = root.split_evenly((d, d));
+        let blue = RGBColor(31, 119, 180);
+        let orange = RGBColor(255, 127, 14);
+        for i in 0..d {
+            for j in 0..d {
+                let area = &panels[i * d + j];
+                let (xl, yl) = (limits[j], limits[i]);
+                let x_label = if i == d - 1 { names[j].as_str() } else { "" };
+                if i == j {
+                    let hist = histogram(&column(samples, j), xl, BINS);
+                    let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
+                    let axis = if i == d - 1 { (x_label, 4, 28) } else { ("", 0, 4) };
+                    marginal_panel(area, &names[j], xl, &hist, ref_hist.as_deref(), axis).map_err(err)?;
+                } else {
+                    let source = if i > j { Some(samples) } else { reference };
+                    let Some(source) = source else { continue };
+                    let color = if i > j { blue } else { orange };
+                    let grid = histogram_2d(source, d, j, i, xl, yl, BINS);
+                    let top = grid.iter().copied().fold(0.0, f64::max).max(1e-12);
+                    let mut chart = ChartBuilder::on(area)
+                        .margin(4)
+                        .x_label_area_size(if i == d - 1 { 28 } else { 4 })
+                        .y_label_area_size(if j == 0 { 32 } else { 4 })
+                        .build_cartesian_2d(xl.0..xl.1, yl.0..yl.1)
+                        .map_err(|e| err(e.to_string()))?;
+                    chart
+                        .configure_mesh()
+                        .disable_mesh()
+                        .x_labels(if i == d - 1 { 4 } else { 0 })
+                        .y_labels(if j == 0 { 4 } else { 0 })
+                        .x_desc(x_label)
+                        .y_desc(if j == 0 { names[i].as_str() } else { "" })
+                        .label_style(("sans-serif", 10))
+                        .draw()
+                        .map_err(|e| err(e.to_string()))?;
+                    let (wx, wy) = ((xl.1 - xl.0) / BINS as f64, (yl.1 - yl.0) / BINS as f64);
+                    chart
+                        .draw_series(grid.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(k, &v)| {
+                            let (bx, by) = (k % BINS, k / BINS);
+                            let (x0, y0) = (xl.0 + bx as f64 * wx, yl.0 + by as f64 * wy);
+                            Rectangle::new([(x0, y0), (x0 + wx, y0 + wy)], color.mix((v / top).sqrt()).filled())
+                        }))
+                        .map_err(|e| err(e.to_string()))?;
+                }
             }
         }
-    }
-    root.present().map_err(|e| err(e.to_string()))
+        Ok(())
+    })
 }
 
 /// Each column's axis limits: the 0.5% and 99.5% quantiles of its finite values over both
@@ -122,7 +179,7 @@ fn axis_limits(what: &str, names: &[String], samples: &[f64], reference: Option<
 }
 
 /// Writes the marginal histogram of each parameter of `samples` (`n × names.len()`
-/// row-major) to an SVG file, up to four panels a row; with `reference`, its marginals as
+/// row-major) to an SVG file (PNG when `path` ends in `.png`), up to four panels a row; with `reference`, its marginals as
 /// orange outlines over them.
 ///
 /// # Errors
@@ -140,16 +197,16 @@ pub fn marginal_plot(
         |v: &[f64], j: usize| -> Vec<f64> { v.iter().skip(j).step_by(d).copied().filter(|x| x.is_finite()).collect() };
     let cols = d.min(4);
     let rows = d.div_ceil(cols);
-    let root = SVGBackend::new(path, (240 * cols as u32, 190 * rows as u32)).into_drawing_area();
     let err = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    for (j, area) in root.split_evenly((rows, cols)).iter().enumerate().take(d) {
-        let xl = limits[j];
-        let hist = histogram(&column(samples, j), xl, BINS);
-        let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
-        marginal_panel(area, &names[j], xl, &hist, ref_hist.as_deref(), ("", 4, 24)).map_err(err)?;
-    }
-    root.present().map_err(|e| err(e.to_string()))
+    render(path, (240 * cols as u32, 190 * rows as u32), |root| {
+        for (j, area) in root.split_evenly((rows, cols)).iter().enumerate().take(d) {
+            let xl = limits[j];
+            let hist = histogram(&column(samples, j), xl, BINS);
+            let ref_hist = reference.map(|r| histogram(&column(r, j), xl, BINS));
+            marginal_panel(area, &names[j], xl, &hist, ref_hist.as_deref(), ("", 4, 24)).map_err(err)?;
+        }
+        Ok(())
+    })
 }
 
 /// One marginal panel: the histogram `hist` over `xl` in blue, `reference`'s as an orange
@@ -243,6 +300,26 @@ mod tests {
             pair_plot(&path, &names, &[f64::NAN, 1.0, f64::NAN, 2.0], None).is_err(),
             "no finite value in a column"
         );
+    }
+
+    /// A `.png` name gives a PNG at twice the SVG's size, with its labels drawn (by the
+    /// built-in font: two plots that differ only in their labels differ).
+    #[test]
+    fn writes_a_png_with_its_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<f64> = (0..400).map(|i| ((i * 7919) % 101) as f64 / 100.0).collect();
+        let png = |names: [&str; 2], file: &str| {
+            let path = dir.path().join(file);
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            pair_plot(&path, &names, &samples, None).unwrap();
+            std::fs::read(path).unwrap()
+        };
+        let a = png(["alpha", "beta"], "a.png");
+        assert_eq!(&a[..8], b"\x89PNG\r\n\x1a\n");
+        let dim = |at: usize| u32::from_be_bytes(a[at..at + 4].try_into().unwrap());
+        assert_eq!((dim(16), dim(20)), (2 * 2 * PANEL, 2 * 2 * PANEL), "width and height in the IHDR chunk");
+        assert_ne!(a, png(["gamma", "delta"], "b.png"), "the labels are drawn");
+        assert_eq!(a, png(["alpha", "beta"], "c.PNG"));
     }
 
     #[test]

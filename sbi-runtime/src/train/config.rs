@@ -18,6 +18,15 @@ pub struct TrainConfig {
     pub stop_after_epochs: usize,
     /// Upper bound on the number of epochs (2³¹ − 1, i.e. none in practice).
     pub max_epochs: usize,
+    /// Times the learning rate is halved before training stops (0, as `sbi`): when
+    /// `stop_after_epochs` epochs bring no better validation loss and decays are left, the
+    /// best parameters are restored, the learning rate halves and training goes on (Adam's
+    /// moments kept). Adam's steps of about the learning rate per weight jitter the network's
+    /// output; where the posterior is very narrow relative to the z-scored parameters
+    /// (sequential rounds on a tiny posterior), that jitter is as wide as the posterior and
+    /// early stopping ends training while it is still too wide.
+    #[serde(default)]
+    pub lr_decays: usize,
     /// Clip the gradient's global L2 norm to this value (5.0); `None` disables clipping.
     pub clip_max_norm: Option<f64>,
     /// Seed of the initialisation, the split and the shuffling (0).
@@ -37,6 +46,7 @@ impl Default for TrainConfig {
             validation_fraction: 0.1,
             stop_after_epochs: 20,
             max_epochs: (1 << 31) - 1,
+            lr_decays: 0,
             clip_max_norm: Some(5.0),
             seed: 0,
             progress: true,
@@ -69,6 +79,12 @@ impl TrainConfig {
     /// Sets the maximum number of epochs.
     pub fn with_max_epochs(mut self, n: usize) -> Self {
         self.max_epochs = n;
+        self
+    }
+    /// Sets how many times the learning rate halves on a plateau before training stops
+    /// ([`TrainConfig::lr_decays`]).
+    pub fn with_lr_decays(mut self, n: usize) -> Self {
+        self.lr_decays = n;
         self
     }
     /// Sets (or disables) gradient clipping.
@@ -139,6 +155,9 @@ pub struct TrainingSummary {
     pub validation_loss: Vec<f64>,
     /// Whether it stopped early (rather than at `max_epochs`).
     pub converged: bool,
+    /// The epochs (from 1) after which the learning rate was halved ([`TrainConfig::lr_decays`]).
+    #[serde(default)]
+    pub lr_decayed_after: Vec<usize>,
     /// Wall time of the whole training.
     pub seconds: f64,
     /// Number of optimiser steps.

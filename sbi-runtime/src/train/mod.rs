@@ -47,6 +47,7 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
         train_loss: Vec::new(),
         validation_loss: Vec::new(),
         converged: false,
+        lr_decayed_after: Vec::new(),
         seconds: 0.0,
         steps: 0,
     };
@@ -91,6 +92,13 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
         ));
         bar.tick();
         if since_best >= config.stop_after_epochs {
+            if summary.lr_decayed_after.len() < config.lr_decays {
+                store.restore(&best)?;
+                opt.scale_learning_rate(0.5);
+                summary.lr_decayed_after.push(epoch);
+                since_best = 0;
+                continue;
+            }
             summary.converged = true;
             break;
         }

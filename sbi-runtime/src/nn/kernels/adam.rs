@@ -58,6 +58,11 @@ impl Adam {
         Ok(Adam { v: m.clone(), m, moments, vars, step: 0, lr, clip_max_norm, delta: Vec::new() })
     }
 
+    /// Multiplies the learning rate by `factor` (a decay on a plateau).
+    pub fn scale_learning_rate(&mut self, factor: f64) {
+        self.lr *= factor;
+    }
+
     /// One update from the sum of the gradients in `parts` (the gradients of parts of one
     /// batch, added in the given order). Parameters without a gradient are left as they are,
     /// as in PyTorch.
