@@ -121,12 +121,15 @@ pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
 
     let draws = posterior.sample_run_with_seed(x_o, config.predictive_draws, config.seed)?;
     let names = posterior.names();
-    plot::marginal_plot(dir.join("marginals.svg"), &names, &draws.samples().values, None)?;
-    let mut plots = vec!["marginals.svg"];
-    if names.len() <= 6 {
+    // The pair plot holds the marginals on its diagonal; past 6 parameters its panels get
+    // too small, and the marginals alone are shown.
+    let plots = if names.len() <= 6 {
         plot::pair_plot(dir.join("pairs.svg"), &names, &draws.samples().values, None)?;
-        plots.push("pairs.svg");
-    }
+        ["pairs.svg"]
+    } else {
+        plot::marginal_plot(dir.join("marginals.svg"), &names, &draws.samples().values, None)?;
+        ["marginals.svg"]
+    };
     let text = format!("{} draws; {}", draws.samples().rows(), draws.describe());
     section("The posterior at x_o", &text, &plots)?;
 

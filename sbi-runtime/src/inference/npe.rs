@@ -117,7 +117,10 @@ pub enum SequentialNpe {
     /// SNPE-C / APT (Greenberg et al. 2019): proposals from the last posterior itself; from
     /// round 2 on, the atomic loss `−log [q(θ_i|x_i)/p(θ_i) / Σ_j q(θ_j|x_i)/p(θ_j)]` over
     /// `atoms` parameter sets per observation (its own and others from the batch; 10 in `sbi`).
-    /// [`SequentialNpe::apt`] gives the recommended settings.
+    /// [`SequentialNpe::apt`] gives the recommended settings. Where the posterior is a tiny
+    /// part of the prior, train with [`TrainConfig::with_lr_decays`] (3): with the learning
+    /// rate fixed, rounds stop at a posterior about twice too wide (on a 5-dimensional box
+    /// 10⁻¹³ of the prior, C2ST 0.734 against 0.563 with three halvings).
     Atomic {
         /// Parameter sets per observation in the atomic loss, its own included.
         atoms: usize,
