@@ -5,7 +5,7 @@
 //! `match` in `main` (or call `run_benchmark` from your own program).
 //!
 //! ```text
-//! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre \
+//! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre|fmpe \
 //!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
 //!     --samples 10000 --seed 1 --output samples.csv \
 //!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
@@ -27,7 +27,7 @@ use sbi_runtime::benchmark::{Benchmark, run_benchmark};
 use sbi_runtime::prelude::*;
 
 const USAGE: &str = "\
-usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observation-file FILE
+usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe --observation-file FILE
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv|FILE.npy|FILE.npz]
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet]
@@ -35,7 +35,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre --observ
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round]
              [--sequential tsnpe|apt|apt-atomic (npe with rounds)] [--warm-start (rounds)]
              [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]
-             [--theta-space constrained|unconstrained (npe)]";
+             [--theta-space constrained|unconstrained (npe)] [--lr-decays K (fmpe)]
+             [--time-prior-exponent A (fmpe)]";
 
 /// Builds the benchmark and the chosen method from the arguments, then runs
 /// [`run_benchmark`]: nothing here depends on the task, so any model plugs in.
@@ -71,6 +72,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let estimator = args.get("density-estimator", "maf".to_string()).parse::<DensityEstimator>()?;
     let device: sbi_runtime::nn::DeviceChoice = args.get("device", sbi_runtime::nn::DeviceChoice::Cpu);
     let training = TrainConfig::default().with_seed(seed).with_progress(!quiet).with_device(device);
+    let lr_decays: usize = args.get("lr-decays", 0);
     let sampler = args.get("sampler", "slice".to_string()).parse::<Sampler>()?.with_progress(!quiet);
     let result = match args.get("method", "npe".to_string()).as_str() {
         "npe" => {
@@ -99,7 +101,17 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             let nre = Nre::default().with_variant(variant).with_training(training).with_sampler(sampler);
             run_benchmark(model, &nre, &bench)?
         }
-        other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle or nre)"))),
+        "fmpe" => {
+            let field = sbi_runtime::estimators::VectorFieldConfig {
+                time_prior_exponent: args.get("time-prior-exponent", 0.0),
+                ..Default::default()
+            };
+            let fmpe = sbi_runtime::inference::Fmpe::default()
+                .with_vector_field(field)
+                .with_training(training.with_lr_decays(lr_decays));
+            run_benchmark(model, &fmpe, &bench)?
+        }
+        other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle, nre or fmpe)"))),
     };
     println!("{result}");
     if let Some(out) = args.opt("output") {
@@ -129,6 +141,8 @@ fn main() {
             "sequential",
             "device",
             "theta-space",
+            "lr-decays",
+            "time-prior-exponent",
         ],
         &["quiet", "c2st-per-round", "warm-start"],
     );

@@ -12,6 +12,7 @@ pub mod maf;
 pub mod mdn;
 pub mod nsf;
 mod standardize;
+pub mod vector_field;
 
 pub use conditional::ConditionalEstimator;
 pub(crate) use conditional::EstimatorSpec;
@@ -20,6 +21,7 @@ pub use maf::{Maf, MafConfig, Permutation};
 pub use mdn::{Mdn, MdnConfig};
 pub use nsf::{Nsf, NsfConfig};
 pub use standardize::{Columns, Standardizer};
+pub use vector_field::VectorFieldConfig;
 
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,8 @@
 //!
 //! - [`Npe`]: neural posterior estimation, a conditional density `q(θ | x)` trained by
 //!   maximum likelihood on `(θ, x) ~ p(θ) p(x | θ)`; sampling is direct.
+//! - [`Fmpe`]: flow matching posterior estimation, a conditional vector field whose ODE
+//!   carries base noise to `q(θ | x)`; sampling solves the ODE.
 //! - [`Nle`]: neural likelihood estimation, a conditional density `q(x | θ)`; the posterior
 //!   `∝ Π_k q(x_k | θ) p(θ)` is sampled by MCMC.
 //! - [`Nre`]: neural ratio estimation, a classifier whose logit estimates
@@ -9,6 +11,7 @@
 //! - [`sequential`]: several rounds for one observation (TSNPE, SNLE, SNRE), each
 //!   simulating where the last round's posterior puts its mass.
 
+pub mod fmpe;
 pub mod nle;
 pub mod npe;
 pub mod nre;
@@ -19,6 +22,7 @@ pub mod scored;
 pub mod sequential;
 
 pub use crate::samplers::Samples;
+pub use fmpe::{FlowSolver, Fmpe, FmpePosterior};
 pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe, ThetaSpace};
 pub use nre::{Nre, NrePosterior, NreVariant};

@@ -37,7 +37,7 @@ use std::cell::RefCell;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::inference::{NpePosterior, Posterior, PotentialPosterior, SavedScore};
+use crate::inference::{Posterior, PotentialPosterior, SavedScore};
 use crate::model::{Prior, Simulator};
 use crate::potential::{Potential, check_rows};
 use crate::rng::stream_rng;
@@ -270,16 +270,16 @@ pub(crate) fn run_rounds<M: Simulator, Post: Posterior>(
 /// per accepted one, projected after [`REJECTION_PROBE`] draws); otherwise by MCMC on the
 /// truncated prior (slice sampling, the prior's density inside the region and none outside),
 /// its chains started at the posterior's draws inside the region.
-pub(crate) fn truncated_prior<P: Prior>(
-    posterior: &NpePosterior<P>,
+pub(crate) fn truncated_prior<Post: Posterior>(
+    posterior: &Post,
     x_o: &[f64],
     n: usize,
     seed: u64,
     progress: bool,
 ) -> Result<Proposal> {
-    let d = posterior.prior.dim();
+    let d = posterior.prior().dim();
     let draws = posterior.sample_with_seed(x_o, THRESHOLD_DRAWS, seed)?;
-    let lq_draws = posterior.log_prob(&draws.values, x_o, 0)?;
+    let lq_draws = posterior.log_density(&draws.values, x_o)?;
     let mut lq = lq_draws.clone();
     lq.sort_by(f64::total_cmp);
     let threshold = lq[((TRUNCATION_MASS * lq.len() as f64) as usize).min(lq.len() - 1)];
@@ -303,9 +303,9 @@ pub(crate) fn truncated_prior<P: Prior>(
                 },
             );
         }
-        crate::model::sample_rows(&posterior.prior, &mut rng, &mut theta)?;
+        crate::model::sample_rows(posterior.prior(), &mut rng, &mut theta)?;
         drawn += batch;
-        let lp = posterior.log_prob(&theta, x_o, 0)?;
+        let lp = posterior.log_density(&theta, x_o)?;
         for (row, l) in theta.chunks_exact(d).zip(lp) {
             if l >= threshold && out.len() < n * d {
                 out.extend_from_slice(row);
@@ -318,27 +318,27 @@ pub(crate) fn truncated_prior<P: Prior>(
 
 /// The prior restricted to `{θ : log q(θ | x_o) ≥ threshold}`: its log density inside,
 /// `-inf` outside. A potential for MCMC.
-struct TruncatedPrior<'a, P: Prior> {
-    posterior: &'a NpePosterior<P>,
+struct TruncatedPrior<'a, Post> {
+    posterior: &'a Post,
     x_o: &'a [f64],
     threshold: f64,
 }
 
-impl<P: Prior> Potential for TruncatedPrior<'_, P> {
+impl<Post: Posterior> Potential for TruncatedPrior<'_, Post> {
     fn dim(&self) -> usize {
-        self.posterior.prior.dim()
+        self.posterior.prior().dim()
     }
 
     fn log_potential(&self, theta: &[f64]) -> Result<Vec<f64>> {
         let d = self.dim();
         check_rows(theta, d)?;
-        let lq = self.posterior.log_prob(theta, self.x_o, 0)?;
+        let lq = self.posterior.log_density(theta, self.x_o)?;
         theta
             .chunks_exact(d)
             .zip(lq)
             .map(
                 |(row, l)| {
-                    if l >= self.threshold { self.posterior.prior.log_prob_flat(row) } else { Ok(f64::NEG_INFINITY) }
+                    if l >= self.threshold { self.posterior.prior().log_prob_flat(row) } else { Ok(f64::NEG_INFINITY) }
                 },
             )
             .collect()
@@ -347,8 +347,8 @@ impl<P: Prior> Potential for TruncatedPrior<'_, P> {
 
 /// `n` draws of the truncated prior by slice sampling, the chains started at the posterior
 /// `draws` (with their `log q`) that lie in the region, picked uniformly.
-fn truncated_by_mcmc<P: Prior>(
-    posterior: &NpePosterior<P>,
+fn truncated_by_mcmc<Post: Posterior>(
+    posterior: &Post,
     x_o: &[f64],
     threshold: f64,
     (draws, lq): (&[f64], &[f64]),
@@ -356,17 +356,17 @@ fn truncated_by_mcmc<P: Prior>(
     seed: u64,
     progress: bool,
 ) -> Result<Proposal> {
-    let d = posterior.prior.dim();
+    let d = posterior.prior().dim();
     let inside: Vec<usize> = (0..lq.len()).filter(|&i| lq[i] >= threshold).collect();
     if inside.is_empty() {
         return Err(Error::TruncationTooSmall { drawn: lq.len() });
     }
     let theta: Vec<f64> = inside.iter().flat_map(|&i| draws[i * d..(i + 1) * d].iter().copied()).collect();
     // Weights ∝ truncated prior / log prior = 1 inside the region: every start equally likely.
-    let log_density = theta.chunks_exact(d).map(|row| posterior.prior.log_prob_flat(row)).collect::<Result<_>>()?;
+    let log_density = theta.chunks_exact(d).map(|row| posterior.prior().log_prob_flat(row)).collect::<Result<_>>()?;
     let target = TruncatedPrior { posterior, x_o, threshold };
     let config = McmcConfig::default().with_seed(seed).with_warmup(TRUNCATED_WARMUP).with_progress(progress);
-    let run = mcmc_from(&posterior.prior, &target, n, &config, &StartPool::new(theta, log_density))?;
+    let run = mcmc_from(posterior.prior(), &target, n, &config, &StartPool::new(theta, log_density))?;
     Ok(Proposal::from_run(SamplerRun::Mcmc(run)))
 }
 
