@@ -57,6 +57,10 @@ fn fmpe_matches_the_closed_form_and_round_trips() {
     let mut nan = x_o.to_vec();
     nan[2] = f64::NAN;
     assert!(matches!(posterior.sample_flat(&nan, 10), Err(Error::Observation(_))));
+    // Several observations at once: each gets its draws or its own error.
+    let many = posterior.sample_many_with_seed(&[x_o, &nan[..]].concat(), 10, 50, 3).unwrap();
+    assert_eq!(many[0].as_ref().unwrap().samples().rows(), 50);
+    assert!(matches!(many[1], Err(Error::Observation(_))));
     let tight = posterior.with_solver(FlowSolver { max_steps: 2, ..FlowSolver::default() });
     assert!(matches!(tight.sample_flat(x_o, 10), Err(Error::OdeBudget { .. })));
 }

@@ -301,25 +301,13 @@ impl<P: Prior> Posterior for FmpePosterior<P> {
         seed: u64,
     ) -> Result<Vec<Result<SamplerRun>>> {
         crate::inference::posterior::check_many(observations, size)?;
-        let checked: Vec<Result<()>> = observations.chunks_exact(size).map(|x| self.check_observation(x)).collect();
-        let valid: Vec<f64> = observations
-            .chunks_exact(size)
-            .zip(&checked)
-            .filter(|(_, c)| c.is_ok())
-            .flat_map(|(x, _)| x.iter().copied())
-            .collect();
-        let mut runs =
-            if valid.is_empty() { Vec::new() } else { self.sample_many_seeded(&valid, n, seed)?.0 }.into_iter();
-        Ok(checked
-            .into_iter()
-            .map(|c| {
-                c.and_then(|()| {
-                    runs.next()
-                        .map(SamplerRun::Rejection)
-                        .ok_or_else(|| Error::Config("a valid observation without draws".into()))
-                })
-            })
-            .collect())
+        let rows: Vec<std::borrow::Cow<'_, [f64]>> = observations.chunks_exact(size).map(Into::into).collect();
+        crate::inference::posterior::sample_valid(
+            &rows,
+            |x| self.check_observation(x),
+            |valid| Ok(self.sample_many_seeded(valid, n, seed)?.0),
+            SamplerRun::Rejection,
+        )
     }
 
     /// `log q(θ | x_o)` by the instantaneous change of variables along the ODE (exact

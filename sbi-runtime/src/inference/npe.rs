@@ -554,21 +554,12 @@ impl<P: Prior> Posterior for NpePosterior<P> {
         crate::inference::posterior::check_many(observations, size)?;
         let padded: Vec<std::borrow::Cow<'_, [f64]>> =
             observations.chunks_exact(size).map(|x| self.padded(x)).collect();
-        let checked: Vec<Result<()>> = padded.iter().map(|x| self.check_observation(x)).collect();
-        let valid: Vec<f64> =
-            padded.iter().zip(&checked).filter(|(_, c)| c.is_ok()).flat_map(|(x, _)| x.iter().copied()).collect();
-        let mut runs =
-            if valid.is_empty() { Vec::new() } else { self.sample_many_seeded(&valid, n, seed)? }.into_iter();
-        Ok(checked
-            .into_iter()
-            .map(|c| {
-                c.and_then(|()| {
-                    runs.next()
-                        .map(SamplerRun::Rejection)
-                        .ok_or_else(|| Error::Config("a valid observation without draws".into()))
-                })
-            })
-            .collect())
+        crate::inference::posterior::sample_valid(
+            &padded,
+            |x| self.check_observation(x),
+            |valid| self.sample_many_seeded(valid, n, seed),
+            SamplerRun::Rejection,
+        )
     }
 
     /// `log q(θ | x_o)` inside the prior's support (no leakage correction: see

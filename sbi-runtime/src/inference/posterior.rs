@@ -165,6 +165,32 @@ pub(crate) fn check_many(observations: &[f64], size: usize) -> Result<()> {
     Ok(())
 }
 
+/// Draws for several observations sampled together: `sample` runs once on the valid
+/// observations (those `check` accepts), concatenated in order, and must return one run
+/// for each; every observation gets its run, or its own error.
+///
+/// # Errors
+/// `sample`'s error for the whole call.
+pub(crate) fn sample_valid<R>(
+    rows: &[std::borrow::Cow<'_, [f64]>],
+    check: impl Fn(&[f64]) -> Result<()>,
+    sample: impl FnOnce(&[f64]) -> Result<Vec<R>>,
+    wrap: impl Fn(R) -> SamplerRun,
+) -> Result<Vec<Result<SamplerRun>>> {
+    let checked: Vec<Result<()>> = rows.iter().map(|x| check(x)).collect();
+    let valid: Vec<f64> =
+        rows.iter().zip(&checked).filter(|(_, c)| c.is_ok()).flat_map(|(x, _)| x.iter().copied()).collect();
+    let mut runs = if valid.is_empty() { Vec::new() } else { sample(&valid)? }.into_iter();
+    Ok(checked
+        .into_iter()
+        .map(|c| {
+            c.and_then(|()| {
+                runs.next().map(&wrap).ok_or_else(|| crate::Error::Config("a valid observation without draws".into()))
+            })
+        })
+        .collect())
+}
+
 /// An inference method: settings that train a [`Posterior`] from simulations, once or in
 /// rounds for one observation.
 pub trait Method {
