@@ -2,7 +2,9 @@
 # C2ST and wall time over sbibm observations 1..10 for the given tasks and configurations.
 # usage: scripts/benchmark.sh "two_moons gaussian_linear slcp" "maf nsf nle:maf nre:b nre:c" [simulations] [observations]
 # A configuration is METHOD:SETTING: npe:maf|nsf|mdn (a bare estimator name means npe),
-# nle:maf|nsf|mdn, nre:a|b|c|bnre. SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre;
+# nle:maf|nsf|mdn, nre:a|b|c|bnre, fmpe:A (flow matching with time prior exponent A, 0 as
+# sbi). SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre; LR_DECAYS=K halves the
+# learning rate K times on plateaus (fmpe);
 # ROUNDS=R splits the simulations over R sequential rounds (TSNPE, SNLE, SNRE);
 # THETA_SPACE=constrained|unconstrained picks where NPE models θ.
 set -euo pipefail
@@ -25,14 +27,17 @@ for task in $tasks; do
     case "$method" in
       nre) extra=(--nre-variant "$setting" --sampler "$sampler") ;;
       nle) extra=(--density-estimator "$setting" --sampler "$sampler") ;;
+      fmpe) extra=(--time-prior-exponent "$setting" --lr-decays "${LR_DECAYS:-0}") ;;
       *) extra=(--density-estimator "$setting" --theta-space "$space") ;;
     esac
+    label=$setting
+    if [ "$method" = fmpe ]; then label="$setting,decays${LR_DECAYS:-0}"; fi
     for i in $obs; do
       line=$(./target/release/examples/sbibm --task "$task" --method "$method" "${extra[@]}" \
         --simulations "$sims" --samples 10000 --seed "$i" --quiet --rounds "$rounds" \
         --observation-file "$shared/$task/obs$i/observation.csv" \
         --reference-file "$shared/$task/obs$i/reference_posterior_samples.csv" | tr '\n' ' ')
-      echo "task=$task method=$method setting=$setting rounds=$rounds space=$space obs=$i $line"
+      echo "task=$task method=$method setting=$label rounds=$rounds space=$space obs=$i $line"
     done
   done
 done
