@@ -1,10 +1,12 @@
 //! Flow matching posterior estimation end to end: the exact Gaussian task (draws and
 //! density), save and load, typed errors.
 
+#[path = "common/closed_form.rs"]
+mod closed_form;
 #[path = "../examples/models/mod.rs"]
 mod models;
 
-use models::gaussian_linear::{GaussianLinear, POSTERIOR_VARIANCE, posterior_mean};
+use models::gaussian_linear::GaussianLinear;
 use sbi_runtime::inference::{FlowSolver, Fmpe};
 use sbi_runtime::prelude::*;
 
@@ -22,29 +24,10 @@ fn fmpe_matches_the_closed_form_and_round_trips() {
     let posterior = Fmpe::default().with_training(training).train(&GaussianLinear, &sims).unwrap();
     let x_o = &models::gaussian_linear::observation(0)[..];
     let samples = posterior.sample_flat(x_o, 5_000).unwrap();
-    let (mean, cov) = (samples.mean(), samples.covariance());
-    let sd = POSTERIOR_VARIANCE.sqrt();
-    for (k, (m, t)) in mean.iter().zip(posterior_mean(x_o)).enumerate() {
-        assert!((m - t).abs() < 0.25 * sd, "mean[{k}] = {m}, closed form {t}");
-    }
-    for i in 0..10 {
-        let v = cov[i * 10 + i];
-        assert!((v / POSTERIOR_VARIANCE - 1.0).abs() < 0.25, "var[{i}] = {v}");
-        for j in 0..i {
-            let r = cov[i * 10 + j] / (v * cov[j * 10 + j]).sqrt();
-            assert!(r.abs() < 0.15, "corr[{i}][{j}] = {r}");
-        }
-    }
+    closed_form::assert_moments(&samples, x_o);
     let draws = &samples.values[..200 * 10];
     let lp = posterior.log_density(draws, x_o).unwrap();
-    let exact: Vec<f64> = draws
-        .chunks(10)
-        .map(|t| {
-            t.iter().zip(x_o).map(|(t, x)| -0.5 * (t - x / 2.0).powi(2) / POSTERIOR_VARIANCE).sum::<f64>()
-                - 5.0 * (2.0 * std::f64::consts::PI * POSTERIOR_VARIANCE).ln()
-        })
-        .collect();
-    let mean_err = lp.iter().zip(&exact).map(|(a, b)| (a - b).abs()).sum::<f64>() / 200.0;
+    let mean_err = closed_form::mean_log_density_error(draws, &lp, x_o);
     assert!(mean_err < 0.5, "mean |log q − log p| = {mean_err} nats");
 
     let dir = tempfile::tempdir().unwrap();
