@@ -158,19 +158,14 @@ fn layer_norm(x: &Tensor, gain: &Tensor, bias: &Tensor) -> candle_core::Result<T
 }
 
 /// Standard normal draws as an f32 tensor `[rows, cols]`.
-pub(crate) fn normal_tensor(
-    rows: usize,
-    cols: usize,
-    rng: &mut SimRng,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
+fn normal_tensor(rows: usize, cols: usize, rng: &mut SimRng, device: &Device) -> candle_core::Result<Tensor> {
     let v: Vec<f32> = (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
     Tensor::from_vec(v, (rows, cols), device)
 }
 
 /// The conditional flow-matching loss of a batch: z-scored θ `[B, D]` and embedded context
 /// `[B, C]`; `t` and ε drawn from `rng`.
-pub(crate) fn flow_matching_loss(
+fn flow_matching_loss(
     net: &VectorFieldNet,
     theta: &Tensor,
     context: &Tensor,
@@ -191,7 +186,7 @@ pub(crate) fn flow_matching_loss(
 /// Solves the flow's ODE from the base draws `z1` (z-scored θ at t = 1, `n × D` row-major)
 /// back to t = 0 at embedded contexts `context` `[n, C]`, with the Dormand–Prince solver,
 /// one step size for the whole batch. Returns z-scored draws and the solver's evaluations.
-pub(crate) fn integrate(
+fn integrate(
     net: &VectorFieldNet,
     context: &Tensor,
     z1: &[f64],
@@ -298,25 +293,23 @@ impl VectorFieldEstimator {
     }
 
     /// One draw of raw θ per raw context row (`rows × numel`), by solving the ODE from base
-    /// draws; returns the draws and the vector field's evaluations per draw.
+    /// draws.
     ///
     /// # Errors
     /// [`Error::OdeBudget`] when the solver's budget runs out; a network error.
-    pub(crate) fn sample(&self, contexts: &[f64], rng: &mut SimRng, ode: &OdeConfig) -> Result<(Vec<f64>, usize)> {
+    pub(crate) fn sample(&self, contexts: &[f64], rng: &mut SimRng, ode: &OdeConfig) -> Result<Vec<f64>> {
         let (d, c) = (self.spec.features, self.spec.context_shape.numel());
         let rows = contexts.len() / c;
         let mut out = Vec::with_capacity(rows * d);
-        let mut evaluations = 0;
         for chunk in contexts.chunks(ROWS_PER_SOLVE * c) {
             let m = chunk.len() / c;
             let z1: Vec<f64> = (0..m * d).map(|_| self.base_sd() * rng.sample::<f64, _>(StandardNormal)).collect();
-            let (z0, evals) = integrate(&self.net, &self.context(chunk)?, &z1, d, ode)?;
-            evaluations = evaluations.max(evals);
+            let (z0, _) = integrate(&self.net, &self.context(chunk)?, &z1, d, ode)?;
             out.extend(z0.chunks_exact(d).flat_map(|z| {
                 z.iter().zip(&self.spec.input_std.mean).zip(&self.spec.input_std.std).map(|((z, m), s)| m + s * z)
             }));
         }
-        Ok((out, evaluations))
+        Ok(out)
     }
 
     /// `log q(θ | x)` of raw rows `theta` (`m × D`) at raw context rows (`m × numel`) by the

@@ -220,13 +220,12 @@ impl<P: Prior> FmpePosterior<P> {
 
     /// Draws at each valid observation (`k × numel`), solved together: the flow's draws
     /// outside the prior's support are rejected and drawn again, within the budget.
-    fn sample_many_seeded(&self, observations: &[f64], n: usize, seed: u64) -> Result<(Vec<RejectionRun>, usize)> {
+    fn sample_many_seeded(&self, observations: &[f64], n: usize, seed: u64) -> Result<Vec<RejectionRun>> {
         let c = self.x_shape().numel();
         let d = self.prior.dim();
         let budget = self.max_proposals.unwrap_or(n.saturating_mul(100).saturating_add(100_000));
         let mut rng = stream_rng(seed, 0x464d_5045);
         let ode = self.solver.config();
-        let mut evaluations = 0;
         let propose = |requests: &[(usize, usize)]| -> Result<Vec<f64>> {
             let total = requests.iter().map(|r| r.1).sum::<usize>();
             let mut context = crate::alloc::with_capacity(total, c, "proposal contexts")?;
@@ -235,24 +234,12 @@ impl<P: Prior> FmpePosterior<P> {
                     context.extend_from_slice(&observations[i * c..(i + 1) * c]);
                 }
             }
-            let (draws, evals) = self.estimator.sample(&context, &mut rng, &ode)?;
-            evaluations = evaluations.max(evals);
+            let draws = self.estimator.sample(&context, &mut rng, &ode)?;
             crate::inference::check_draws(&draws)?;
             Ok(draws)
         };
         let inside = |row: &[f64]| Ok(self.prior.log_prob_flat(row)?.is_finite());
-        let runs = rejection_sample(observations.len() / c, n, d, budget, &self.prior.names(), propose, inside)?;
-        Ok((runs, evaluations))
-    }
-
-    /// The vector field's evaluations per draw of the last ODE solve of `n` draws at `x_o`
-    /// (the cost of one draw, in network passes).
-    ///
-    /// # Errors
-    /// As [`Posterior::sample_run_with_seed`].
-    pub fn evaluations_per_draw(&self, x_o: &[f64], n: usize) -> Result<usize> {
-        self.check_observation(x_o)?;
-        Ok(self.sample_many_seeded(x_o, n, self.seed)?.1)
+        rejection_sample(observations.len() / c, n, d, budget, &self.prior.names(), propose, inside)
     }
 }
 
@@ -288,7 +275,7 @@ impl<P: Prior> Posterior for FmpePosterior<P> {
     /// Solves the flow's ODE from base draws, rejecting draws outside the prior's support.
     fn sample_run_with_seed(&self, x_o: &[f64], n: usize, seed: u64) -> Result<SamplerRun> {
         self.check_observation(x_o)?;
-        Ok(SamplerRun::Rejection(self.sample_many_seeded(x_o, n, seed)?.0.remove(0)))
+        Ok(SamplerRun::Rejection(self.sample_many_seeded(x_o, n, seed)?.remove(0)))
     }
 
     /// Draws at all valid observations together (one ODE solve per batch of proposals);
@@ -305,7 +292,7 @@ impl<P: Prior> Posterior for FmpePosterior<P> {
         crate::inference::posterior::sample_valid(
             &rows,
             |x| self.check_observation(x),
-            |valid| Ok(self.sample_many_seeded(valid, n, seed)?.0),
+            |valid| self.sample_many_seeded(valid, n, seed),
             SamplerRun::Rejection,
         )
     }
