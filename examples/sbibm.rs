@@ -5,7 +5,7 @@
 //! `match` in `main` (or call `run_benchmark` from your own program).
 //!
 //! ```text
-//! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre|fmpe \
+//! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre|fmpe|npse \
 //!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
 //!     --samples 10000 --seed 1 --output samples.csv \
 //!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
@@ -24,10 +24,11 @@ mod cli;
 mod models;
 
 use sbi_runtime::benchmark::{Benchmark, run_benchmark};
+use sbi_runtime::estimators::{FlowMatchingConfig, FlowSolver, ScoreConfig, ScoreSampling};
 use sbi_runtime::prelude::*;
 
 const USAGE: &str = "\
-usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe --observation-file FILE
+usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|npse --observation-file FILE
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv|FILE.npy|FILE.npz]
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet]
@@ -35,8 +36,10 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe --o
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round]
              [--sequential tsnpe|apt|apt-atomic (npe with rounds)] [--warm-start (rounds)]
              [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]
-             [--theta-space constrained|unconstrained (npe)] [--lr-decays K (fmpe)]
-             [--time-prior-exponent A (fmpe)]";
+             [--theta-space constrained|unconstrained (npe)] [--lr-decays K (fmpe, npse)]
+             [--time-prior-exponent A (fmpe)] [--sde ve|vp|subvp (npse)]
+             [--score-sampling sde|ode (npse)] [--sde-steps N (npse)]
+             [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]";
 
 /// Builds the benchmark and the chosen method from the arguments, then runs
 /// [`run_benchmark`]: nothing here depends on the task, so any model plugs in.
@@ -102,22 +105,48 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             run_benchmark(model, &nre, &bench)?
         }
         "fmpe" => {
-            let field = sbi_runtime::estimators::VectorFieldConfig {
-                time_prior_exponent: args.get("time-prior-exponent", 0.0),
-                ..Default::default()
-            };
+            let flow =
+                FlowMatchingConfig { time_prior_exponent: args.get("time-prior-exponent", 0.0), ..Default::default() };
             let fmpe = sbi_runtime::inference::Fmpe::default()
-                .with_vector_field(field)
+                .with_flow(flow)
+                .with_solver(solver(args))
                 .with_training(training.with_lr_decays(lr_decays));
             run_benchmark(model, &fmpe, &bench)?
         }
-        other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle, nre or fmpe)"))),
+        "npse" => {
+            let score = match args.get("sde", "ve".to_string()).as_str() {
+                "ve" => ScoreConfig::ve(),
+                "vp" => ScoreConfig::vp(),
+                "subvp" | "sub-vp" => ScoreConfig::sub_vp(),
+                other => return Err(Error::Config(format!("unknown SDE {other:?} (ve, vp or subvp)"))),
+            };
+            let sampling = match args.get("score-sampling", "sde".to_string()).as_str() {
+                "sde" => ScoreSampling::Sde { steps: args.get("sde-steps", 500), corrector: None },
+                "ode" => ScoreSampling::Ode,
+                other => return Err(Error::Config(format!("unknown score sampling {other:?} (sde or ode)"))),
+            };
+            let npse = sbi_runtime::inference::Npse::default()
+                .with_score(score)
+                .with_sampling(sampling)
+                .with_solver(solver(args))
+                .with_training(training.with_lr_decays(lr_decays));
+            run_benchmark(model, &npse, &bench)?
+        }
+        other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle, nre, fmpe or npse)"))),
     };
     println!("{result}");
     if let Some(out) = args.opt("output") {
         result.samples.write(&out)?;
     }
     Ok(())
+}
+
+/// The vector field posteriors' ODE solver: adaptive, or `--fixed-steps N` Runge–Kutta steps.
+fn solver(args: &cli::Args) -> FlowSolver {
+    match args.opt("fixed-steps") {
+        Some(_) => FlowSolver::fixed_steps(args.get("fixed-steps", 0)),
+        None => FlowSolver::default(),
+    }
 }
 
 fn main() {
@@ -143,6 +172,10 @@ fn main() {
             "theta-space",
             "lr-decays",
             "time-prior-exponent",
+            "sde",
+            "score-sampling",
+            "sde-steps",
+            "fixed-steps",
         ],
         &["quiet", "c2st-per-round", "warm-start"],
     );

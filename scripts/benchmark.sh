@@ -3,8 +3,9 @@
 # usage: scripts/benchmark.sh "two_moons gaussian_linear slcp" "maf nsf nle:maf nre:b nre:c" [simulations] [observations]
 # A configuration is METHOD:SETTING: npe:maf|nsf|mdn (a bare estimator name means npe),
 # nle:maf|nsf|mdn, nre:a|b|c|bnre, fmpe:A (flow matching with time prior exponent A, 0 as
+# sbi), npse:ve|vp|subvp (score estimation with that SDE; SCORE_SAMPLING=sde|ode, sde as
 # sbi). SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre; LR_DECAYS=K halves the
-# learning rate K times on plateaus (fmpe);
+# learning rate K times on plateaus (fmpe, npse);
 # ROUNDS=R splits the simulations over R sequential rounds (TSNPE, SNLE, SNRE);
 # THETA_SPACE=constrained|unconstrained picks where NPE models θ.
 set -euo pipefail
@@ -28,10 +29,12 @@ for task in $tasks; do
       nre) extra=(--nre-variant "$setting" --sampler "$sampler") ;;
       nle) extra=(--density-estimator "$setting" --sampler "$sampler") ;;
       fmpe) extra=(--time-prior-exponent "$setting" --lr-decays "${LR_DECAYS:-0}") ;;
+      npse) extra=(--sde "$setting" --score-sampling "${SCORE_SAMPLING:-sde}" --lr-decays "${LR_DECAYS:-0}") ;;
       *) extra=(--density-estimator "$setting" --theta-space "$space") ;;
     esac
     label=$setting
     if [ "$method" = fmpe ]; then label="$setting,decays${LR_DECAYS:-0}"; fi
+    if [ "$method" = npse ]; then label="$setting,${SCORE_SAMPLING:-sde},decays${LR_DECAYS:-0}"; fi
     for i in $obs; do
       line=$(./target/release/examples/sbibm --task "$task" --method "$method" "${extra[@]}" \
         --simulations "$sims" --samples 10000 --seed "$i" --quiet --rounds "$rounds" \

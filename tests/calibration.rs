@@ -65,7 +65,12 @@ impl Posterior for ClosedForm {
         let mut rng = sbi_runtime::rng::stream_rng(seed, 0);
         let values = (0..n * DIM).map(|k| mean[k % DIM] + sd * rng.sample::<f64, _>(StandardNormal)).collect();
         let samples = Samples { values, names: self.prior.names() };
-        Ok(SamplerRun::Rejection(RejectionRun { samples, proposals: n, acceptance_rate: self.acceptance }))
+        Ok(SamplerRun::Rejection(RejectionRun {
+            samples,
+            proposals: n,
+            acceptance_rate: self.acceptance,
+            evaluations_per_proposal: None,
+        }))
     }
     fn log_density(&self, theta: &[f64], x_o: &[f64]) -> sbi_runtime::Result<Vec<f64>> {
         let (mean, sd) = self.mean_sd(x_o)?;

@@ -254,6 +254,49 @@ where
     Ok(out)
 }
 
+/// Solves `dy/dt = f(t, y)` from `from` to `to` in `steps` equal steps of the classical
+/// fourth-order Runge–Kutta method (4 evaluations of `f` per step): no error control, a
+/// known cost. For smooth right-hand sides, such as a trained vector field, a few dozen
+/// steps are often as accurate as the adaptive solver's sampling noise requires, at a
+/// fraction of its evaluations. The solution holds the states at `from` and `to`.
+///
+/// # Errors
+/// [`Error::Config`] for no steps, equal or non-finite end times, or an empty or non-finite
+/// `y0`; [`Error::OdeFailed`] when the state stops being finite.
+pub fn solve_fixed_steps<F>(mut f: F, y0: &[f64], from: f64, to: f64, steps: usize) -> Result<OdeSolution>
+where
+    F: FnMut(f64, &[f64], &mut [f64]),
+{
+    if steps == 0 {
+        return Err(Error::Config("ODE solver: a fixed-step solve needs at least 1 step".into()));
+    }
+    check_inputs(y0, &[from, to])?;
+    let n = y0.len();
+    let h = (to - from) / steps as f64;
+    let mut y = y0.to_vec();
+    let mut k = vec![vec![0.0; n]; 4];
+    let mut stage = vec![0.0; n];
+    for i in 0..steps {
+        let t = from + i as f64 * h;
+        f(t, &y, &mut k[0]);
+        for (s, c) in [(1, 0.5), (2, 0.5), (3, 1.0)] {
+            for (j, v) in stage.iter_mut().enumerate() {
+                *v = y[j] + c * h * k[s - 1][j];
+            }
+            f(t + c * h, &stage, &mut k[s]);
+        }
+        for (j, v) in y.iter_mut().enumerate() {
+            *v += h / 6.0 * (k[0][j] + 2.0 * k[1][j] + 2.0 * k[2][j] + k[3][j]);
+        }
+        if !y.iter().all(|v| v.is_finite()) {
+            return Err(Error::OdeFailed { t: t + h, reason: "the state is not finite after a fixed step".into() });
+        }
+    }
+    let mut values = y0.to_vec();
+    values.extend_from_slice(&y);
+    Ok(OdeSolution { values, times: vec![from, to], steps, rejected: 0, evaluations: 4 * steps })
+}
+
 fn check_inputs(y0: &[f64], times: &[f64]) -> Result<()> {
     if y0.is_empty() || !y0.iter().all(|v| v.is_finite()) {
         return Err(Error::Config(format!("ODE solver: the initial state must be non-empty and finite, got {y0:?}")));

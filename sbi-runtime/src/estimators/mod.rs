@@ -21,7 +21,10 @@ pub use maf::{Maf, MafConfig, Permutation};
 pub use mdn::{Mdn, MdnConfig};
 pub use nsf::{Nsf, NsfConfig};
 pub use standardize::{Columns, Standardizer};
-pub use vector_field::VectorFieldConfig;
+pub use vector_field::{
+    Divergence, FlowMatchingConfig, FlowSolver, Langevin, Process, ScoreConfig, ScoreSampling, ScoreWeighting, Sde,
+    VectorFieldConfig,
+};
 
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,8 @@
 //!   maximum likelihood on `(θ, x) ~ p(θ) p(x | θ)`; sampling is direct.
 //! - [`Fmpe`]: flow matching posterior estimation, a conditional vector field whose ODE
 //!   carries base noise to `q(θ | x)`; sampling solves the ODE.
+//! - [`Npse`]: neural posterior score estimation, the score of the posterior noised by a
+//!   diffusion; sampling runs the reverse SDE or the probability-flow ODE.
 //! - [`Nle`]: neural likelihood estimation, a conditional density `q(x | θ)`; the posterior
 //!   `∝ Π_k q(x_k | θ) p(θ)` is sampled by MCMC.
 //! - [`Nre`]: neural ratio estimation, a classifier whose logit estimates
@@ -14,21 +16,26 @@
 pub mod fmpe;
 pub mod nle;
 pub mod npe;
+pub mod npse;
 pub mod nre;
 mod posterior;
 
 mod saved;
 pub mod scored;
 pub mod sequential;
+pub mod vector_field;
 
+pub use crate::estimators::FlowSolver;
 pub use crate::samplers::Samples;
-pub use fmpe::{FlowSolver, Fmpe, FmpePosterior};
+pub use fmpe::{Fmpe, FmpePosterior};
 pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe, ThetaSpace};
+pub use npse::{Npse, NpsePosterior};
 pub use nre::{Nre, NrePosterior, NreVariant};
 pub use posterior::{Method, Posterior};
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};
 pub use sequential::{Round, Rounds, SequentialRun};
+pub use vector_field::VectorFieldPosterior;
 
 use serde::{Deserialize, Serialize};
 

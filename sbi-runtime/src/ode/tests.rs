@@ -143,3 +143,30 @@ fn max_step_bounds_every_step() {
     let bounded = solve(decay, &[1.0], &[0.0, 10.0], &OdeConfig::default().with_max_step(0.01)).unwrap();
     assert!(bounded.steps >= 1000 && free.steps < 100, "{} and {}", bounded.steps, free.steps);
 }
+
+#[test]
+fn fixed_steps_converge_at_fourth_order() {
+    // y' = −2 y from 0 to 1, backward too: the error falls 16-fold per halving of the step.
+    for (from, to) in [(0.0, 1.0), (1.0, 0.0)] {
+        let exact = 3.0 * (-2.0f64 * (to - from)).exp();
+        let errors: Vec<f64> = [10, 20, 40]
+            .iter()
+            .map(|&steps| {
+                let sol = solve_fixed_steps(|_, y, dy| dy[0] = -2.0 * y[0], &[3.0], from, to, steps).unwrap();
+                assert_eq!(sol.evaluations, 4 * steps);
+                assert_eq!(sol.at(0), [3.0]);
+                (sol.at(1)[0] - exact).abs()
+            })
+            .collect();
+        for w in errors.windows(2) {
+            let ratio = w[0] / w[1];
+            assert!((12.0..20.0).contains(&ratio), "{from}→{to}: errors {errors:?}");
+        }
+        assert!(errors[2] < 1e-5, "{errors:?}");
+    }
+    assert!(matches!(solve_fixed_steps(|_, _, _| {}, &[1.0], 0.0, 1.0, 0), Err(Error::Config(_))));
+    assert!(matches!(
+        solve_fixed_steps(|_, _, dy| dy[0] = f64::NAN, &[1.0], 0.0, 1.0, 5),
+        Err(Error::OdeFailed { .. })
+    ));
+}

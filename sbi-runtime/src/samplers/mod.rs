@@ -189,7 +189,11 @@ impl SamplerRun {
             ),
             SamplerRun::Importance(r) => format!("importance sampling: ESS {:.0} of {} proposals", r.ess, r.proposals),
             SamplerRun::Rejection(r) => {
-                format!("rejection sampling: acceptance {:.4} ({} proposals)", r.acceptance_rate, r.proposals)
+                let cost = r
+                    .evaluations_per_proposal
+                    .map(|e| format!(", {e} network evaluations per proposal"))
+                    .unwrap_or_default();
+                format!("rejection sampling: acceptance {:.4} ({} proposals{cost})", r.acceptance_rate, r.proposals)
             }
         };
         line + &self.warnings().iter().map(|w| format!("; warning: {w}")).collect::<String>()

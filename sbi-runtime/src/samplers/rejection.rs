@@ -14,6 +14,9 @@ pub struct RejectionRun {
     pub proposals: usize,
     /// Accepted draws per proposal examined.
     pub acceptance_rate: f64,
+    /// Network evaluations per proposal where a proposal costs more than one pass (vector
+    /// field posteriors: ODE stages or SDE steps); `None` otherwise.
+    pub evaluations_per_proposal: Option<usize>,
 }
 
 /// `n` accepted draws of `d` values for each of `k` observations.
@@ -89,6 +92,7 @@ pub fn rejection_sample(
         .map(|(values, p)| {
             let rows = values.len() / d;
             RejectionRun {
+                evaluations_per_proposal: None,
                 samples: Samples { values, names: names.to_vec() },
                 proposals: p,
                 acceptance_rate: rows as f64 / p.max(1) as f64,

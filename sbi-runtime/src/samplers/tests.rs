@@ -291,10 +291,20 @@ fn mixing_is_reported() {
 #[test]
 fn every_sampler_run_carries_its_warnings_in_its_description() {
     let samples = Samples { values: vec![0.0; 4], names: vec!["a".into(), "b".into()] };
-    let leaky = SamplerRun::Rejection(RejectionRun { samples: samples.clone(), proposals: 10, acceptance_rate: 0.3 });
+    let leaky = SamplerRun::Rejection(RejectionRun {
+        samples: samples.clone(),
+        proposals: 10,
+        acceptance_rate: 0.3,
+        evaluations_per_proposal: None,
+    });
     assert!(leaky.warnings()[0].starts_with("only 30% of the estimator's draws"), "{:?}", leaky.warnings());
     assert!(leaky.describe().contains("acceptance 0.3000 (10 proposals); warning: only 30%"), "{}", leaky.describe());
-    let fine = SamplerRun::Rejection(RejectionRun { samples: samples.clone(), proposals: 10, acceptance_rate: 0.9 });
+    let fine = SamplerRun::Rejection(RejectionRun {
+        samples: samples.clone(),
+        proposals: 10,
+        acceptance_rate: 0.9,
+        evaluations_per_proposal: None,
+    });
     assert!(fine.warnings().is_empty() && !fine.describe().contains("warning"));
     let collapsed = SamplerRun::Importance(ImportanceRun { samples, proposals: 1000, ess: 3.0 });
     assert!(collapsed.describe().contains("; warning: importance weights' ESS is 3"), "{}", collapsed.describe());
