@@ -153,6 +153,13 @@ fn one_epoch_of_training_agrees() {
         posterior.log_potential(&theta, &x_o).unwrap()
     };
     agree("NRE", &nre(), &with_candle_ops(nre));
+    // The vector-field network (fused GELU and layer norm) and its density along the ODE.
+    let fmpe = || {
+        let training = TrainConfig::default().with_max_epochs(1).with_seed(3).with_progress(false);
+        let posterior = Fmpe::default().with_training(training).train(&TwoMoons, &sims).unwrap();
+        posterior.log_density(&theta, &x_o).unwrap()
+    };
+    agree("FMPE", &fmpe(), &with_candle_ops(fmpe));
 
     let series = SirSeries { population: 1_000, days: 16 };
     let sims = simulate(&series, 600).seed(2).progress(false).run().unwrap();

@@ -58,8 +58,8 @@ pub mod prelude {
     pub use crate::estimators::nsf::NsfConfig;
     pub use crate::estimators::{DensityEstimator, MafConfig};
     pub use crate::inference::{
-        Method, Nle, NlePosterior, Npe, NpePosterior, Nre, NrePosterior, NreVariant, Posterior, Rounds, Samples,
-        SequentialNpe, SequentialRun, ThetaSpace,
+        Fmpe, FmpePosterior, Method, Nle, NlePosterior, Npe, NpePosterior, Npse, NpsePosterior, Nre, NrePosterior,
+        NreVariant, Posterior, Rounds, Samples, SequentialNpe, SequentialRun, ThetaSpace,
     };
     pub use crate::model::distributions::{
         Beta, Exponential, Gamma, HalfNormal, LogNormal, MultivariateNormal, Normal, PriorDistribution, Uniform,

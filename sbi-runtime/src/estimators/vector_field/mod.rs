@@ -20,6 +20,7 @@ pub use process::{FlowMatchingConfig, Process, ScoreConfig, ScoreWeighting, Sde}
 use crate::error::{Error, Result};
 use crate::estimators::{Columns, Standardizer};
 use crate::nn::Linear;
+use crate::nn::kernels::{gelu, layer_norm};
 use crate::ode::{OdeConfig, solve, solve_fixed_steps};
 use crate::rng::SimRng;
 
@@ -250,23 +251,14 @@ impl VectorFieldNet {
     pub fn forward(&self, input: &Tensor, context: &Tensor, time: &Tensor) -> candle_core::Result<Tensor> {
         let input = self.input.forward(input)?;
         let cond = self.condition.forward(context)?;
-        let mut h = self.merge.forward(&Tensor::cat(&[input, cond], 1)?.gelu_erf()?)?.gelu_erf()?;
+        let mut h = gelu(&self.merge.forward(&gelu(&Tensor::cat(&[input, cond], 1)?)?)?)?;
         let te = self.time.forward(&self.embed_time(time)?)?;
         for (dense, gain, bias) in &self.blocks {
-            let next = ((dense.forward(&h)?.gelu_erf()? + &te)? + &h)?;
+            let next = ((gelu(&dense.forward(&h)?)? + &te)? + &h)?;
             h = layer_norm(&next, gain, bias)?;
         }
         self.output.forward(&h)
     }
-}
-
-/// Layer normalisation over the last dimension (PyTorch's `nn.LayerNorm`, ε = 10⁻⁵), from
-/// candle's differentiable ops.
-fn layer_norm(x: &Tensor, gain: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    let mean = x.mean_keepdim(candle_core::D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
-    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?.broadcast_mul(gain)?.broadcast_add(bias)
 }
 
 /// Standard normal draws as an f32 tensor `[rows, cols]`.
@@ -327,9 +319,31 @@ pub(crate) struct VectorFieldSpec {
     pub context_std: Standardizer,
 }
 
-/// Rows per ODE or SDE solve: larger batches share one step size and one network call per
-/// stage.
-const ROWS_PER_SOLVE: usize = 4096;
+/// Rows per ODE or SDE solve: a batch shares one step size and one network call per stage;
+/// batches run in parallel on rayon's pool. Small enough that candle keeps its element-wise
+/// ops on the calling thread (it spreads those over 64 Ki values on a pool of its own,
+/// which spins against rayon's threads).
+const ROWS_PER_SOLVE: usize = 512;
+
+/// `solve(item, rng)` for each item on the rayon pool, each with its own random stream
+/// derived from one draw of `rng` and the item's index, so that the result does not depend
+/// on the number of threads; results in order, the first error if any.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    rng: &mut SimRng,
+    solve: impl Fn(&T, &mut SimRng) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use rayon::prelude::*;
+    let seed: u64 = rng.random();
+    let generic = crate::nn::kernels::generic_mode();
+    items
+        .par_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            crate::nn::kernels::with_mode(generic, || solve(item, &mut crate::rng::stream_rng(seed, i as u64)))
+        })
+        .collect()
+}
 
 /// A trained conditional vector field on raw values: z-scoring (in f64), embedding network,
 /// vector field network and the path it was trained on.
@@ -418,12 +432,9 @@ impl VectorFieldEstimator {
                 ));
             }
         };
-        let rows = contexts.len() / c;
-        let mut out = Vec::with_capacity(rows * d);
-        let mut evaluations = 0;
-        for chunk in contexts.chunks(ROWS_PER_SOLVE * c) {
+        let base_sd = self.spec.process.base_sd();
+        let solve_chunk = |chunk: &[f64], rng: &mut SimRng| -> Result<(Vec<f64>, usize)> {
             let m = chunk.len() / c;
-            let base_sd = self.spec.process.base_sd();
             let z1: Vec<f64> = (0..m * d).map(|_| base_sd * rng.sample::<f64, _>(StandardNormal)).collect();
             let context = self.context(chunk)?;
             let (z0, evals) = match sde {
@@ -432,10 +443,14 @@ impl VectorFieldEstimator {
                     reverse_sde(config, &self.net, &context, &z1, d, steps, corrector, rng)?
                 }
             };
-            evaluations = evaluations.max(evals);
+            let mut out = Vec::with_capacity(m * d);
             self.unscale(&z0, &mut out);
-        }
-        Ok((out, evaluations))
+            Ok((out, evals))
+        };
+        let chunks: Vec<&[f64]> = contexts.chunks(ROWS_PER_SOLVE * c).collect();
+        let solved = in_parallel(&chunks, rng, |chunk, rng| solve_chunk(chunk, rng))?;
+        let evaluations = solved.iter().map(|s| s.1).max().unwrap_or(0);
+        Ok((solved.into_iter().flat_map(|s| s.0).collect(), evaluations))
     }
 
     /// `log q(θ | x)` of raw rows `theta` (`m × D`) at raw context rows (`m × numel`) by the
@@ -457,8 +472,9 @@ impl VectorFieldEstimator {
         let std = &self.spec.input_std;
         let log_scale = std.log_scale();
         let base_var = self.spec.process.base_sd().powi(2);
-        let mut out = Vec::with_capacity(theta.len() / d);
-        for (rows, ctx) in theta.chunks(ROWS_PER_SOLVE * d).zip(contexts.chunks(ROWS_PER_SOLVE * c)) {
+        let chunks: Vec<(&[f64], &[f64])> =
+            theta.chunks(ROWS_PER_SOLVE * d).zip(contexts.chunks(ROWS_PER_SOLVE * c)).collect();
+        let solve_chunk = |&(rows, ctx): &(&[f64], &[f64]), rng: &mut SimRng| -> Result<Vec<f64>> {
             let m = rows.len() / d;
             let mut z: Vec<f64> = rows
                 .chunks_exact(d)
@@ -478,15 +494,18 @@ impl VectorFieldEstimator {
                 }
             };
             let (end, _) = self.integrate_with_divergence(&self.context(ctx)?, &z, probes.as_deref(), solver)?;
-            for r in 0..m {
-                let z1 = &end[r * d..(r + 1) * d];
-                let base = -0.5 * z1.iter().map(|v| v * v).sum::<f64>() / base_var
-                    - 0.5 * d as f64 * (2.0 * std::f64::consts::PI * base_var).ln();
-                let lp = base + end[m * d + r] - log_scale;
-                out.push(if representable[r] && lp.is_finite() { lp } else { f64::NEG_INFINITY });
-            }
-        }
-        Ok(out)
+            Ok((0..m)
+                .map(|r| {
+                    let z1 = &end[r * d..(r + 1) * d];
+                    let base = -0.5 * z1.iter().map(|v| v * v).sum::<f64>() / base_var
+                        - 0.5 * d as f64 * (2.0 * std::f64::consts::PI * base_var).ln();
+                    let lp = base + end[m * d + r] - log_scale;
+                    if representable[r] && lp.is_finite() { lp } else { f64::NEG_INFINITY }
+                })
+                .collect())
+        };
+        let solved = in_parallel(&chunks, rng, solve_chunk)?;
+        Ok(solved.into_iter().flatten().collect())
     }
 
     /// Solves the ODE of z-scored rows `z0` (`m × D`) from the posterior's time to the

@@ -1,6 +1,6 @@
-//! Fused CPU kernels for small networks: a dense layer `y = act(x (W∘M)ᵀ + b)` as one
-//! candle op with a hand-written backward pass, and an in-place Adam update with global
-//! gradient-norm clipping.
+//! Fused CPU kernels for small networks: a dense layer `y = act(x (W∘M)ᵀ + b)`, GELU and
+//! layer normalisation, each one candle op with a hand-written backward pass, and an
+//! in-place Adam update with global gradient-norm clipping.
 //!
 //! Why by hand: candle builds one tensor (and one allocation) per elementary operation. A
 //! layer written with candle's ops (mask, transpose, matmul, bias, activation) costs about
@@ -21,11 +21,13 @@ mod adam;
 mod affine;
 pub(crate) mod conv;
 mod dense;
+pub(crate) mod norm;
 
 pub use activation::{Activation, tanh};
 pub(crate) use adam::Adam;
 pub(crate) use affine::AffineStep;
 pub(crate) use dense::Dense;
+pub(crate) use norm::{gelu, layer_norm};
 
 use std::cell::Cell;
 

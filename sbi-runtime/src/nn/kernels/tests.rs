@@ -137,3 +137,60 @@ fn clipping_bounds_the_global_norm() {
     let m = &adam.m[0];
     assert!((m[0] - 0.1 * 0.6).abs() < 1e-6 && (m[1] - 0.1 * 0.8).abs() < 1e-6, "{m:?}");
 }
+
+/// The rational erf is within 10⁻⁶ of libm's everywhere (and exactly odd).
+#[test]
+fn fast_erf_is_accurate() {
+    let mut worst = 0f64;
+    for i in -6000..=6000 {
+        let x = i as f32 * 1e-3;
+        let exact = libm_erf(x as f64);
+        worst = worst.max((norm::erf_f32(x) as f64 - exact).abs());
+        assert_eq!(norm::erf_f32(-x), -norm::erf_f32(x));
+    }
+    assert!(worst < 1e-6, "max error {worst}");
+}
+
+/// erf by its Taylor series (|x| ≤ 3) or its asymptotic continued fraction (beyond), in f64:
+/// an independent reference, since std has no erf.
+fn libm_erf(x: f64) -> f64 {
+    if x.abs() > 3.0 {
+        // erfc(x) = e^{−x²}/(x√π) · 1/(1 + 1/(2x²)/(1 + 2/(2x²)/(1 + …))).
+        let a = x.abs();
+        let mut frac = 0.0;
+        for k in (1..60).rev() {
+            frac = (k as f64 / 2.0) / (a + frac);
+        }
+        let erfc = (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + frac);
+        return x.signum() * (1.0 - erfc);
+    }
+    let (mut term, mut sum) = (x, x);
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+/// GELU and layer normalisation agree with candle's ops, values and gradients.
+#[test]
+fn gelu_and_layer_norm_match_candle_ops() {
+    let (batch, h) = (9, 6);
+    let x = Var::from_tensor(&(noise(11, batch, h) * 2.0).unwrap()).unwrap();
+    let gain = Var::from_tensor(&noise(12, 1, h)).unwrap();
+    let bias = Var::from_tensor(&noise(13, 1, h)).unwrap();
+    let weights = noise(14, batch, h);
+    let both = |generic_ops: bool| {
+        with_mode(generic_ops, || {
+            let y = layer_norm(&gelu(x.as_tensor()).unwrap(), gain.as_tensor(), bias.as_tensor()).unwrap();
+            let grads = (&y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let g = [&x, &gain, &bias].map(|v| grads.get(v.as_tensor()).unwrap().clone());
+            (y, g)
+        })
+    };
+    let ((fused, gf), (plain, gp)) = (both(false), both(true));
+    assert!(max_diff(&fused, &plain) < 1e-5, "forward {}", max_diff(&fused, &plain));
+    for (a, b) in gf.iter().zip(&gp) {
+        assert!(max_diff(a, b) < 1e-4, "gradient {}", max_diff(a, b));
+    }
+}
