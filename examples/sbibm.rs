@@ -36,8 +36,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round]
              [--sequential tsnpe|apt|apt-atomic (npe with rounds)] [--warm-start (rounds)]
              [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]
-             [--theta-space constrained|unconstrained (npe)] [--lr-decays K (fmpe, npse)]
-             [--time-prior-exponent A (fmpe)] [--sde ve|vp|subvp (npse)]
+             [--theta-space constrained|unconstrained (npe)] [--lr-decays K (fmpe, npse: 3)]
+             [--time-prior-exponent A (fmpe: 0)] [--sde ve|vp|subvp (npse)]
              [--score-sampling sde|ode (npse)] [--sde-steps N (npse)]
              [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]";
 
@@ -75,7 +75,8 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let estimator = args.get("density-estimator", "maf".to_string()).parse::<DensityEstimator>()?;
     let device: sbi_runtime::nn::DeviceChoice = args.get("device", sbi_runtime::nn::DeviceChoice::Cpu);
     let training = TrainConfig::default().with_seed(seed).with_progress(!quiet).with_device(device);
-    let lr_decays: usize = args.get("lr-decays", 0);
+    // Learning-rate halvings (FMPE's and NPSE's default unless given).
+    let lr_decays: usize = args.get("lr-decays", sbi_runtime::inference::DEFAULT_LR_DECAYS);
     let sampler = args.get("sampler", "slice".to_string()).parse::<Sampler>()?.with_progress(!quiet);
     let result = match args.get("method", "npe".to_string()).as_str() {
         "npe" => {

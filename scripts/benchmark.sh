@@ -5,7 +5,7 @@
 # nle:maf|nsf|mdn, nre:a|b|c|bnre, fmpe:A (flow matching with time prior exponent A, 0 as
 # sbi), npse:ve|vp|subvp (score estimation with that SDE; SCORE_SAMPLING=sde|ode, sde as
 # sbi). SAMPLER=slice|nuts|mh|sir picks the sampler of nle and nre; LR_DECAYS=K halves the
-# learning rate K times on plateaus (fmpe, npse);
+# learning rate K times on plateaus (fmpe, npse: 3 by default, 0 as sbi);
 # ROUNDS=R splits the simulations over R sequential rounds (TSNPE, SNLE, SNRE);
 # THETA_SPACE=constrained|unconstrained picks where NPE models θ.
 set -euo pipefail
@@ -28,13 +28,13 @@ for task in $tasks; do
     case "$method" in
       nre) extra=(--nre-variant "$setting" --sampler "$sampler") ;;
       nle) extra=(--density-estimator "$setting" --sampler "$sampler") ;;
-      fmpe) extra=(--time-prior-exponent "$setting" --lr-decays "${LR_DECAYS:-0}") ;;
-      npse) extra=(--sde "$setting" --score-sampling "${SCORE_SAMPLING:-sde}" --lr-decays "${LR_DECAYS:-0}") ;;
+      fmpe) extra=(--time-prior-exponent "$setting" --lr-decays "${LR_DECAYS:-3}") ;;
+      npse) extra=(--sde "$setting" --score-sampling "${SCORE_SAMPLING:-sde}" --lr-decays "${LR_DECAYS:-3}") ;;
       *) extra=(--density-estimator "$setting" --theta-space "$space") ;;
     esac
     label=$setting
-    if [ "$method" = fmpe ]; then label="$setting,decays${LR_DECAYS:-0}"; fi
-    if [ "$method" = npse ]; then label="$setting,${SCORE_SAMPLING:-sde},decays${LR_DECAYS:-0}"; fi
+    if [ "$method" = fmpe ]; then label="$setting,decays${LR_DECAYS:-3}"; fi
+    if [ "$method" = npse ]; then label="$setting,${SCORE_SAMPLING:-sde},decays${LR_DECAYS:-3}"; fi
     for i in $obs; do
       line=$(./target/release/examples/sbibm --task "$task" --method "$method" "${extra[@]}" \
         --simulations "$sims" --samples 10000 --seed "$i" --quiet --rounds "$rounds" \

@@ -14,7 +14,7 @@
 
 use crate::error::Result;
 use crate::estimators::{FlowMatchingConfig, FlowSolver, Process, ScoreSampling, VectorFieldConfig};
-use crate::inference::vector_field::{FieldTraining, VectorFieldPosterior};
+use crate::inference::vector_field::{FieldTraining, VectorFieldPosterior, default_training};
 use crate::inference::{Method, Rounds, SequentialRun};
 use crate::model::{Prior, Simulator};
 use crate::nn::EmbeddingNet;
@@ -26,18 +26,32 @@ pub type FmpePosterior<P> = VectorFieldPosterior<P>;
 
 /// Flow matching posterior estimation: the vector field network, its probability path, the
 /// embedding of `x`, the training and the ODE solver.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Fmpe {
     /// The vector field network (`sbi`'s MLP defaults).
     pub vector_field: VectorFieldConfig,
-    /// The probability path (σ_min, time prior).
+    /// The probability path (σ_min, time prior: `sbi`'s defaults).
     pub flow: FlowMatchingConfig,
     /// The embedding network of `x` (none).
     pub embedding: EmbeddingNet,
-    /// Training settings (`sbi`'s defaults).
+    /// Training settings: `sbi`'s, with [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings on
+    /// plateaus; a training set with [`Fmpe::with_training`] replaces them, halvings
+    /// included.
     pub training: TrainConfig,
     /// The ODE solver for draws and densities.
     pub solver: FlowSolver,
+}
+
+impl Default for Fmpe {
+    fn default() -> Self {
+        Fmpe {
+            vector_field: VectorFieldConfig::default(),
+            flow: FlowMatchingConfig::default(),
+            embedding: EmbeddingNet::default(),
+            training: default_training(),
+            solver: FlowSolver::default(),
+        }
+    }
 }
 
 impl Fmpe {

@@ -18,7 +18,7 @@
 
 use crate::error::Result;
 use crate::estimators::{FlowSolver, Process, ScoreConfig, ScoreSampling, VectorFieldConfig};
-use crate::inference::vector_field::{FieldTraining, VectorFieldPosterior};
+use crate::inference::vector_field::{FieldTraining, VectorFieldPosterior, default_training};
 use crate::inference::{Method, Rounds, SequentialRun};
 use crate::model::{Prior, Simulator};
 use crate::nn::EmbeddingNet;
@@ -30,7 +30,7 @@ pub type NpsePosterior<P> = VectorFieldPosterior<P>;
 
 /// Neural posterior score estimation: the score network, the SDE and its loss, the
 /// embedding of `x`, the training, and how the posterior draws.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Npse {
     /// The score network (`sbi`'s MLP defaults).
     pub vector_field: VectorFieldConfig,
@@ -38,12 +38,27 @@ pub struct Npse {
     pub score: ScoreConfig,
     /// The embedding network of `x` (none).
     pub embedding: EmbeddingNet,
-    /// Training settings (`sbi`'s defaults).
+    /// Training settings: `sbi`'s, with [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings on
+    /// plateaus; a training set with [`Npse::with_training`] replaces them, halvings
+    /// included.
     pub training: TrainConfig,
     /// The ODE solver for densities (and for draws by the probability-flow ODE).
     pub solver: FlowSolver,
     /// How draws are made (the reverse SDE, 500 time points, as `sbi`).
     pub sampling: ScoreSampling,
+}
+
+impl Default for Npse {
+    fn default() -> Self {
+        Npse {
+            vector_field: VectorFieldConfig::default(),
+            score: ScoreConfig::default(),
+            embedding: EmbeddingNet::default(),
+            training: default_training(),
+            solver: FlowSolver::default(),
+            sampling: ScoreSampling::default(),
+        }
+    }
 }
 
 impl Npse {
