@@ -37,7 +37,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--sequential tsnpe|apt|apt-atomic (npe with rounds)] [--warm-start (rounds)]
              [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]
              [--theta-space constrained|unconstrained (npe)] [--lr-decays K (fmpe, npse: 3)]
-             [--time-prior-exponent A (fmpe: 0)] [--sde ve|vp|subvp (npse)]
+             [--lr-patience E (epochs before each halving; fmpe: 20, npse: 10)]
+             [--time-prior-exponent A (fmpe: 4)] [--uniform-share W (fmpe: 0.5)] [--sde ve|vp|subvp (npse)]
              [--score-sampling sde|ode (npse)] [--sde-steps N (npse)]
              [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]";
 
@@ -75,8 +76,14 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
     let estimator = args.get("density-estimator", "maf".to_string()).parse::<DensityEstimator>()?;
     let device: sbi_runtime::nn::DeviceChoice = args.get("device", sbi_runtime::nn::DeviceChoice::Cpu);
     let training = TrainConfig::default().with_seed(seed).with_progress(!quiet).with_device(device);
-    // Learning-rate halvings (FMPE's and NPSE's default unless given).
-    let lr_decays: usize = args.get("lr-decays", sbi_runtime::inference::DEFAULT_LR_DECAYS);
+    // Learning-rate halvings and their patience: FMPE's and NPSE's defaults unless given.
+    let field_training = |defaults: &TrainConfig| {
+        let patience = defaults.lr_patience.unwrap_or(defaults.stop_after_epochs);
+        training
+            .clone()
+            .with_lr_decays(args.get("lr-decays", defaults.lr_decays))
+            .with_lr_patience(Some(args.get("lr-patience", patience)))
+    };
     let sampler = args.get("sampler", "slice".to_string()).parse::<Sampler>()?.with_progress(!quiet);
     let result = match args.get("method", "npe".to_string()).as_str() {
         "npe" => {
@@ -106,12 +113,15 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             run_benchmark(model, &nre, &bench)?
         }
         "fmpe" => {
-            let flow =
-                FlowMatchingConfig { time_prior_exponent: args.get("time-prior-exponent", 0.0), ..Default::default() };
-            let fmpe = sbi_runtime::inference::Fmpe::default()
-                .with_flow(flow)
-                .with_solver(solver(args))
-                .with_training(training.with_lr_decays(lr_decays));
+            let d = FlowMatchingConfig::default();
+            let flow = FlowMatchingConfig {
+                time_prior_exponent: args.get("time-prior-exponent", d.time_prior_exponent),
+                uniform_share: args.get("uniform-share", d.uniform_share),
+                ..d
+            };
+            let fmpe = sbi_runtime::inference::Fmpe::default();
+            let training = field_training(&fmpe.training);
+            let fmpe = fmpe.with_flow(flow).with_solver(solver(args)).with_training(training);
             run_benchmark(model, &fmpe, &bench)?
         }
         "npse" => {
@@ -122,15 +132,18 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 other => return Err(Error::Config(format!("unknown SDE {other:?} (ve, vp or subvp)"))),
             };
             let sampling = match args.get("score-sampling", "sde".to_string()).as_str() {
-                "sde" => ScoreSampling::Sde { steps: args.get("sde-steps", 500), corrector: None },
+                "sde" => match ScoreSampling::default() {
+                    ScoreSampling::Sde { steps, corrector } => {
+                        ScoreSampling::Sde { steps: args.get("sde-steps", steps), corrector }
+                    }
+                    ode => ode,
+                },
                 "ode" => ScoreSampling::Ode,
                 other => return Err(Error::Config(format!("unknown score sampling {other:?} (sde or ode)"))),
             };
-            let npse = sbi_runtime::inference::Npse::default()
-                .with_score(score)
-                .with_sampling(sampling)
-                .with_solver(solver(args))
-                .with_training(training.with_lr_decays(lr_decays));
+            let npse = sbi_runtime::inference::Npse::default();
+            let training = field_training(&npse.training);
+            let npse = npse.with_score(score).with_sampling(sampling).with_solver(solver(args)).with_training(training);
             run_benchmark(model, &npse, &bench)?
         }
         other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle, nre, fmpe or npse)"))),
@@ -172,7 +185,9 @@ fn main() {
             "device",
             "theta-space",
             "lr-decays",
+            "lr-patience",
             "time-prior-exponent",
+            "uniform-share",
             "sde",
             "score-sampling",
             "sde-steps",

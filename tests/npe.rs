@@ -360,7 +360,8 @@ fn diagnostics_refuse_simulations_of_another_model() {
 
 /// Halving the learning rate on a plateau continues the same run from its best parameters:
 /// up to the epoch where plain early stopping ends, both runs are the same (same seed), so
-/// the first halving comes exactly there, and the best validation loss can only improve.
+/// the first halving comes exactly there, and the best validation loss can only improve; a
+/// shorter patience before halvings moves them earlier.
 #[test]
 fn learning_rate_decays_continue_from_the_plateau() {
     let sims = simulate(&TwoMoons, 1_000).seed(4).progress(false).run().unwrap();
@@ -370,7 +371,7 @@ fn learning_rate_decays_continue_from_the_plateau() {
         posterior.training_summary().unwrap().clone()
     };
     let plain = summary(config.clone());
-    let decayed = summary(config.with_lr_decays(2));
+    let decayed = summary(config.clone().with_lr_decays(2));
     assert!(plain.converged && decayed.converged && plain.lr_decayed_after.is_empty());
     assert_eq!(decayed.lr_decayed_after.len(), 2);
     assert_eq!(decayed.lr_decayed_after[0], plain.epochs);
@@ -378,4 +379,16 @@ fn learning_rate_decays_continue_from_the_plateau() {
     assert!(decayed.epochs >= decayed.lr_decayed_after[1] + 5);
     assert_eq!(decayed.validation_loss[..plain.epochs], plain.validation_loss[..]);
     assert!(decayed.best_validation_loss <= plain.best_validation_loss);
+
+    // With a patience of 2 before each halving, the first comes earlier (the run is the same
+    // until then), each after at least 2 epochs, and the stop still waits 5.
+    let patient = summary(config.clone().with_lr_decays(2).with_lr_patience(Some(2)));
+    let first = patient.lr_decayed_after[0];
+    assert_eq!(patient.lr_decayed_after.len(), 2);
+    assert!(first >= 2 && first < plain.epochs, "{:?} vs {}", patient.lr_decayed_after, plain.epochs);
+    assert_eq!(patient.validation_loss[..first], plain.validation_loss[..first]);
+    assert!(patient.lr_decayed_after[1] >= first + 2);
+    assert!(patient.converged && patient.epochs >= patient.lr_decayed_after[1] + 5);
+    let err = Npe::default().with_training(config.with_lr_patience(Some(0))).train(&TwoMoons, &sims).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
 }

@@ -30,13 +30,16 @@ pub type FmpePosterior<P> = VectorFieldPosterior<P>;
 pub struct Fmpe {
     /// The vector field network (`sbi`'s MLP defaults).
     pub vector_field: VectorFieldConfig,
-    /// The probability path (σ_min, time prior: `sbi`'s defaults).
+    /// The probability path: `sbi`'s σ_min, and training times half uniform (`sbi`), half
+    /// from a power law that trains the posterior's end of the path more
+    /// ([`FlowMatchingConfig`]).
     pub flow: FlowMatchingConfig,
     /// The embedding network of `x` (none).
     pub embedding: EmbeddingNet,
-    /// Training settings: `sbi`'s, with [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings on
-    /// plateaus; a training set with [`Fmpe::with_training`] replaces them, halvings
-    /// included.
+    /// Training settings: `sbi`'s, with
+    /// [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings,
+    /// each after `sbi`'s 20 epochs without improvement; a training set with
+    /// [`Fmpe::with_training`] replaces them, halvings included.
     pub training: TrainConfig,
     /// The ODE solver for draws and densities.
     pub solver: FlowSolver,
@@ -48,7 +51,7 @@ impl Default for Fmpe {
             vector_field: VectorFieldConfig::default(),
             flow: FlowMatchingConfig::default(),
             embedding: EmbeddingNet::default(),
-            training: default_training(),
+            training: default_training(None),
             solver: FlowSolver::default(),
         }
     }

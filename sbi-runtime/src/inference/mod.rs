@@ -35,7 +35,7 @@ pub use nre::{Nre, NrePosterior, NreVariant};
 pub use posterior::{Method, Posterior};
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};
 pub use sequential::{Round, Rounds, SequentialRun};
-pub use vector_field::{DEFAULT_LR_DECAYS, VectorFieldPosterior};
+pub use vector_field::{DEFAULT_LR_DECAYS, DEFAULT_LR_PATIENCE, VectorFieldPosterior};
 
 use serde::{Deserialize, Serialize};
 

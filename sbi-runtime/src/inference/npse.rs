@@ -38,13 +38,15 @@ pub struct Npse {
     pub score: ScoreConfig,
     /// The embedding network of `x` (none).
     pub embedding: EmbeddingNet,
-    /// Training settings: `sbi`'s, with [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings on
-    /// plateaus; a training set with [`Npse::with_training`] replaces them, halvings
-    /// included.
+    /// Training settings: `sbi`'s, with
+    /// [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings,
+    /// each after [`DEFAULT_LR_PATIENCE`](crate::inference::DEFAULT_LR_PATIENCE) epochs
+    /// without improvement; a training set with [`Npse::with_training`] replaces them,
+    /// halvings included.
     pub training: TrainConfig,
     /// The ODE solver for densities (and for draws by the probability-flow ODE).
     pub solver: FlowSolver,
-    /// How draws are made (the reverse SDE, 500 time points, as `sbi`).
+    /// How draws are made (the reverse SDE at 100 time points; `sbi`: 500).
     pub sampling: ScoreSampling,
 }
 
@@ -54,7 +56,7 @@ impl Default for Npse {
             vector_field: VectorFieldConfig::default(),
             score: ScoreConfig::default(),
             embedding: EmbeddingNet::default(),
-            training: default_training(),
+            training: default_training(Some(crate::inference::DEFAULT_LR_PATIENCE)),
             solver: FlowSolver::default(),
             sampling: ScoreSampling::default(),
         }

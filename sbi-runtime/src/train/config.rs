@@ -19,7 +19,7 @@ pub struct TrainConfig {
     /// Upper bound on the number of epochs (2³¹ − 1, i.e. none in practice).
     pub max_epochs: usize,
     /// Times the learning rate is halved before training stops (0, as `sbi`): when
-    /// `stop_after_epochs` epochs bring no better validation loss and decays are left, the
+    /// `lr_patience` epochs (by default `stop_after_epochs`) bring no better validation loss and decays are left, the
     /// best parameters are restored, the learning rate halves and training goes on (Adam's
     /// moments kept). Adam's steps of about the learning rate per weight jitter the network's
     /// output; where the posterior is very narrow relative to the z-scored parameters
@@ -27,6 +27,11 @@ pub struct TrainConfig {
     /// early stopping ends training while it is still too wide.
     #[serde(default)]
     pub lr_decays: usize,
+    /// Epochs without a better validation loss before the learning rate halves, while
+    /// halvings are left (`None`: `stop_after_epochs`). Shorter than the stopping patience,
+    /// it spends fewer epochs waiting at a learning rate that no longer helps.
+    #[serde(default)]
+    pub lr_patience: Option<usize>,
     /// Clip the gradient's global L2 norm to this value (5.0); `None` disables clipping.
     pub clip_max_norm: Option<f64>,
     /// Seed of the initialisation, the split and the shuffling (0).
@@ -47,6 +52,7 @@ impl Default for TrainConfig {
             stop_after_epochs: 20,
             max_epochs: (1 << 31) - 1,
             lr_decays: 0,
+            lr_patience: None,
             clip_max_norm: Some(5.0),
             seed: 0,
             progress: true,
@@ -87,6 +93,11 @@ impl TrainConfig {
         self.lr_decays = n;
         self
     }
+    /// Sets the epochs without improvement before each halving ([`TrainConfig::lr_patience`]).
+    pub fn with_lr_patience(mut self, epochs: Option<usize>) -> Self {
+        self.lr_patience = epochs;
+        self
+    }
     /// Sets (or disables) gradient clipping.
     pub fn with_clip_max_norm(mut self, norm: Option<f64>) -> Self {
         self.clip_max_norm = norm;
@@ -110,11 +121,15 @@ impl TrainConfig {
     }
 
     pub(super) fn validate(&self, n: usize) -> Result<(usize, usize)> {
-        if self.batch_size == 0 || !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) || self.max_epochs == 0
+        if self.batch_size == 0
+            || !(self.learning_rate > 0.0 && self.learning_rate.is_finite())
+            || self.max_epochs == 0
+            || self.lr_patience == Some(0)
         {
             return Err(Error::Config(format!(
-                "batch size, learning rate and max epochs must be positive (and finite), got {}, {} and {}",
-                self.batch_size, self.learning_rate, self.max_epochs
+                "batch size, learning rate, max epochs and the learning-rate patience must be positive (and finite), \
+                 got {}, {}, {} and {:?}",
+                self.batch_size, self.learning_rate, self.max_epochs, self.lr_patience
             )));
         }
         if let Some(norm) = self.clip_max_norm

@@ -91,8 +91,11 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
             summary.best_epoch
         ));
         bar.tick();
-        if since_best >= config.stop_after_epochs {
-            if summary.lr_decayed_after.len() < config.lr_decays {
+        let decaying = summary.lr_decayed_after.len() < config.lr_decays;
+        let patience =
+            if decaying { config.lr_patience.unwrap_or(config.stop_after_epochs) } else { config.stop_after_epochs };
+        if since_best >= patience {
+            if decaying {
                 store.restore(&best)?;
                 opt.scale_learning_rate(0.5);
                 summary.lr_decayed_after.push(epoch);

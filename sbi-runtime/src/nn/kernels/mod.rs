@@ -22,6 +22,7 @@ mod affine;
 pub(crate) mod conv;
 mod dense;
 pub(crate) mod norm;
+mod simd;
 
 pub use activation::{Activation, tanh};
 pub(crate) use adam::Adam;

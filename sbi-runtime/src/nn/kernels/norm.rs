@@ -8,6 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 
+use super::simd::{exp_f32, vectorised};
 use super::{f32_slice, with_values};
 
 /// `erf` as a rational function of `x` clamped to [−4, 4] (the approximation Eigen uses;
@@ -40,7 +41,29 @@ fn gelu_f32(x: f32) -> f32 {
 #[inline(always)]
 fn gelu_grad_f32(x: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+    0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * exp_f32(-0.5 * x * x)
+}
+
+vectorised! {
+    /// `out = GELU(x)`.
+    fn gelu_forward(x: &[f32], out: &mut [f32]) {
+        let n = x.len().min(out.len());
+        let (x, out) = (&x[..n], &mut out[..n]);
+        for i in 0..n {
+            out[i] = gelu_f32(x[i]);
+        }
+    }
+}
+
+vectorised! {
+    /// `dx = g · GELU′(x)`.
+    fn gelu_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
+        let n = x.len().min(g.len()).min(dx.len());
+        let (x, g, dx) = (&x[..n], &g[..n], &mut dx[..n]);
+        for i in 0..n {
+            dx[i] = g[i] * gelu_grad_f32(x[i]);
+        }
+    }
 }
 
 struct Gelu;
@@ -52,12 +75,18 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = f32_slice(storage, layout, "x")?;
-        Ok((CpuStorage::F32(x.iter().map(|&v| gelu_f32(v)).collect()), layout.shape().clone()))
+        let mut y = vec![0f32; x.len()];
+        gelu_forward(x, &mut y);
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let dx: Vec<f32> = with_values(arg, |x| {
-            with_values(grad, |g| Ok(x.iter().zip(g).map(|(x, g)| g * gelu_grad_f32(*x)).collect()))
+            with_values(grad, |g| {
+                let mut dx = vec![0f32; x.len()];
+                gelu_backward(x, g, &mut dx);
+                Ok(dx)
+            })
         })?;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
@@ -89,8 +118,23 @@ fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// `Σ f(a_k, b_k)` in eight independent lanes (as [`lane_sum`]).
+#[inline(always)]
+fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(&a, &b)| f(a, b)).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((l, &a), &b) in lanes.iter_mut().zip(x).zip(y) {
+            *l += f(a, b);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// A row's mean and `1/√(var + ε)` (biased variance, as PyTorch), two passes in f32 (the
 /// rows are a network's hidden units, a hundred or so).
+#[inline(always)]
 fn row_moments(row: &[f32]) -> (f32, f32) {
     let n = row.len().max(1) as f32;
     let mean = lane_sum(row, |v| v) / n;
@@ -122,12 +166,7 @@ impl CustomOp3 for LayerNorm {
         }
         let (x, g, b) = (f32_slice(s1, l1, "x")?, f32_slice(s2, l2, "gain")?, f32_slice(s3, l3, "bias")?);
         let mut y = vec![0f32; x.len()];
-        for (row, out) in x.chunks_exact(h.max(1)).zip(y.chunks_exact_mut(h.max(1))) {
-            let (mean, r) = row_moments(row);
-            for (((o, v), g), b) in out.iter_mut().zip(row).zip(g).zip(b) {
-                *o = (v - mean) * r * g + b;
-            }
-        }
+        layer_norm_forward(x, g, b, h, &mut y);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -146,26 +185,7 @@ impl CustomOp3 for LayerNorm {
         with_values(x, |x| {
             with_values(gain, |g| {
                 with_values(grad, |dy| {
-                    let mut xhat = vec![0f32; h];
-                    let rows = x.chunks_exact(h.max(1)).zip(dy.chunks_exact(h.max(1)));
-                    for ((row, dy), dx) in rows.zip(dx.chunks_exact_mut(h.max(1))) {
-                        let (mean, r) = row_moments(row);
-                        // With x̂ = (x − μ) r and d = dy·g:
-                        // dx = r (d − mean(d) − x̂ mean(d x̂)).
-                        let (mut sum_d, mut sum_dx) = (0f32, 0f32);
-                        for k in 0..h {
-                            xhat[k] = (row[k] - mean) * r;
-                            let d = dy[k] * g[k];
-                            sum_d += d;
-                            sum_dx += d * xhat[k];
-                            dg[k] += dy[k] * xhat[k];
-                            db[k] += dy[k];
-                        }
-                        let (mean_d, mean_dx) = (sum_d / h as f32, sum_dx / h as f32);
-                        for k in 0..h {
-                            dx[k] = r * (dy[k] * g[k] - mean_d - xhat[k] * mean_dx);
-                        }
-                    }
+                    layer_norm_backward(x, g, dy, h, &mut dx, &mut dg, &mut db);
                     Ok(())
                 })
             })
@@ -175,6 +195,55 @@ impl CustomOp3 for LayerNorm {
             Some(Tensor::from_vec(dg, gain.shape(), gain.device())?),
             Some(Tensor::from_vec(db, gain.shape(), gain.device())?),
         ))
+    }
+}
+
+vectorised! {
+    /// Layer normalisation of rows `x` `[B, h]` with gain `g` and bias `b` into `y`.
+    fn layer_norm_forward(x: &[f32], g: &[f32], b: &[f32], h: usize, y: &mut [f32]) {
+        let h = h.max(1);
+        let (g, b) = (&g[..h], &b[..h]);
+        for (row, out) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)) {
+            let (mean, r) = row_moments(row);
+            let (row, out) = (&row[..h], &mut out[..h]);
+            for k in 0..h {
+                out[k] = (row[k] - mean) * r * g[k] + b[k];
+            }
+        }
+    }
+}
+
+vectorised! {
+    /// Layer normalisation's gradients for rows `x` `[B, h]`, gain `g` and the output's
+    /// gradient `dy`: with x̂ = (x − μ) r and d = dy·g, `dx = r (d − mean(d) − x̂ mean(d x̂))`,
+    /// `dg += Σ_rows dy x̂` and `db += Σ_rows dy`; each pass a loop the compiler vectorises.
+    fn layer_norm_backward(
+        x: &[f32],
+        g: &[f32],
+        dy: &[f32],
+        h: usize,
+        dx: &mut [f32],
+        dg: &mut [f32],
+        db: &mut [f32],
+    ) {
+        let h = h.max(1);
+        let (g, dg, db) = (&g[..h], &mut dg[..h], &mut db[..h]);
+        let (mut xhat, mut d) = (vec![0f32; h], vec![0f32; h]);
+        for ((row, dy), dx) in x.chunks_exact(h).zip(dy.chunks_exact(h)).zip(dx.chunks_exact_mut(h)) {
+            let (mean, r) = row_moments(row);
+            let (row, dy, dx) = (&row[..h], &dy[..h], &mut dx[..h]);
+            for k in 0..h {
+                xhat[k] = (row[k] - mean) * r;
+                d[k] = dy[k] * g[k];
+                dg[k] += dy[k] * xhat[k];
+                db[k] += dy[k];
+            }
+            let mean_d = lane_sum(&d, |v| v) / h as f32;
+            let mean_dx = lane_sum2(&d, &xhat, |a, b| a * b) / h as f32;
+            for k in 0..h {
+                dx[k] = r * (d[k] - mean_d - xhat[k] * mean_dx);
+            }
+        }
     }
 }
 
