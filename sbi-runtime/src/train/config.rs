@@ -19,8 +19,8 @@ pub struct TrainConfig {
     /// Upper bound on the number of epochs (2³¹ − 1, i.e. none in practice).
     pub max_epochs: usize,
     /// Times the learning rate is halved before training stops (0, as `sbi`): when
-    /// `lr_patience` epochs (by default `stop_after_epochs`) bring no better validation loss and decays are left, the
-    /// best parameters are restored, the learning rate halves and training goes on (Adam's
+    /// `lr_patience` epochs (by default `stop_after_epochs`) bring no better validation loss
+    /// and decays are left, the best parameters are restored, the learning rate halves and training goes on (Adam's
     /// moments kept). Adam's steps of about the learning rate per weight jitter the network's
     /// output; where the posterior is very narrow relative to the z-scored parameters
     /// (sequential rounds on a tiny posterior), that jitter is as wide as the posterior and

@@ -26,10 +26,10 @@ pub struct FlowMatchingConfig {
     /// α > 0 (Wildberger et al. 2023's power-law prior, `dingo`'s `time_prior_exponent`).
     #[serde(default)]
     pub time_prior_exponent: f64,
-    /// The share of training times drawn uniformly instead (½; `sbi`: all of them): the
-    /// power law alone leaves the base's end (t → 1) so rarely trained that densities, which
-    /// integrate the whole path, lose accuracy; half and half keeps both ends trained
-    /// (README: sbibm two_moons and gaussian_linear).
+    /// The share of training times drawn uniformly instead (½; `sbi`: all of them). The
+    /// power law alone trains the base's end (t → 1) rarely: exponent 4 alone gave C2ST
+    /// about 0.61 on sbibm gaussian_linear against 0.547 half and half, and exponent 2 alone
+    /// 0.72 nats of density error on its closed form against 0.50 (README).
     #[serde(default)]
     pub uniform_share: f64,
 }
