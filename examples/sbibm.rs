@@ -40,7 +40,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--lr-patience E (epochs before each halving; fmpe: 20, npse: 10)]
              [--time-prior-exponent A (fmpe: 4)] [--uniform-share W (fmpe: 0.5)] [--sde ve|vp|subvp (npse)]
              [--score-sampling sde|ode (npse)] [--sde-steps N (npse)]
-             [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]";
+             [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]
+             [--batch-size B (200)] [--learning-rate L (0.0005)]";
 
 /// Builds the benchmark and the chosen method from the arguments, then runs
 /// [`run_benchmark`]: nothing here depends on the task, so any model plugs in.
@@ -75,7 +76,14 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
 
     let estimator = args.get("density-estimator", "maf".to_string()).parse::<DensityEstimator>()?;
     let device: sbi_runtime::nn::DeviceChoice = args.get("device", sbi_runtime::nn::DeviceChoice::Cpu);
-    let training = TrainConfig::default().with_seed(seed).with_progress(!quiet).with_device(device);
+    let defaults = TrainConfig::default();
+    let training = defaults
+        .clone()
+        .with_seed(seed)
+        .with_progress(!quiet)
+        .with_device(device)
+        .with_batch_size(args.get("batch-size", defaults.batch_size))
+        .with_learning_rate(args.get("learning-rate", defaults.learning_rate));
     // Learning-rate halvings and their patience: FMPE's and NPSE's defaults unless given.
     let field_training = |defaults: &TrainConfig| {
         let patience = defaults.lr_patience.unwrap_or(defaults.stop_after_epochs);
@@ -192,6 +200,8 @@ fn main() {
             "score-sampling",
             "sde-steps",
             "fixed-steps",
+            "batch-size",
+            "learning-rate",
         ],
         &["quiet", "c2st-per-round", "warm-start"],
     );
