@@ -5,7 +5,7 @@
 //! `match` in `main` (or call `run_benchmark` from your own program).
 //!
 //! ```text
-//! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre|fmpe|npse \
+//! cargo run --release --example sbibm -- --task two_moons --method npe|nle|nre|fmpe|npse|rej-abc|smc-abc \
 //!     --simulations 10000 --observation-file ../shared/tasks/two_moons/obs1/observation.csv \
 //!     --samples 10000 --seed 1 --output samples.csv \
 //!     [--density-estimator maf|nsf|mdn] [--nre-variant a|b|c|bnre] [--sampler slice|nuts|mh|sir] \
@@ -23,12 +23,12 @@
 mod cli;
 mod models;
 
-use sbi_runtime::benchmark::{Benchmark, run_benchmark};
+use sbi_runtime::benchmark::{Benchmark, run_benchmark, run_benchmark_posterior};
 use sbi_runtime::estimators::{FlowMatchingConfig, FlowSolver, ScoreConfig, ScoreSampling};
 use sbi_runtime::prelude::*;
 
 const USAGE: &str = "\
-usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|npse --observation-file FILE
+usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|npse|rej-abc|smc-abc --observation-file FILE
              [--simulations N] [--samples M] [--seed S] [--output FILE.csv|FILE.npy|FILE.npz]
              [--density-estimator maf|nsf|mdn (npe, nle)] [--nre-variant a|b|c|bnre]
              [--sampler slice|nuts|mh|sir (nle, nre)] [--reference-file FILE.csv] [--quiet]
@@ -41,7 +41,12 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--time-prior-exponent A (fmpe: 4)] [--uniform-share W (fmpe: 0.5)] [--sde ve|vp|subvp (npse)]
              [--score-sampling sde|ode (npse)] [--sde-steps N (npse)]
              [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]
-             [--batch-size B (200)] [--learning-rate L (0.0005)]";
+             [--batch-size B (200)] [--learning-rate L (0.0005)]
+             [--adjustment linear|heteroscedastic|none (rej-abc, smc-abc: linear)]
+             [--abc-quantile Q (rej-abc: share accepted, 0.01; smc-abc: ε's quantile, 0.5)]
+             [--particles N (smc-abc: 200)] [--initial-factor F (smc-abc: 2)] [--kernel olcm|gaussian (smc-abc)]
+             [--kernel-scale S (smc-abc gaussian: covariance factor, 2)]
+             [--resample kde|particles (rej-abc, smc-abc: kde)]";
 
 /// Builds the benchmark and the chosen method from the arguments, then runs
 /// [`run_benchmark`]: nothing here depends on the task, so any model plugs in.
@@ -154,13 +159,63 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             let npse = npse.with_score(score).with_sampling(sampling).with_solver(solver(args)).with_training(training);
             run_benchmark(model, &npse, &bench)?
         }
-        other => return Err(Error::Config(format!("unknown method {other:?} (npe, nle, nre, fmpe or npse)"))),
+        "rej-abc" => {
+            let q: f64 = args.get("abc-quantile", 0.01);
+            let abc = RejectionAbc::default()
+                .with_acceptance(Acceptance::Quantile(q))
+                .with_adjustment(adjustment(args)?)
+                .with_resample(resample(args)?);
+            run_benchmark(model, &abc, &bench)?
+        }
+        "smc-abc" => {
+            let d = SmcAbc::default();
+            let smc = SmcAbc {
+                particles: args.get("particles", d.particles),
+                initial_factor: args.get("initial-factor", d.initial_factor),
+                quantile: args.get("abc-quantile", d.quantile),
+                kernel: match args.get("kernel", "olcm".to_string()).as_str() {
+                    "olcm" => PerturbationKernel::OptimalLocal,
+                    "gaussian" => PerturbationKernel::Gaussian { scale: args.get("kernel-scale", 2.0) },
+                    other => return Err(Error::Config(format!("unknown kernel {other:?} (olcm or gaussian)"))),
+                },
+                budget: args.get("simulations", 10_000),
+                adjustment: adjustment(args)?,
+                resample: resample(args)?,
+                progress: !quiet,
+                ..d
+            };
+            run_benchmark_posterior(&smc.posterior(model).with_seed(seed), &bench)?
+        }
+        other => {
+            return Err(Error::Config(format!(
+                "unknown method {other:?} (npe, nle, nre, fmpe, npse, rej-abc or smc-abc)"
+            )));
+        }
     };
     println!("{result}");
     if let Some(out) = args.opt("output") {
         result.samples.write(&out)?;
     }
     Ok(())
+}
+
+/// ABC's regression adjustment: `--adjustment linear|heteroscedastic|none` (linear).
+fn adjustment(args: &cli::Args) -> sbi_runtime::Result<Option<Adjustment>> {
+    match args.get("adjustment", "linear".to_string()).as_str() {
+        "linear" => Ok(Some(Adjustment::Linear)),
+        "heteroscedastic" => Ok(Some(Adjustment::Heteroscedastic)),
+        "none" => Ok(None),
+        other => Err(Error::Config(format!("unknown adjustment {other:?} (linear, heteroscedastic or none)"))),
+    }
+}
+
+/// ABC's draws: `--resample kde|particles` (a kernel density).
+fn resample(args: &cli::Args) -> sbi_runtime::Result<Resample> {
+    match args.get("resample", "kde".to_string()).as_str() {
+        "kde" => Ok(Resample::default()),
+        "particles" => Ok(Resample::Particles),
+        other => Err(Error::Config(format!("unknown resampling {other:?} (kde or particles)"))),
+    }
 }
 
 /// The vector field posteriors' ODE solver: adaptive, or `--fixed-steps N` Runge–Kutta steps.
@@ -202,6 +257,13 @@ fn main() {
             "fixed-steps",
             "batch-size",
             "learning-rate",
+            "abc-quantile",
+            "adjustment",
+            "particles",
+            "initial-factor",
+            "kernel",
+            "kernel-scale",
+            "resample",
         ],
         &["quiet", "c2st-per-round", "warm-start"],
     );

@@ -180,25 +180,8 @@ impl std::fmt::Display for BenchmarkResult {
 /// simulation, training and sampling errors of `method` (an observation of the wrong size
 /// is [`Error::Observation`]).
 pub fn run_benchmark<M: Simulator, T: Method>(model: &M, method: &T, bench: &Benchmark) -> Result<BenchmarkResult> {
-    if bench.simulations == 0 || bench.samples == 0 || bench.rounds == 0 {
-        return Err(Error::Config(format!(
-            "a benchmark needs simulations, draws and rounds; got {} simulations, {} draws, {} rounds",
-            bench.simulations, bench.samples, bench.rounds
-        )));
-    }
-    let dim = <M::Params as crate::model::Parameters>::names().len();
-    if let Some(r) = &bench.reference
-        && (r.is_empty() || r.len() % dim != 0)
-    {
-        return Err(Error::ShapeMismatch {
-            what: format!("reference draws (rows of {dim} parameters)"),
-            expected: dim * (r.len() / dim).max(1),
-            got: r.len(),
-        });
-    }
-    let score = |samples: &Samples| -> Result<Option<f64>> {
-        bench.reference.as_ref().map(|r| crate::diagnostics::c2st(&samples.values, r, dim)).transpose()
-    };
+    let dim = bench.check(<M::Params as crate::model::Parameters>::names().len())?;
+    let score = |samples: &Samples| bench.score(samples, dim);
     let x_o = &bench.observation;
 
     let t0 = Instant::now();
@@ -231,23 +214,70 @@ pub fn run_benchmark<M: Simulator, T: Method>(model: &M, method: &T, bench: &Ben
         }
     };
     let train_seconds = t1.elapsed().as_secs_f64();
+    let mut result = sample_and_score(&posterior, bench, dim)?;
+    result.simulate_seconds = simulate_seconds;
+    result.train_seconds = train_seconds;
+    result.round_c2st = round_c2st;
+    Ok(result)
+}
 
+/// Draws from a posterior that needs no training (SMC-ABC, which simulates as it samples,
+/// or one loaded from a file) at the observation and scores the draws: all the time is
+/// sampling time. The benchmark's simulation budget, seed and rounds are not used: they
+/// belong to the posterior's own settings.
+///
+/// # Errors
+/// As [`run_benchmark`], less the training errors.
+pub fn run_benchmark_posterior<P: Posterior>(posterior: &P, bench: &Benchmark) -> Result<BenchmarkResult> {
+    let dim = bench.check(posterior.names().len())?;
+    sample_and_score(posterior, bench, dim)
+}
+
+impl Benchmark {
+    /// Checks the budgets and the reference draws for `dim` parameters; returns `dim`.
+    fn check(&self, dim: usize) -> Result<usize> {
+        if self.simulations == 0 || self.samples == 0 || self.rounds == 0 {
+            return Err(Error::Config(format!(
+                "a benchmark needs simulations, draws and rounds; got {} simulations, {} draws, {} rounds",
+                self.simulations, self.samples, self.rounds
+            )));
+        }
+        if let Some(r) = &self.reference
+            && (r.is_empty() || r.len() % dim != 0)
+        {
+            return Err(Error::ShapeMismatch {
+                what: format!("reference draws (rows of {dim} parameters)"),
+                expected: dim * (r.len() / dim).max(1),
+                got: r.len(),
+            });
+        }
+        Ok(dim)
+    }
+
+    /// C2ST of `samples` against the reference, when there is one.
+    fn score(&self, samples: &Samples, dim: usize) -> Result<Option<f64>> {
+        self.reference.as_ref().map(|r| crate::diagnostics::c2st(&samples.values, r, dim)).transpose()
+    }
+}
+
+/// Draws at the observation, timed, with the sampler's report and the score.
+fn sample_and_score<P: Posterior>(posterior: &P, bench: &Benchmark, dim: usize) -> Result<BenchmarkResult> {
     let t2 = Instant::now();
-    let run = posterior.sample_run(x_o, bench.samples)?;
+    let run = posterior.sample_run(&bench.observation, bench.samples)?;
     let sample_seconds = t2.elapsed().as_secs_f64();
     let training = posterior.training_summary().cloned();
     let (diagnostics, warnings) = (run.describe(), run.warnings());
     let samples = run.into_samples();
-    let c2st = score(&samples)?;
+    let c2st = bench.score(&samples, dim)?;
     Ok(BenchmarkResult {
         samples,
-        simulate_seconds,
-        train_seconds,
+        simulate_seconds: 0.0,
+        train_seconds: 0.0,
         sample_seconds,
         training,
         diagnostics,
         warnings,
         c2st,
-        round_c2st,
+        round_c2st: Vec::new(),
     })
 }

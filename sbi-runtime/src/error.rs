@@ -355,6 +355,32 @@ pub enum Error {
         end: f64,
     },
 
+    /// ABC with a fixed tolerance accepted no simulation.
+    #[error(
+        "no simulation within ε = {epsilon} of the observation (the closest of {simulations} is at {closest}): \
+         raise ε, accept a quantile instead, or simulate more"
+    )]
+    AbcTolerance {
+        /// The tolerance asked for.
+        epsilon: f64,
+        /// The smallest distance among the simulations.
+        closest: f64,
+        /// The simulations searched.
+        simulations: usize,
+    },
+
+    /// SMC-ABC's perturbed particles kept falling outside the prior's support.
+    #[error(
+        "SMC-ABC: {outside} perturbed particles in a row fell outside the prior's support while proposing \
+         {wanted}: the population sits at the support's edge; use the optimal local kernel or a smaller quantile"
+    )]
+    AbcProposals {
+        /// Proposals outside the support.
+        outside: usize,
+        /// Proposals wanted.
+        wanted: usize,
+    },
+
     /// An ODE solve could not continue: the step size underflowed (the solution blows up or
     /// the right-hand side is NaN there).
     #[error("ODE solver failed at t = {t}: {reason}")]

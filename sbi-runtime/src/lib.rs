@@ -57,6 +57,10 @@ pub mod prelude {
     pub use crate::estimators::mdn::MdnConfig;
     pub use crate::estimators::nsf::NsfConfig;
     pub use crate::estimators::{DensityEstimator, MafConfig};
+    pub use crate::inference::abc::{
+        Acceptance, Adjustment, Distance, PerturbationKernel, RejectionAbc, RejectionAbcPosterior, Resample, Scaling,
+        SmcAbc, SmcAbcPosterior, Summary,
+    };
     pub use crate::inference::{
         Fmpe, FmpePosterior, Method, Nle, NlePosterior, Npe, NpePosterior, Npse, NpsePosterior, Nre, NrePosterior,
         NreVariant, Posterior, Rounds, Samples, SequentialNpe, SequentialRun, ThetaSpace,

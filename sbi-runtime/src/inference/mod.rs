@@ -10,9 +10,12 @@
 //!   `∝ Π_k q(x_k | θ) p(θ)` is sampled by MCMC.
 //! - [`Nre`]: neural ratio estimation, a classifier whose logit estimates
 //!   `log p(x | θ) / p(x)`; the posterior `∝ exp(Σ_k logit(θ, x_k)) p(θ)` is sampled by MCMC.
+//! - [`abc`]: approximate Bayesian computation, rejection ([`RejectionAbc`], on a table of
+//!   prior simulations) and sequential Monte Carlo ([`SmcAbc`]); no network.
 //! - [`sequential`]: several rounds for one observation (TSNPE, SNLE, SNRE), each
 //!   simulating where the last round's posterior puts its mass.
 
+pub mod abc;
 pub mod fmpe;
 pub mod nle;
 pub mod npe;
@@ -27,6 +30,7 @@ pub mod vector_field;
 
 pub use crate::estimators::FlowSolver;
 pub use crate::samplers::Samples;
+pub use abc::{RejectionAbc, RejectionAbcPosterior, SmcAbc, SmcAbcPosterior};
 pub use fmpe::{Fmpe, FmpePosterior};
 pub use nle::{Nle, NlePosterior};
 pub use npe::{Npe, NpePosterior, NpePotential, SequentialNpe, ThetaSpace};

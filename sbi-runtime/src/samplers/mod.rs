@@ -133,6 +133,8 @@ pub enum SamplerRun {
     Mcmc(McmcRun),
     /// From importance sampling: the weights' ESS.
     Importance(ImportanceRun),
+    /// From approximate Bayesian computation: tolerances, acceptance rates, simulations.
+    Abc(crate::inference::abc::AbcRun),
 }
 
 impl SamplerRun {
@@ -142,6 +144,7 @@ impl SamplerRun {
             SamplerRun::Rejection(r) => &r.samples,
             SamplerRun::Mcmc(r) => &r.samples,
             SamplerRun::Importance(r) => &r.samples,
+            SamplerRun::Abc(r) => &r.samples,
         }
     }
 
@@ -151,6 +154,7 @@ impl SamplerRun {
             SamplerRun::Rejection(r) => r.samples,
             SamplerRun::Mcmc(r) => r.samples,
             SamplerRun::Importance(r) => r.samples,
+            SamplerRun::Abc(r) => r.samples,
         }
     }
 
@@ -160,6 +164,7 @@ impl SamplerRun {
     pub fn warnings(&self) -> Vec<String> {
         match self {
             SamplerRun::Mcmc(r) => r.warnings.clone(),
+            SamplerRun::Abc(r) => r.warnings(),
             SamplerRun::Importance(r) if r.ess < 0.01 * r.proposals as f64 => vec![format!(
                 "importance weights' ESS is {:.0} of {} proposals: the prior is a poor proposal here; use MCMC",
                 r.ess, r.proposals
@@ -188,6 +193,7 @@ impl SamplerRun {
                 r.seconds,
             ),
             SamplerRun::Importance(r) => format!("importance sampling: ESS {:.0} of {} proposals", r.ess, r.proposals),
+            SamplerRun::Abc(r) => r.describe(),
             SamplerRun::Rejection(r) => {
                 let cost = r
                     .evaluations_per_proposal
