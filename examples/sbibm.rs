@@ -46,7 +46,8 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--abc-quantile Q (rej-abc: share accepted, 0.01; smc-abc: ε's quantile, 0.5)]
              [--particles N (smc-abc: 200)] [--initial-factor F (smc-abc: 2)] [--kernel olcm|gaussian (smc-abc)]
              [--kernel-scale S (smc-abc gaussian: covariance factor, 2)]
-             [--resample kde|particles (rej-abc, smc-abc: kde)]";
+             [--resample kde|particles (rej-abc, smc-abc: kde)]
+             [--abc-distance mad|sd|l2|l1|mahalanobis (rej-abc, smc-abc: Euclidean after MAD scaling)]";
 
 /// Builds the benchmark and the chosen method from the arguments, then runs
 /// [`run_benchmark`]: nothing here depends on the task, so any model plugs in.
@@ -164,7 +165,8 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             let abc = RejectionAbc::default()
                 .with_acceptance(Acceptance::Quantile(q))
                 .with_adjustment(adjustment(args)?)
-                .with_resample(resample(args)?);
+                .with_resample(resample(args)?)
+                .with_distance(distance(args)?);
             run_benchmark(model, &abc, &bench)?
         }
         "smc-abc" => {
@@ -181,6 +183,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 budget: args.get("simulations", 10_000),
                 adjustment: adjustment(args)?,
                 resample: resample(args)?,
+                distance: distance(args)?,
                 progress: !quiet,
                 ..d
             };
@@ -206,6 +209,19 @@ fn adjustment(args: &cli::Args) -> sbi_runtime::Result<Option<Adjustment>> {
         "heteroscedastic" => Ok(Some(Adjustment::Heteroscedastic)),
         "none" => Ok(None),
         other => Err(Error::Config(format!("unknown adjustment {other:?} (linear, heteroscedastic or none)"))),
+    }
+}
+
+/// ABC's distance: `--abc-distance mad|sd|l2|l1|mahalanobis` (Euclidean after MAD scaling;
+/// `l2` unscaled, `l1` after MAD scaling).
+fn distance(args: &cli::Args) -> sbi_runtime::Result<Distance> {
+    match args.get("abc-distance", "mad".to_string()).as_str() {
+        "mad" => Ok(Distance::Euclidean(Scaling::Mad)),
+        "sd" => Ok(Distance::Euclidean(Scaling::Sd)),
+        "l2" => Ok(Distance::Euclidean(Scaling::None)),
+        "l1" => Ok(Distance::L1(Scaling::Mad)),
+        "mahalanobis" => Ok(Distance::Mahalanobis),
+        other => Err(Error::Config(format!("unknown distance {other:?} (mad, sd, l2, l1 or mahalanobis)"))),
     }
 }
 
@@ -264,6 +280,7 @@ fn main() {
             "kernel",
             "kernel-scale",
             "resample",
+            "abc-distance",
         ],
         &["quiet", "c2st-per-round", "warm-start"],
     );
