@@ -3,7 +3,6 @@ does: NPE (MAF, sbi's defaults) on 10,000 two_moons simulations, then SBC ranks,
 expected coverage (ranks of the log density) and TARP over 1,000 test simulations with
 1,000 posterior draws each. Run with `python scripts/sbi_sbc_timing.py` after `pip install sbi`.
 """
-import math
 import time
 
 import torch
@@ -11,18 +10,10 @@ from sbi.diagnostics import run_sbc, run_tarp
 from sbi.inference import NPE
 from sbi.utils import BoxUniform
 
+from sbibm_tasks import two_moons
+
 torch.manual_seed(1)
 torch.set_num_threads(2)
-
-
-def two_moons(theta):
-    n = theta.shape[0]
-    a = (torch.rand(n) - 0.5) * math.pi
-    r = 0.1 + 0.01 * torch.randn(n)
-    p = torch.stack([r * torch.cos(a) + 0.25, r * torch.sin(a)], 1)
-    z0 = (theta[:, 0] + theta[:, 1]) / math.sqrt(2)
-    z1 = (theta[:, 1] - theta[:, 0]) / math.sqrt(2)
-    return torch.stack([p[:, 0] - z0.abs(), p[:, 1] + z1], 1)
 
 
 prior = BoxUniform(-torch.ones(2), torch.ones(2))

@@ -5,50 +5,22 @@ for side-by-side runs with `cargo run --release --example sbibm -- --method fmpe
 usage: python scripts/sbi_vector_field.py two_moons|gaussian_linear fmpe|npse OBS [SEED]
 (after `pip install sbi`; torch on 2 threads, as this machine has).
 """
-import csv
-import math
 import sys
 import time
 
 import torch
 from sbi.inference import FMPE, NPSE
-from sbi.utils import BoxUniform
 from sbi.utils.metrics import c2st
+
+from sbibm_tasks import observation, task as load_task
 
 task, method, obs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else obs
 torch.manual_seed(seed)
 torch.set_num_threads(2)
 
-
-def two_moons(theta):
-    n = theta.shape[0]
-    a = (torch.rand(n) - 0.5) * math.pi
-    r = 0.1 + 0.01 * torch.randn(n)
-    p = torch.stack([r * torch.cos(a) + 0.25, r * torch.sin(a)], 1)
-    z0 = (theta[:, 0] + theta[:, 1]) / math.sqrt(2)
-    z1 = (theta[:, 1] - theta[:, 0]) / math.sqrt(2)
-    return torch.stack([p[:, 0] - z0.abs(), p[:, 1] + z1], 1)
-
-
-def read(path):
-    with open(path) as f:
-        rows = list(csv.reader(f))[1:]
-    return torch.tensor([[float(v) for v in r] for r in rows], dtype=torch.float32)
-
-
-if task == "two_moons":
-    prior = BoxUniform(-torch.ones(2), torch.ones(2))
-    simulator = two_moons
-elif task == "gaussian_linear":
-    prior = torch.distributions.MultivariateNormal(torch.zeros(10), 0.1 * torch.eye(10))
-    simulator = lambda theta: theta + math.sqrt(0.1) * torch.randn_like(theta)  # noqa: E731
-else:
-    sys.exit(f"unknown task {task}")
-
-base = f"../shared/tasks/{task}/obs{obs}"
-x_o = read(f"{base}/observation.csv")
-reference = read(f"{base}/reference_posterior_samples.csv")[:10_000]
+prior, simulator = load_task(task)
+x_o, reference = observation(task, obs)
 
 start = time.time()
 theta = prior.sample((10_000,))
