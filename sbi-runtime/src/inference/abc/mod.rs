@@ -10,6 +10,36 @@
 //! Both are [`crate::inference::Posterior`]s, so the samplers' reports, plots and
 //! diagnostics (SBC, coverage, TARP, predictive checks) take them as they take NPE.
 
+/// The setters of the settings both methods share (fields of the same names).
+macro_rules! shared_setters {
+    () => {
+        /// Sets the summary statistics.
+        pub fn with_summary(mut self, s: Summary) -> Self {
+            self.summary = s;
+            self
+        }
+
+        /// Sets the distance.
+        pub fn with_distance(mut self, d: Distance) -> Self {
+            self.distance = d;
+            self
+        }
+
+        /// Sets the regression adjustment of the accepted draws (`None`: none).
+        pub fn with_adjustment(mut self, a: Option<Adjustment>) -> Self {
+            self.adjustment = a;
+            self
+        }
+
+        /// Sets how draws are made.
+        pub fn with_resample(mut self, r: Resample) -> Self {
+            self.resample = r;
+            self
+        }
+    };
+}
+use shared_setters;
+
 mod adjust;
 mod distance;
 mod kde;

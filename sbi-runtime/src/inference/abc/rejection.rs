@@ -65,33 +65,11 @@ impl Default for RejectionAbc {
 }
 
 impl RejectionAbc {
-    /// Sets the summary statistics.
-    pub fn with_summary(mut self, s: Summary) -> Self {
-        self.summary = s;
-        self
-    }
-
-    /// Sets the distance.
-    pub fn with_distance(mut self, d: Distance) -> Self {
-        self.distance = d;
-        self
-    }
+    super::shared_setters!();
 
     /// Sets which simulations are accepted.
     pub fn with_acceptance(mut self, a: Acceptance) -> Self {
         self.acceptance = a;
-        self
-    }
-
-    /// Sets the regression adjustment (`None`: plain rejection).
-    pub fn with_adjustment(mut self, a: Option<Adjustment>) -> Self {
-        self.adjustment = a;
-        self
-    }
-
-    /// Sets how draws are made.
-    pub fn with_resample(mut self, r: Resample) -> Self {
-        self.resample = r;
         self
     }
 

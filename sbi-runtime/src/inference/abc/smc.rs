@@ -215,29 +215,7 @@ impl SmcAbc {
         self
     }
 
-    /// Sets the summary statistics.
-    pub fn with_summary(mut self, s: Summary) -> Self {
-        self.summary = s;
-        self
-    }
-
-    /// Sets the distance.
-    pub fn with_distance(mut self, d: Distance) -> Self {
-        self.distance = d;
-        self
-    }
-
-    /// Sets the regression adjustment of the final population (`None`: none).
-    pub fn with_adjustment(mut self, a: Option<Adjustment>) -> Self {
-        self.adjustment = a;
-        self
-    }
-
-    /// Sets how draws are made.
-    pub fn with_resample(mut self, r: Resample) -> Self {
-        self.resample = r;
-        self
-    }
+    super::shared_setters!();
 
     /// Shows or hides the progress bar.
     pub fn with_progress(mut self, show: bool) -> Self {
