@@ -44,7 +44,7 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--batch-size B (200)] [--learning-rate L (0.0005)]
              [--adjustment linear|heteroscedastic|none (rej-abc, smc-abc: linear)]
              [--abc-quantile Q (rej-abc: share accepted, 0.01; smc-abc: ε's quantile, 0.5)]
-             [--particles N (smc-abc: 200)] [--initial-factor F (smc-abc: 2)] [--kernel olcm|gaussian (smc-abc)]
+             [--particles N (smc-abc: 200)] [--initial-factor F (smc-abc: 2)] [--kernel gaussian|olcm (smc-abc: gaussian)]
              [--kernel-scale S (smc-abc gaussian: covariance factor, 2)]
              [--resample kde|particles (rej-abc, smc-abc: kde)]
              [--abc-distance mad|sd|l2|l1|mahalanobis (rej-abc, smc-abc: Euclidean after MAD scaling)]";
@@ -175,7 +175,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 particles: args.get("particles", d.particles),
                 initial_factor: args.get("initial-factor", d.initial_factor),
                 quantile: args.get("abc-quantile", d.quantile),
-                kernel: match args.get("kernel", "olcm".to_string()).as_str() {
+                kernel: match args.get("kernel", "gaussian".to_string()).as_str() {
                     "olcm" => PerturbationKernel::OptimalLocal,
                     "gaussian" => PerturbationKernel::Gaussian { scale: args.get("kernel-scale", 2.0) },
                     other => return Err(Error::Config(format!("unknown kernel {other:?} (olcm or gaussian)"))),
