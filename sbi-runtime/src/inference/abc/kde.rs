@@ -139,8 +139,9 @@ impl Kde {
         let d = self.d;
         let picks = systematic_picks(&self.weights, n, rng);
         let mut out = Vec::with_capacity(n * d);
+        let mut eps = vec![0.0; d];
         for i in picks {
-            let eps: Vec<f64> = (0..d).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
+            eps.iter_mut().for_each(|e| *e = rng.sample::<f64, _>(StandardNormal));
             for a in 0..d {
                 out.push(self.z[i * d + a] + (0..=a).map(|b| self.chol[a * d + b] * eps[b]).sum::<f64>());
             }

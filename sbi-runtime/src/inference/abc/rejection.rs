@@ -324,6 +324,17 @@ impl<P: Prior> RejectionAbcPosterior<P> {
             return Err(bad("its table holds non-finite or missing values"));
         }
         h.x_range.validate(h.x_dim).map_err(|e| bad(&e))?;
+        if let FittedKind::Mahalanobis(l) = &h.distance
+            && (l.len() != h.k * h.k || l.iter().any(|v| !v.is_finite()) || (0..h.k).any(|i| l[i * h.k + i] <= 0.0))
+        {
+            return Err(bad("its Mahalanobis factor does not fit its statistics"));
+        }
+        if h.scale.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
+            return Err(bad("its distance scales are not positive and finite"));
+        }
+        RejectionAbc { acceptance: h.acceptance, ..RejectionAbc::default() }
+            .validate()
+            .map_err(|e| bad(&format!("its settings are invalid ({e})")))?;
         let distance = match fitted.kind {
             FittedKind::Euclidean => Distance::Euclidean(super::Scaling::None),
             FittedKind::L1 => Distance::L1(super::Scaling::None),
@@ -455,5 +466,46 @@ impl<P: Prior> Posterior for RejectionAbcPosterior<P> {
     /// embedding network).
     fn load_with<M: Simulator<Prior = P>>(path: impl AsRef<Path>, model: &M, _custom: &EmbeddingNet) -> Result<Self> {
         Self::load_custom(path, model, None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    #[simulator]
+    fn pair(rng: &mut impl Rng) -> [f64; 2] {
+        let m = sample!(Normal(0.0, 1.0));
+        [m + rng.random::<f64>(), m]
+    }
+
+    /// A file whose checksum is valid but whose header disagrees with its table (a
+    /// Mahalanobis factor of the wrong size, a zero scale, an invalid acceptance) is refused
+    /// at load, never a panic when it samples.
+    #[test]
+    fn inconsistent_files_are_refused() {
+        let sims = simulate(&Pair, 200).seed(1).progress(false).run().unwrap();
+        let posterior = RejectionAbc::default().with_distance(Distance::Mahalanobis).train(&Pair, &sims).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc.safetensors");
+        let n = posterior.simulations();
+        let edits: [fn(&mut Header); 3] = [
+            |h| h.distance = FittedKind::Mahalanobis(vec![1.0]),
+            |h| h.scale[0] = 0.0,
+            |h| h.acceptance = Acceptance::Count(0),
+        ];
+        for edit in edits {
+            let mut header = posterior.header();
+            edit(&mut header);
+            let arrays = [
+                crate::io::Array::f64("theta", vec![n, posterior.d], &posterior.theta),
+                crate::io::Array::f64("summaries", vec![n, posterior.k], &posterior.summaries),
+            ];
+            crate::io::write_safetensors(&path, &FILE, &arrays, &header).unwrap();
+            assert!(matches!(RejectionAbcPosterior::load(&path, &Pair), Err(Error::File { .. })));
+        }
+        posterior.save(&path).unwrap();
+        assert!(RejectionAbcPosterior::load(&path, &Pair).is_ok());
     }
 }

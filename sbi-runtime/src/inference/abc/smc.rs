@@ -7,7 +7,8 @@
 //! falls below `ess_min × particles`. It stops at the simulation budget, a final ε, a
 //! minimum acceptance rate or a generation limit. A generation the budget cuts short is
 //! completed with the last population's particles already within its ε (weighted draws of
-//! the same ABC posterior), so its simulations count.
+//! the same ABC posterior), so its simulations count (when fewer than `2(d + 1)` particles
+//! would result, the last full population stands).
 //!
 //! Generation `g`'s batch `b` draws its proposals from the stream `(seed, g, b)` on one
 //! thread and simulates them through the engine with a seed derived from the same three,
@@ -183,9 +184,10 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
 }
 
-/// `log N(x; μ, L Lᵀ)` up to `−½ d log 2π`, with `log det L` given.
-fn log_gauss(x: &[f64], mu: &[f64], l: &[f64], log_det: f64, d: usize) -> f64 {
-    let mut y = [0.0f64; 64];
+/// `log N(x; μ, L Lᵀ)` up to `−½ d log 2π`, with `log det L` given; `y` is scratch space
+/// of `d` values.
+fn log_gauss(x: &[f64], mu: &[f64], l: &[f64], log_det: f64, y: &mut [f64]) -> f64 {
+    let d = y.len();
     let mut q = 0.0;
     for i in 0..d {
         let s: f64 = (0..i).map(|j| l[i * d + j] * y[j]).sum();
@@ -557,11 +559,12 @@ fn propose<P: Prior>(
     let mut outside = 0usize;
     let mut out = Vec::with_capacity(batch * d);
     let mut theta = vec![0.0; d];
+    let mut eps = vec![0.0; d];
     while out.len() < batch * d {
         let u = rng.random::<f64>() * acc;
         let j = cumulative.partition_point(|&c| c < u).min(pop.len() - 1);
         let l = &kernels.chol[kernels.of(j)];
-        let eps: Vec<f64> = (0..d).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
+        eps.iter_mut().for_each(|e| *e = rng.sample::<f64, _>(StandardNormal));
         for a in 0..d {
             theta[a] = pop.theta[j * d + a] + (0..=a).map(|b| l[a * d + b] * eps[b]).sum::<f64>();
         }
@@ -580,18 +583,17 @@ fn propose<P: Prior>(
 /// The importance weights `π(θ_i) / Σ_j W_j K_j(θ_i | θ_j)` of `next`, normalised.
 fn weights<P: Prior>(prior: &P, pop: &Population, next: &Population, kernels: &Kernels, d: usize) -> Result<Vec<f64>> {
     use rayon::prelude::*;
-    if d > 64 {
-        return Err(Error::Config(format!("SMC-ABC handles up to 64 parameters, got {d}")));
-    }
     let log_w: Vec<f64> = pop.weights.iter().map(|w| w.ln()).collect();
     let logs = (0..next.len())
         .into_par_iter()
         .map(|i| {
             let t = &next.theta[i * d..(i + 1) * d];
+            let mut y = vec![0.0; d];
             let terms: Vec<f64> = (0..pop.len())
                 .map(|j| {
                     let kk = kernels.of(j);
-                    log_w[j] + log_gauss(t, &pop.theta[j * d..(j + 1) * d], &kernels.chol[kk], kernels.log_det[kk], d)
+                    log_w[j]
+                        + log_gauss(t, &pop.theta[j * d..(j + 1) * d], &kernels.chol[kk], kernels.log_det[kk], &mut y)
                 })
                 .collect();
             let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
