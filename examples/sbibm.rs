@@ -46,6 +46,7 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--abc-quantile Q (rej-abc: share accepted, 0.01; smc-abc: ε's quantile, 0.5)]
              [--particles N (smc-abc: 200)] [--initial-factor F (smc-abc: 2)] [--kernel gaussian|olcm (smc-abc: gaussian)]
              [--kernel-scale S (smc-abc gaussian: covariance factor, 2)]
+             [--ess-min R (smc-abc: resample below this share of particles, 0.5; 0 never)]
              [--resample kde|particles (rej-abc, smc-abc: kde)]
              [--abc-distance mad|sd|l2|l1|mahalanobis (rej-abc, smc-abc: Euclidean after MAD scaling)]";
 
@@ -181,6 +182,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                     other => return Err(Error::Config(format!("unknown kernel {other:?} (olcm or gaussian)"))),
                 },
                 budget: args.get("simulations", 10_000),
+                ess_min: args.get("ess-min", d.ess_min),
                 adjustment: adjustment(args)?,
                 resample: resample(args)?,
                 distance: distance(args)?,
@@ -279,6 +281,7 @@ fn main() {
             "initial-factor",
             "kernel",
             "kernel-scale",
+            "ess-min",
             "resample",
             "abc-distance",
         ],

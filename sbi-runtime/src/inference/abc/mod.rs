@@ -61,7 +61,7 @@ use crate::model::Prior;
 use crate::rng::SimRng;
 use crate::samplers::Samples;
 use distance::Fitted;
-use kde::{Kde, constrain_rows, systematic_picks, unconstrain_rows};
+use kde::{Density, constrain_rows, systematic_picks, unconstrain_rows};
 
 /// A user's summary statistics of one observation (its flat values).
 pub type SummaryFn = Arc<dyn Fn(&[f64]) -> Vec<f64> + Send + Sync>;
@@ -294,7 +294,7 @@ impl Accepted {
 pub(crate) struct Finished {
     pub particles: Vec<f64>,
     pub weights: Vec<f64>,
-    pub kde: Kde,
+    pub density: Density,
 }
 
 /// Adjusts `accepted` (when asked) in the prior's unconstrained space and fits the kernel
@@ -345,8 +345,8 @@ pub(crate) fn finish<P: Prior + ?Sized>(
     let z: Vec<f64> = live.iter().flat_map(|&(i, _)| z[i * d..(i + 1) * d].to_vec()).collect();
     let weights: Vec<f64> = live.iter().map(|&(_, w)| w).collect();
     let (particles, _) = constrain_rows(prior, &z)?;
-    let kde = Kde::fit(z, weights.clone(), d, bandwidth)?;
-    Ok(Finished { particles, weights, kde })
+    let density = Density::fit(prior, z, &particles, weights.clone(), bandwidth)?;
+    Ok(Finished { particles, weights, density })
 }
 
 impl Finished {
@@ -363,7 +363,7 @@ impl Finished {
     ) -> Result<Vec<f64>> {
         let d = prior.dim();
         Ok(match resample {
-            Resample::Kde(_) => constrain_rows(prior, &self.kde.sample_z(n, rng))?.0,
+            Resample::Kde(_) => self.density.sample(prior, n, rng)?,
             Resample::Particles => systematic_picks(&self.weights, n, rng)
                 .into_iter()
                 .flat_map(|i| self.particles[i * d..(i + 1) * d].to_vec())
@@ -381,20 +381,7 @@ impl Finished {
         if theta.is_empty() || !theta.len().is_multiple_of(d) {
             return Err(Error::shape("parameter rows (m × DIM values)", d * (theta.len() / d).max(1), theta.len()));
         }
-        let mut z = vec![0.0; d];
-        theta
-            .chunks_exact(d)
-            .map(|row| {
-                if prior.log_prob_flat(row)? == f64::NEG_INFINITY {
-                    return Ok(f64::NEG_INFINITY);
-                }
-                let log_det = prior.unconstrain(row, &mut z)?;
-                if z.iter().any(|v| !v.is_finite()) {
-                    return Ok(f64::NEG_INFINITY);
-                }
-                Ok(self.kde.log_density_z(&z) - log_det)
-            })
-            .collect()
+        self.density.log_density(prior, theta)
     }
 }
 
