@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::model::Prior;
 use crate::rng::SimRng;
 
-/// The kernel width as a multiple of the weighted covariance's square root.
+/// The kernel width as a multiple of the square root of its shape (the weighted covariance
+/// unless cross-validated, see [`Bandwidth::CrossValidated`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub enum Bandwidth {
     /// The factor on a grid (Scott's times `2^{k/4}`, k = −16…2), the kernel's shape and the
@@ -91,11 +92,30 @@ pub(crate) struct Kde {
 /// Solves `L y = v` (lower triangular `L`, `d × d`).
 fn forward(l: &[f64], v: &[f64], d: usize) -> Vec<f64> {
     let mut y = vec![0.0; d];
+    forward_into(l, v, &mut y);
+    y
+}
+
+/// Solves `L y = v` into `y` (of `d` values).
+fn forward_into(l: &[f64], v: &[f64], y: &mut [f64]) {
+    let d = y.len();
     for i in 0..d {
         let s: f64 = (0..i).map(|j| l[i * d + j] * y[j]).sum();
         y[i] = (v[i] - s) / l[i * d + i];
     }
-    y
+}
+
+/// The lower Cholesky factor of `cov` (`d × d`) and its log determinant.
+pub(crate) fn factor(cov: &[f64], d: usize) -> Option<(Vec<f64>, f64)> {
+    let l = crate::model::distributions::cholesky(cov, d)?;
+    let log_det = (0..d).map(|i| l[i * d + i].ln()).sum();
+    Some((l, log_det))
+}
+
+/// `log Σ_i exp(t_i)`, with the largest term factored out.
+pub(crate) fn log_sum_exp(terms: &[f64]) -> f64 {
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
 }
 
 impl Kde {
@@ -132,8 +152,7 @@ impl Kde {
                 let sub_scott = ess(&sub_w).powf(-1.0 / (d as f64 + 4.0));
                 let mut best: Option<(f64, f64, Vec<f64>)> = None;
                 for shape in kernel_shapes(&sub_z, &sub_w, &cov, &chol, d) {
-                    let Some(l) = crate::model::distributions::cholesky(&shape, d) else { continue };
-                    let log_det: f64 = (0..d).map(|i| l[i * d + i].ln()).sum();
+                    let Some((l, log_det)) = factor(&shape, d) else { continue };
                     let white: Vec<f64> = sub_z.chunks_exact(d).flat_map(|row| forward(&l, row, d)).collect();
                     let (score, h) = cross_validated(&white, &sub_w, d, sub_scott);
                     if best.as_ref().is_none_or(|b| score - log_det > b.0) {
@@ -150,9 +169,8 @@ impl Kde {
             return Err(Error::Config(format!("the kernel density's bandwidth factor must be positive, got {h}")));
         }
         let kernel: Vec<f64> = cov.iter().map(|c| c * h * h).collect();
-        let chol = crate::model::distributions::cholesky(&kernel, d).ok_or_else(singular)?;
+        let (chol, log_det) = factor(&kernel, d).ok_or_else(singular)?;
         let white: Vec<f64> = z.chunks_exact(d).flat_map(|row| forward(&chol, row, d)).collect();
-        let log_det: f64 = (0..d).map(|i| chol[i * d + i].ln()).sum();
         let log_norm = -0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln() - log_det;
         let log_weights = weights.iter().map(|w| w.ln()).collect();
         Ok(Kde { d, z, weights, log_weights, chol, white, log_norm, cv_score })
@@ -173,18 +191,27 @@ impl Kde {
         out
     }
 
-    /// `log q(z)` at one unconstrained point.
-    pub fn log_density_z(&self, z: &[f64]) -> f64 {
-        let y = forward(&self.chol, z, self.d);
-        let terms: Vec<f64> = self
-            .white
-            .chunks_exact(self.d)
-            .zip(&self.log_weights)
-            .map(|(c, lw)| lw - 0.5 * c.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
-            .collect();
-        let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln() + self.log_norm
+    /// `log q(z)` at one unconstrained point; `scratch` is reused between calls.
+    pub fn log_density_z(&self, z: &[f64], scratch: &mut Scratch) -> f64 {
+        let Scratch { y, terms } = scratch;
+        y.resize(self.d, 0.0);
+        forward_into(&self.chol, z, y);
+        terms.clear();
+        terms.extend(
+            self.white
+                .chunks_exact(self.d)
+                .zip(&self.log_weights)
+                .map(|(c, lw)| lw - 0.5 * c.iter().zip(y.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()),
+        );
+        log_sum_exp(terms) + self.log_norm
     }
+}
+
+/// Buffers a density evaluation reuses: a whitened point and the mixture's terms.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    y: Vec<f64>,
+    terms: Vec<f64>,
 }
 
 /// Where a [`Density`] lives.
@@ -298,6 +325,7 @@ impl Density {
     pub fn log_density<P: Prior + ?Sized>(&self, prior: &P, theta: &[f64]) -> Result<Vec<f64>> {
         let d = self.kde.d;
         let mut z = vec![0.0; d];
+        let mut scratch = Scratch::default();
         theta
             .chunks_exact(d)
             .map(|row| {
@@ -305,13 +333,13 @@ impl Density {
                     return Ok(f64::NEG_INFINITY);
                 }
                 if let Space::Parameters { log_mass } = self.space {
-                    return Ok(self.kde.log_density_z(row) - log_mass);
+                    return Ok(self.kde.log_density_z(row, &mut scratch) - log_mass);
                 }
                 let log_det = prior.unconstrain(row, &mut z)?;
                 if z.iter().any(|v| !v.is_finite()) {
                     return Ok(f64::NEG_INFINITY);
                 }
-                Ok(self.kde.log_density_z(&z) - log_det)
+                Ok(self.kde.log_density_z(&z, &mut scratch) - log_det)
             })
             .collect()
     }
@@ -355,13 +383,14 @@ fn cross_validated(white: &[f64], weights: &[f64], d: usize, scott: f64) -> (f64
         let log_norm = -(d as f64) * h.ln();
         (0..n)
             .into_par_iter()
-            .map(|i| {
-                let terms: Vec<f64> =
-                    (0..n).filter(|&j| j != i).map(|j| weights[j].ln() - 0.5 * sq(i, j) / (h * h)).collect();
-                let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let lse = max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln();
-                weights[i] * (lse - (1.0 - weights[i]).max(1e-300).ln() + log_norm)
-            })
+            .map_init(
+                || Vec::with_capacity(n),
+                |terms: &mut Vec<f64>, i| {
+                    terms.clear();
+                    terms.extend((0..n).filter(|&j| j != i).map(|j| weights[j].ln() - 0.5 * sq(i, j) / (h * h)));
+                    weights[i] * (log_sum_exp(terms) - (1.0 - weights[i]).max(1e-300).ln() + log_norm)
+                },
+            )
             .collect::<Vec<f64>>()
             .iter()
             .sum()
@@ -433,9 +462,9 @@ fn kernel_shapes(z: &[f64], weights: &[f64], cov: &[f64], chol: &[f64], d: usize
         }
     }
     // The same determinant as the covariance: the shape changes, the bandwidth grid does not.
-    if let Some(l) = crate::model::distributions::cholesky(&local, d) {
-        let log_det = |c: &[f64]| (0..d).map(|i| c[i * d + i].ln()).sum::<f64>();
-        let f = (2.0 * (log_det(chol) - log_det(&l)) / d as f64).exp();
+    if let Some((_, local_log_det)) = factor(&local, d) {
+        let log_det: f64 = (0..d).map(|i| chol[i * d + i].ln()).sum();
+        let f = (2.0 * (log_det - local_log_det) / d as f64).exp();
         local.iter_mut().for_each(|v| *v *= f);
         shapes.push(local);
     }
@@ -504,7 +533,9 @@ mod tests {
         let kde = Kde::fit(z.clone(), w.clone(), 1, Bandwidth::Factor(0.5)).unwrap();
         let (lo, hi, m) = (-10.0, 12.0, 22_000);
         let dx = (hi - lo) / m as f64;
-        let total: f64 = (0..m).map(|i| kde.log_density_z(&[lo + (i as f64 + 0.5) * dx]).exp() * dx).sum();
+        let mut scratch = Scratch::default();
+        let total: f64 =
+            (0..m).map(|i| kde.log_density_z(&[lo + (i as f64 + 0.5) * dx], &mut scratch).exp() * dx).sum();
         assert!((total - 1.0).abs() < 1e-6, "{total}");
         let mut rng = stream_rng(3, 0);
         let draws = kde.sample_z(200_000, &mut rng);

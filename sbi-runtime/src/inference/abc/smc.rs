@@ -18,7 +18,7 @@ use rand::RngExt;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use super::kde::{systematic_picks, weighted_moments};
+use super::kde::{factor, log_sum_exp, systematic_picks, weighted_moments};
 use super::{AbcRun, AbcStop, Accepted, Adjustment, Distance, Finished, Resample, Summary, Table, bandwidth, finish};
 use crate::error::{Error, Result};
 use crate::inference::Posterior;
@@ -207,13 +207,6 @@ impl Kernels {
     fn of(&self, j: usize) -> usize {
         if self.chol.len() == 1 { 0 } else { j }
     }
-}
-
-/// The lower Cholesky factor of `cov` and its log determinant.
-fn factor(cov: &[f64], d: usize) -> Option<(Vec<f64>, f64)> {
-    let l = crate::model::distributions::cholesky(cov, d)?;
-    let log_det = (0..d).map(|i| l[i * d + i].ln()).sum();
-    Some((l, log_det))
 }
 
 impl SmcAbc {
@@ -586,20 +579,18 @@ fn weights<P: Prior>(prior: &P, pop: &Population, next: &Population, kernels: &K
     let log_w: Vec<f64> = pop.weights.iter().map(|w| w.ln()).collect();
     let logs = (0..next.len())
         .into_par_iter()
-        .map(|i| {
-            let t = &next.theta[i * d..(i + 1) * d];
-            let mut y = vec![0.0; d];
-            let terms: Vec<f64> = (0..pop.len())
-                .map(|j| {
+        .map_init(
+            || (vec![0.0; d], Vec::with_capacity(pop.len())),
+            |(y, terms): &mut (Vec<f64>, Vec<f64>), i| {
+                let t = &next.theta[i * d..(i + 1) * d];
+                terms.clear();
+                terms.extend((0..pop.len()).map(|j| {
                     let kk = kernels.of(j);
-                    log_w[j]
-                        + log_gauss(t, &pop.theta[j * d..(j + 1) * d], &kernels.chol[kk], kernels.log_det[kk], &mut y)
-                })
-                .collect();
-            let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let mix = max + terms.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-            Ok(prior.log_prob_flat(t)? - mix)
-        })
+                    log_w[j] + log_gauss(t, &pop.theta[j * d..(j + 1) * d], &kernels.chol[kk], kernels.log_det[kk], y)
+                }));
+                Ok(prior.log_prob_flat(t)? - log_sum_exp(terms))
+            },
+        )
         .collect::<Result<Vec<f64>>>()?;
     let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let w: Vec<f64> = logs.iter().map(|v| (v - max).exp()).collect();
