@@ -36,8 +36,11 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--rounds R (sequential: the simulations split over R rounds)] [--c2st-per-round]
              [--sequential tsnpe|apt|apt-atomic (npe with rounds)] [--warm-start (rounds)]
              [--device cpu|cuda|cuda:N|metal (needs the cuda or metal feature)]
-             [--theta-space constrained|unconstrained (npe)] [--lr-decays K (fmpe, npse: 3)]
-             [--lr-patience E (epochs before each halving; fmpe: 20, npse: 10)]
+             [--theta-space constrained|unconstrained (npe)] [--lr-decays K (halvings on plateaus; fmpe, npse: 0)]
+             [--lr-patience E (epochs without improvement before each halving: the stopping patience)]
+             [--lr-anneal E (fmpe, npse: epochs of the final annealing, 20; 0 none)]
+             [--ema D (fmpe, npse: decay of the parameters' moving average, 0.995; 0 none)]
+             [--stop-after E (epochs without improvement before stopping or annealing: 20; fmpe, npse: 10)]
              [--time-prior-exponent A (fmpe: 4)] [--uniform-share W (fmpe: 0.5)] [--sde ve|vp|subvp (npse)]
              [--score-sampling sde|ode (npse)] [--sde-steps N (npse)]
              [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]
@@ -90,14 +93,21 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         .with_progress(!quiet)
         .with_device(device)
         .with_batch_size(args.get("batch-size", defaults.batch_size))
-        .with_learning_rate(args.get("learning-rate", defaults.learning_rate));
-    // Learning-rate halvings and their patience: FMPE's and NPSE's defaults unless given.
+        .with_learning_rate(args.get("learning-rate", defaults.learning_rate))
+        .with_stop_after_epochs(args.get("stop-after", defaults.stop_after_epochs));
+    // The schedule (halvings, their patience, annealing, averaging, stopping patience):
+    // FMPE's and NPSE's defaults unless given; 0 turns annealing or averaging off.
     let field_training = |defaults: &TrainConfig| {
         let patience = defaults.lr_patience.unwrap_or(defaults.stop_after_epochs);
+        let anneal = args.get("lr-anneal", defaults.lr_anneal_epochs.unwrap_or(0));
+        let ema = args.get("ema", defaults.ema_decay.unwrap_or(0.0));
         training
             .clone()
+            .with_stop_after_epochs(args.get("stop-after", defaults.stop_after_epochs))
             .with_lr_decays(args.get("lr-decays", defaults.lr_decays))
             .with_lr_patience(Some(args.get("lr-patience", patience)))
+            .with_lr_anneal_epochs((anneal > 0).then_some(anneal))
+            .with_ema_decay((ema > 0.0).then_some(ema))
     };
     let sampler = args.get("sampler", "slice".to_string()).parse::<Sampler>()?.with_progress(!quiet);
     let result = match args.get("method", "npe".to_string()).as_str() {
@@ -266,6 +276,9 @@ fn main() {
             "device",
             "theta-space",
             "lr-decays",
+            "lr-anneal",
+            "ema",
+            "stop-after",
             "lr-patience",
             "time-prior-exponent",
             "uniform-share",

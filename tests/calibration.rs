@@ -342,6 +342,7 @@ fn predictive_and_loss_plots_are_written() {
         validation_loss: (0..50).map(|e| 2.2 / (1.0 + e as f64) + 0.002 * e as f64).collect(),
         converged: true,
         lr_decayed_after: vec![],
+        annealed_after: Some(40),
         seconds: 1.0,
         steps: 500,
     };

@@ -358,18 +358,25 @@ fn diagnostics_refuse_simulations_of_another_model() {
     assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
 }
 
+/// Simulations and a training with a short patience for the schedule tests.
+fn schedule_setup() -> (Simulations, TrainConfig) {
+    (simulate(&TwoMoons, 1_000).seed(4).progress(false).run().unwrap(), quick().with_stop_after_epochs(5))
+}
+
+/// The training summary of NPE trained on `sims` with `config`.
+fn summary_of(sims: &Simulations, config: TrainConfig) -> sbi_runtime::train::TrainingSummary {
+    let posterior = Npe::default().with_training(config).train(&TwoMoons, sims).unwrap();
+    posterior.training_summary().unwrap().clone()
+}
+
 /// Halving the learning rate on a plateau continues the same run from its best parameters:
 /// up to the epoch where plain early stopping ends, both runs are the same (same seed), so
 /// the first halving comes exactly there, and the best validation loss can only improve; a
 /// shorter patience before halvings moves them earlier.
 #[test]
 fn learning_rate_decays_continue_from_the_plateau() {
-    let sims = simulate(&TwoMoons, 1_000).seed(4).progress(false).run().unwrap();
-    let config = quick().with_stop_after_epochs(5);
-    let summary = |config: TrainConfig| {
-        let posterior = Npe::default().with_training(config).train(&TwoMoons, &sims).unwrap();
-        posterior.training_summary().unwrap().clone()
-    };
+    let (sims, config) = schedule_setup();
+    let summary = |config: TrainConfig| summary_of(&sims, config);
     let plain = summary(config.clone());
     let decayed = summary(config.clone().with_lr_decays(2));
     assert!(plain.converged && decayed.converged && plain.lr_decayed_after.is_empty());
@@ -390,5 +397,49 @@ fn learning_rate_decays_continue_from_the_plateau() {
     assert!(patient.lr_decayed_after[1] >= first + 2);
     assert!(patient.converged && patient.epochs >= patient.lr_decayed_after[1] + 5);
     let err = Npe::default().with_training(config.with_lr_patience(Some(0))).train(&TwoMoons, &sims).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+/// Averaging the parameters changes what is validated and kept (the same steps, so the
+/// first epoch's training loss is the same), and a decay outside (0, 1) is refused.
+#[test]
+fn averaged_parameters_are_validated_and_kept() {
+    let (sims, config) = schedule_setup();
+    let train = |config: TrainConfig| Npe::default().with_training(config).train(&TwoMoons, &sims);
+    let plain = train(config.clone()).unwrap();
+    let averaged = train(config.clone().with_ema_decay(Some(0.99))).unwrap();
+    let (p, a) = (plain.training_summary().unwrap(), averaged.training_summary().unwrap());
+    assert_eq!(p.train_loss[0], a.train_loss[0]);
+    assert_ne!(p.validation_loss[0], a.validation_loss[0]);
+    let x_o = [0.0, 0.0];
+    assert_ne!(plain.sample_flat(&x_o, 10).unwrap().values, averaged.sample_flat(&x_o, 10).unwrap().values);
+    for bad in [0.0, 1.0, f64::NAN] {
+        let err = train(config.clone().with_ema_decay(Some(bad))).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+}
+
+/// The final annealing continues the same run from its plateau for exactly its epochs: the
+/// run is plain early stopping's until the plateau, it begins there (or after the last
+/// halving), and the best validation loss can only improve; zero epochs is refused.
+#[test]
+fn annealing_continues_from_the_plateau_for_its_epochs() {
+    let (sims, config) = schedule_setup();
+    let summary = |config: TrainConfig| summary_of(&sims, config);
+    let plain = summary(config.clone());
+    let annealed = summary(config.clone().with_lr_anneal_epochs(Some(7)));
+    assert!(plain.annealed_after.is_none() && annealed.converged && annealed.lr_decayed_after.is_empty());
+    assert_eq!(annealed.annealed_after, Some(plain.epochs));
+    assert_eq!(annealed.epochs, plain.epochs + 7);
+    assert_eq!(annealed.validation_loss[..plain.epochs], plain.validation_loss[..]);
+    assert!(annealed.best_validation_loss <= plain.best_validation_loss);
+
+    let both = summary(config.clone().with_lr_decays(1).with_lr_anneal_epochs(Some(3)));
+    let halved = both.lr_decayed_after[0];
+    assert_eq!(halved, plain.epochs);
+    let began = both.annealed_after.unwrap();
+    assert!(began >= halved + 5, "halved after {halved}, annealed after {began}");
+    assert_eq!(both.epochs, began + 3);
+    let err = Npe::default().with_training(config.with_lr_anneal_epochs(Some(0))).train(&TwoMoons, &sims).unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
 }

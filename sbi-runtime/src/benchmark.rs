@@ -146,7 +146,9 @@ impl BenchmarkResult {
 }
 
 /// `round=k c2st=…` lines for earlier rounds, then
-/// `simulate_s=… train_s=… sample_s=… total_s=… epochs=… ms_per_epoch=… DIAGNOSTICS`, then
+/// `simulate_s=… train_s=… sample_s=… total_s=… epochs=… ms_per_epoch=… DIAGNOSTICS
+/// best_epoch=…` (with `lr_halved_after=E1,E2,…` and `annealed_after=E` when the learning
+/// rate was halved or annealed), then
 /// `c2st=…` when scored: `key=value` text that scripts parse.
 impl std::fmt::Display for BenchmarkResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +166,16 @@ impl std::fmt::Display for BenchmarkResult {
             self.training.as_ref().map_or(0.0, |t| 1e3 * t.seconds_per_epoch()),
             self.diagnostics
         )?;
+        if let Some(t) = &self.training {
+            write!(f, " best_epoch={}", t.best_epoch)?;
+            if !t.lr_decayed_after.is_empty() {
+                let at: Vec<String> = t.lr_decayed_after.iter().map(|e| e.to_string()).collect();
+                write!(f, " lr_halved_after={}", at.join(","))?;
+            }
+            if let Some(e) = t.annealed_after {
+                write!(f, " annealed_after={e}")?;
+            }
+        }
         if let Some(score) = self.c2st {
             write!(f, "\nc2st={score:.4}")?;
         }

@@ -159,6 +159,9 @@ pub fn write_report<M: Simulator, P: Posterior<Prior = M::Prior>>(
             let epochs: Vec<String> = summary.lr_decayed_after.iter().map(|e| e.to_string()).collect();
             text += &format!("; learning rate halved after epochs {}", epochs.join(", "));
         }
+        if let Some(e) = summary.annealed_after {
+            text += &format!("; learning rate annealed to zero after epoch {e}");
+        }
         section("Training", &text, &["loss.svg"])?;
     }
 

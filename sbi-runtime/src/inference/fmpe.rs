@@ -36,10 +36,11 @@ pub struct Fmpe {
     pub flow: FlowMatchingConfig,
     /// The embedding network of `x` (none).
     pub embedding: EmbeddingNet,
-    /// Training settings: `sbi`'s, with
-    /// [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings,
-    /// each after `sbi`'s 20 epochs without improvement; a training set with
-    /// [`Fmpe::with_training`] replaces them, halvings included.
+    /// Training settings: `sbi`'s, with the parameters averaged
+    /// ([`DEFAULT_EMA_DECAY`](crate::inference::DEFAULT_EMA_DECAY)), a plateau after
+    /// [`DEFAULT_STOP_AFTER`](crate::inference::DEFAULT_STOP_AFTER) epochs and
+    /// [`DEFAULT_ANNEAL_EPOCHS`](crate::inference::DEFAULT_ANNEAL_EPOCHS) epochs of annealing;
+    /// a training set with `with_training` replaces them.
     pub training: TrainConfig,
     /// The ODE solver for draws and densities.
     pub solver: FlowSolver,
@@ -51,7 +52,7 @@ impl Default for Fmpe {
             vector_field: VectorFieldConfig::default(),
             flow: FlowMatchingConfig::default(),
             embedding: EmbeddingNet::default(),
-            training: default_training(None),
+            training: default_training(),
             solver: FlowSolver::default(),
         }
     }

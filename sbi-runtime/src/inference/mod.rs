@@ -39,7 +39,7 @@ pub use nre::{Nre, NrePosterior, NreVariant};
 pub use posterior::{Method, Posterior};
 pub use scored::{PotentialPosterior, SavedScore, TrialScore};
 pub use sequential::{Round, Rounds, SequentialRun};
-pub use vector_field::{DEFAULT_LR_DECAYS, DEFAULT_LR_PATIENCE, VectorFieldPosterior};
+pub use vector_field::{DEFAULT_ANNEAL_EPOCHS, DEFAULT_EMA_DECAY, DEFAULT_STOP_AFTER, VectorFieldPosterior};
 
 use serde::{Deserialize, Serialize};
 

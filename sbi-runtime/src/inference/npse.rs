@@ -38,11 +38,11 @@ pub struct Npse {
     pub score: ScoreConfig,
     /// The embedding network of `x` (none).
     pub embedding: EmbeddingNet,
-    /// Training settings: `sbi`'s, with
-    /// [`DEFAULT_LR_DECAYS`](crate::inference::DEFAULT_LR_DECAYS) learning-rate halvings,
-    /// each after [`DEFAULT_LR_PATIENCE`](crate::inference::DEFAULT_LR_PATIENCE) epochs
-    /// without improvement; a training set with [`Npse::with_training`] replaces them,
-    /// halvings included.
+    /// Training settings: `sbi`'s, with the parameters averaged
+    /// ([`DEFAULT_EMA_DECAY`](crate::inference::DEFAULT_EMA_DECAY)), a plateau after
+    /// [`DEFAULT_STOP_AFTER`](crate::inference::DEFAULT_STOP_AFTER) epochs and
+    /// [`DEFAULT_ANNEAL_EPOCHS`](crate::inference::DEFAULT_ANNEAL_EPOCHS) epochs of annealing;
+    /// a training set with `with_training` replaces them.
     pub training: TrainConfig,
     /// The ODE solver for densities (and for draws by the probability-flow ODE).
     pub solver: FlowSolver,
@@ -56,7 +56,7 @@ impl Default for Npse {
             vector_field: VectorFieldConfig::default(),
             score: ScoreConfig::default(),
             embedding: EmbeddingNet::default(),
-            training: default_training(Some(crate::inference::DEFAULT_LR_PATIENCE)),
+            training: default_training(),
             solver: FlowSolver::default(),
             sampling: ScoreSampling::default(),
         }

@@ -9,8 +9,8 @@ use crate::train::TrainingSummary;
 
 /// Writes the training (blue) and validation (orange) loss per epoch to an SVG file (PNG
 /// when `path` ends in `.png`), with the kept epoch marked by a grey line and the epochs
-/// after which the learning rate halved ([`TrainingSummary::lr_decayed_after`]) by light
-/// grey ones.
+/// after which the learning rate halved ([`TrainingSummary::lr_decayed_after`]) or began its
+/// final annealing ([`TrainingSummary::annealed_after`]) by light grey ones.
 ///
 /// # Errors
 /// [`Error::Config`] for a summary without finite losses; [`Error::File`] when the file
@@ -40,7 +40,7 @@ pub fn loss_plot(path: impl AsRef<Path>, summary: &TrainingSummary) -> Result<()
             .label_style(("sans-serif", 11))
             .draw()
             .map_err(|e| err(e.to_string()))?;
-        for &e in &summary.lr_decayed_after {
+        for &e in summary.lr_decayed_after.iter().chain(&summary.annealed_after) {
             let e = e as f64;
             chart
                 .draw_series(LineSeries::new([(e, lo - pad), (e, hi + pad)], RGBColor(210, 210, 210).stroke_width(1)))

@@ -32,6 +32,23 @@ pub struct TrainConfig {
     /// it spends fewer epochs waiting at a learning rate that no longer helps.
     #[serde(default)]
     pub lr_patience: Option<usize>,
+    /// A final annealing (`None`, as `sbi`): when the validation loss stops improving and no
+    /// halvings are left, the best parameters are restored and, instead of stopping, training
+    /// goes on for this many epochs with the learning rate falling linearly from its value to
+    /// zero (`lr·(1 − k/E)` in the k-th of E epochs); the parameters with the best
+    /// validation loss are kept. The noise of Adam's steps at a constant rate is what keeps
+    /// flow matching's validation loss on its plateau: one short decay removes it where
+    /// repeated halvings, each waiting for a new plateau, take several times the epochs.
+    #[serde(default)]
+    pub lr_anneal_epochs: Option<usize>,
+    /// Averaging of the parameters (`None`, as `sbi`): `Some(d)` keeps their exponential
+    /// moving average `a ← d·a + (1 − d)·p` after every step (Polyak averaging; about
+    /// `1/(1 − d)` steps long), and the average is what is validated, kept and returned.
+    /// The average smooths the jitter of Adam's steps: its validation loss declines without
+    /// the lucky minima that end a noisy run early, and it sits nearer the optimum than any
+    /// one iterate. Halvings and annealing restart it from the restored parameters.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
     /// Clip the gradient's global L2 norm to this value (5.0); `None` disables clipping.
     pub clip_max_norm: Option<f64>,
     /// Seed of the initialisation, the split and the shuffling (0).
@@ -53,6 +70,8 @@ impl Default for TrainConfig {
             max_epochs: (1 << 31) - 1,
             lr_decays: 0,
             lr_patience: None,
+            lr_anneal_epochs: None,
+            ema_decay: None,
             clip_max_norm: Some(5.0),
             seed: 0,
             progress: true,
@@ -98,6 +117,16 @@ impl TrainConfig {
         self.lr_patience = epochs;
         self
     }
+    /// Sets (or removes) the final annealing's epochs ([`TrainConfig::lr_anneal_epochs`]).
+    pub fn with_lr_anneal_epochs(mut self, epochs: Option<usize>) -> Self {
+        self.lr_anneal_epochs = epochs;
+        self
+    }
+    /// Sets (or removes) the averaging of the parameters ([`TrainConfig::ema_decay`]).
+    pub fn with_ema_decay(mut self, d: Option<f64>) -> Self {
+        self.ema_decay = d;
+        self
+    }
     /// Sets (or disables) gradient clipping.
     pub fn with_clip_max_norm(mut self, norm: Option<f64>) -> Self {
         self.clip_max_norm = norm;
@@ -125,11 +154,12 @@ impl TrainConfig {
             || !(self.learning_rate > 0.0 && self.learning_rate.is_finite())
             || self.max_epochs == 0
             || self.lr_patience == Some(0)
+            || self.lr_anneal_epochs == Some(0)
         {
             return Err(Error::Config(format!(
-                "batch size, learning rate, max epochs and the learning-rate patience must be positive (and finite), \
-                 got {}, {}, {} and {:?}",
-                self.batch_size, self.learning_rate, self.max_epochs, self.lr_patience
+                "batch size, learning rate, max epochs, the learning-rate patience and the annealing epochs must be \
+                 positive (and finite), got {}, {}, {}, {:?} and {:?}",
+                self.batch_size, self.learning_rate, self.max_epochs, self.lr_patience, self.lr_anneal_epochs
             )));
         }
         if let Some(norm) = self.clip_max_norm
@@ -138,6 +168,13 @@ impl TrainConfig {
             return Err(Error::Config(format!(
                 "the gradient clipping norm must be positive and finite (0 freezes training, a negative one \
                  climbs the loss), got {norm}; use `with_clip_max_norm(None)` to turn clipping off"
+            )));
+        }
+        if let Some(d) = self.ema_decay
+            && !(d > 0.0 && d < 1.0)
+        {
+            return Err(Error::Config(format!(
+                "the decay of the parameters' moving average must be in (0, 1) (0.995 averages about 200 steps), got {d}"
             )));
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
@@ -173,6 +210,10 @@ pub struct TrainingSummary {
     /// The epochs (from 1) after which the learning rate was halved ([`TrainConfig::lr_decays`]).
     #[serde(default)]
     pub lr_decayed_after: Vec<usize>,
+    /// The epoch (from 1) after which the final annealing began
+    /// ([`TrainConfig::lr_anneal_epochs`]), if it did.
+    #[serde(default)]
+    pub annealed_after: Option<usize>,
     /// Wall time of the whole training.
     pub seconds: f64,
     /// Number of optimiser steps.

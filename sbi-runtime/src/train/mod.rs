@@ -1,6 +1,7 @@
 //! One training loop for every method: Adam on mini-batches, a held-out validation set,
-//! early stopping on the validation loss (restoring the best parameters), gradient-norm
-//! clipping, seeded shuffling and a progress line. Defaults are `sbi`'s.
+//! early stopping on the validation loss (restoring the best parameters), optional
+//! learning-rate halvings on plateaus and a final linear annealing, gradient-norm clipping,
+//! seeded shuffling and a progress line. Defaults are `sbi`'s.
 
 mod config;
 pub mod losses;
@@ -39,6 +40,9 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
     let batch = config.batch_size.min(n_train);
 
     let mut opt = crate::nn::kernels::Adam::new(store.vars(), config.learning_rate, config.clip_max_norm)?;
+    if let Some(d) = config.ema_decay {
+        opt = opt.with_ema(d)?;
+    }
     let bar = progress_bar(config.progress);
     let mut summary = TrainingSummary {
         epochs: 0,
@@ -48,12 +52,19 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
         validation_loss: Vec::new(),
         converged: false,
         lr_decayed_after: Vec::new(),
+        annealed_after: None,
         seconds: 0.0,
         steps: 0,
     };
     let mut best = store.snapshot()?;
+
     let mut since_best = 0;
+    // The final annealing, once begun: its first epoch, its length and its starting rate.
+    let mut anneal: Option<(usize, usize, f64)> = None;
     for epoch in 1..=config.max_epochs {
+        if let Some((first, length, lr0)) = anneal {
+            opt.set_learning_rate(lr0 * (1.0 - (epoch - first) as f64 / length as f64));
+        }
         shuffle(&mut train_idx, &mut rng);
         let mut total = 0.0;
         let mut batches = 0;
@@ -68,6 +79,15 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
             batches += 1;
         }
         summary.steps += batches;
+        // With averaging, the averaged parameters are the ones validated and kept.
+        let current = match opt.ema_snapshot()? {
+            Some(average) => {
+                let current = store.snapshot()?;
+                store.restore(&average)?;
+                Some(current)
+            }
+            None => None,
+        };
         let val = validation_loss(&val_a, &val_b, batch.max(SPLIT_BATCH_FROM), loss)?;
         summary.train_loss.push(total / batches.max(1) as f64);
         summary.validation_loss.push(val);
@@ -84,6 +104,9 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
         } else {
             since_best += 1;
         }
+        if let Some(current) = &current {
+            store.restore(current)?;
+        }
         bar.set_message(format!(
             "epoch {epoch}: train {:.4}, validation {val:.4} (best {:.4} at epoch {}) [{n_train} train / {n_val} validation]",
             total / batches.max(1) as f64,
@@ -94,9 +117,26 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
         let decaying = summary.lr_decayed_after.len() < config.lr_decays;
         let patience =
             if decaying { config.lr_patience.unwrap_or(config.stop_after_epochs) } else { config.stop_after_epochs };
+        if let Some((first, length, _)) = anneal {
+            // The annealing runs its epochs to the end: the loss often improves late in it.
+            if epoch + 1 - first >= length {
+                summary.converged = true;
+                break;
+            }
+            continue;
+        }
         if since_best >= patience {
+            if let (false, Some(length)) = (decaying, config.lr_anneal_epochs) {
+                store.restore(&best)?;
+                opt.reset_ema()?;
+                anneal = Some((epoch + 1, length, opt.learning_rate()));
+                summary.annealed_after = Some(epoch);
+                since_best = 0;
+                continue;
+            }
             if decaying {
                 store.restore(&best)?;
+                opt.reset_ema()?;
                 opt.scale_learning_rate(0.5);
                 summary.lr_decayed_after.push(epoch);
                 since_best = 0;

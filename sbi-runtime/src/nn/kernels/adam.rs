@@ -39,6 +39,37 @@ pub(crate) struct Adam {
     lr: f64,
     clip_max_norm: Option<f64>,
     delta: Vec<f32>,
+    ema: Option<Ema>,
+}
+
+/// The exponential moving average of the parameters ([`Adam::with_ema`]).
+struct Ema {
+    decay: f64,
+    values: Vec<Tensor>,
+}
+
+/// `a ← d·a + (1 − d)·p` in place over an average's values.
+struct Average<'a> {
+    decay: f32,
+    p: &'a [f32],
+}
+
+impl InplaceOp1 for Average<'_> {
+    fn name(&self) -> &'static str {
+        "moving-average"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(a) = storage else { candle_core::bail!("adam: averages must be f32") };
+        let (start, end) =
+            layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adam: not contiguous".into()))?;
+        if end - start != self.p.len() {
+            candle_core::bail!("adam: average of {} values for {}", end - start, self.p.len());
+        }
+        let d = self.decay;
+        a[start..end].iter_mut().zip(self.p).for_each(|(a, p)| *a = d * *a + (1.0 - d) * p);
+        Ok(())
+    }
 }
 
 const B1: f32 = 0.9;
@@ -55,12 +86,62 @@ impl Adam {
             let moments = vars.iter().map(|v| Ok((zeros(v)?, zeros(v)?))).collect::<candle_core::Result<Vec<_>>>()?;
             (Vec::new(), Some(moments))
         };
-        Ok(Adam { v: m.clone(), m, moments, vars, step: 0, lr, clip_max_norm, delta: Vec::new() })
+        Ok(Adam { v: m.clone(), m, moments, vars, step: 0, lr, clip_max_norm, delta: Vec::new(), ema: None })
     }
 
     /// Multiplies the learning rate by `factor` (a decay on a plateau).
     pub fn scale_learning_rate(&mut self, factor: f64) {
         self.lr *= factor;
+    }
+
+    /// Also keeps an exponential moving average of the parameters, `a ← d·a + (1 − d)·p`
+    /// after every step (Polyak averaging), starting from their values now.
+    pub fn with_ema(mut self, decay: f64) -> candle_core::Result<Self> {
+        self.ema = Some(Ema { decay, values: self.copies()? });
+        Ok(self)
+    }
+
+    /// A copy of the averaged parameters, in the variables' order (`None` without averaging).
+    pub fn ema_snapshot(&self) -> candle_core::Result<Option<Vec<Tensor>>> {
+        self.ema.as_ref().map(|e| e.values.iter().map(Tensor::copy).collect()).transpose()
+    }
+
+    /// Restarts the average from the parameters' values now (after they were restored).
+    pub fn reset_ema(&mut self) -> candle_core::Result<()> {
+        if self.ema.is_some() {
+            let values = self.copies()?;
+            if let Some(e) = &mut self.ema {
+                e.values = values;
+            }
+        }
+        Ok(())
+    }
+
+    fn copies(&self) -> candle_core::Result<Vec<Tensor>> {
+        self.vars.iter().map(|v| v.as_tensor().copy()).collect()
+    }
+
+    /// Moves the average towards the parameters after a step: in place on the CPU.
+    fn update_ema(&mut self) -> candle_core::Result<()> {
+        let Some(Ema { decay, values }) = &mut self.ema else { return Ok(()) };
+        for (var, a) in self.vars.iter().zip(values.iter_mut()) {
+            if super::fused_for(a) {
+                with_values(var.as_tensor(), |p| a.inplace_op1(&Average { decay: *decay as f32, p }))?;
+            } else {
+                *a = ((&*a * *decay)? + (var.as_tensor() * (1.0 - *decay))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The learning rate now.
+    pub fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    /// Sets the learning rate (an annealing schedule).
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
     }
 
     /// One update from the sum of the gradients in `parts` (the gradients of parts of one
@@ -109,7 +190,7 @@ impl Adam {
             self.vars[i].as_tensor().inplace_op1(&SubAssign(delta))?;
         }
         self.delta = total;
-        Ok(())
+        self.update_ema()
     }
 
     /// The clipping factor for a gradient of global norm `norm`.
@@ -159,6 +240,6 @@ impl Adam {
             let delta = ((&*m * step_size as f64)? / denom)?;
             var.set(&(var.as_tensor() - delta)?)?;
         }
-        Ok(())
+        self.update_ema()
     }
 }

@@ -125,6 +125,35 @@ fn adam_adds_gradient_parts() {
     }
 }
 
+/// The moving average follows `a ← d·a + (1 − d)·p` after every step, from the starting
+/// values, on the fused and the generic path alike; a reset restarts it at the parameters.
+#[test]
+fn adam_keeps_the_moving_average() {
+    for generic in [false, true] {
+        with_mode(generic, || {
+            let p = Var::new(&[1.0f32, -2.0, 0.5], &Device::Cpu).unwrap();
+            let mut adam = Adam::new(vec![p.clone()], 0.1, None).unwrap().with_ema(0.9).unwrap();
+            let mut average = vec![1.0f64, -2.0, 0.5];
+            for _ in 0..4 {
+                let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
+                adam.step(&[loss.backward().unwrap()]).unwrap();
+                let now = p.as_tensor().to_vec1::<f32>().unwrap();
+                average.iter_mut().zip(&now).for_each(|(a, &p)| *a = 0.9 * *a + 0.1 * p as f64);
+            }
+            let got = adam.ema_snapshot().unwrap().unwrap()[0].to_vec1::<f32>().unwrap();
+            for (g, a) in got.iter().zip(&average) {
+                assert!((*g as f64 - a).abs() < 1e-6, "generic {generic}: {got:?} vs {average:?}");
+            }
+            assert_ne!(got, p.as_tensor().to_vec1::<f32>().unwrap());
+            adam.reset_ema().unwrap();
+            let reset = adam.ema_snapshot().unwrap().unwrap()[0].to_vec1::<f32>().unwrap();
+            assert_eq!(reset, p.as_tensor().to_vec1::<f32>().unwrap());
+        });
+    }
+    let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
+    assert!(Adam::new(vec![p], 0.1, None).unwrap().ema_snapshot().unwrap().is_none());
+}
+
 /// Clipping scales the whole gradient to the maximal norm before the update.
 #[test]
 fn clipping_bounds_the_global_norm() {
