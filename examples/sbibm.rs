@@ -96,7 +96,8 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
         .with_learning_rate(args.get("learning-rate", defaults.learning_rate))
         .with_stop_after_epochs(args.get("stop-after", defaults.stop_after_epochs));
     // The schedule (halvings, their patience, annealing, averaging, stopping patience):
-    // FMPE's and NPSE's defaults unless given; 0 turns annealing or averaging off.
+    // FMPE's and NPSE's defaults unless given; 0 turns annealing or averaging off (any other
+    // decay outside (0, 1) is the training's `Error::Config`).
     let field_training = |defaults: &TrainConfig| {
         let patience = defaults.lr_patience.unwrap_or(defaults.stop_after_epochs);
         let anneal = args.get("lr-anneal", defaults.lr_anneal_epochs.unwrap_or(0));
@@ -107,7 +108,7 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
             .with_lr_decays(args.get("lr-decays", defaults.lr_decays))
             .with_lr_patience(Some(args.get("lr-patience", patience)))
             .with_lr_anneal_epochs((anneal > 0).then_some(anneal))
-            .with_ema_decay((ema > 0.0).then_some(ema))
+            .with_ema_decay((ema != 0.0).then_some(ema))
     };
     let sampler = args.get("sampler", "slice".to_string()).parse::<Sampler>()?.with_progress(!quiet);
     let result = match args.get("method", "npe".to_string()).as_str() {

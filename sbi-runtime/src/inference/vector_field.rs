@@ -35,7 +35,8 @@ pub const DEFAULT_ANNEAL_EPOCHS: usize = 20;
 /// ([`DEFAULT_EMA_DECAY`]), a plateau after [`DEFAULT_STOP_AFTER`] epochs, then
 /// [`DEFAULT_ANNEAL_EPOCHS`] of annealing. Against `sbi`'s plain early stopping, which stops
 /// short of convergence (two_moons C2ST 0.63–0.77), and against three learning-rate halvings
-/// on plateaus (as accurate, but 1.5–2× the epochs): README, "Vector-field posteriors".
+/// on plateaus (slightly less accurate, and 1.8–2.5× the epochs for FMPE, 1.2× for NPSE):
+/// README, "Vector-field posteriors".
 pub(crate) fn default_training() -> TrainConfig {
     TrainConfig::default()
         .with_ema_decay(Some(DEFAULT_EMA_DECAY))

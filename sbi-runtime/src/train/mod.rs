@@ -57,7 +57,6 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
         steps: 0,
     };
     let mut best = store.snapshot()?;
-
     let mut since_best = 0;
     // The final annealing, once begun: its first epoch, its length and its starting rate.
     let mut anneal: Option<(usize, usize, f64)> = None;
@@ -80,10 +79,10 @@ pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: 
         }
         summary.steps += batches;
         // With averaging, the averaged parameters are the ones validated and kept.
-        let current = match opt.ema_snapshot()? {
+        let current = match opt.averages() {
             Some(average) => {
                 let current = store.snapshot()?;
-                store.restore(&average)?;
+                store.restore(average)?;
                 Some(current)
             }
             None => None,

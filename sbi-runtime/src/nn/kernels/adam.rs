@@ -5,22 +5,27 @@ use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor, Var};
 
 use super::with_values;
 
-/// Subtracts a precomputed update in place.
-struct SubAssign<'a>(&'a [f32]);
+/// Combines each value in place with the matching one of `with`: `p ← p − d` for Adam's
+/// update, `a ← d·a + (1 − d)·p` for the moving average.
+struct InPlace<'a, F: Fn(f32, f32) -> f32> {
+    name: &'static str,
+    with: &'a [f32],
+    f: F,
+}
 
-impl InplaceOp1 for SubAssign<'_> {
+impl<F: Fn(f32, f32) -> f32> InplaceOp1 for InPlace<'_, F> {
     fn name(&self) -> &'static str {
-        "sub-assign"
+        self.name
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(v) = storage else { candle_core::bail!("adam: parameters must be f32") };
+        let CpuStorage::F32(v) = storage else { candle_core::bail!("adam: {} needs f32 values", self.name) };
         let (a, b) =
             layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adam: not contiguous".into()))?;
-        if b - a != self.0.len() {
-            candle_core::bail!("adam: {} values, update of {}", b - a, self.0.len());
+        if b - a != self.with.len() {
+            candle_core::bail!("adam: {} of {} values with {}", self.name, b - a, self.with.len());
         }
-        v[a..b].iter_mut().zip(self.0).for_each(|(p, d)| *p -= d);
+        v[a..b].iter_mut().zip(self.with).for_each(|(v, &w)| *v = (self.f)(*v, w));
         Ok(())
     }
 }
@@ -48,30 +53,6 @@ struct Ema {
     values: Vec<Tensor>,
 }
 
-/// `a ← d·a + (1 − d)·p` in place over an average's values.
-struct Average<'a> {
-    decay: f32,
-    p: &'a [f32],
-}
-
-impl InplaceOp1 for Average<'_> {
-    fn name(&self) -> &'static str {
-        "moving-average"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(a) = storage else { candle_core::bail!("adam: averages must be f32") };
-        let (start, end) =
-            layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adam: not contiguous".into()))?;
-        if end - start != self.p.len() {
-            candle_core::bail!("adam: average of {} values for {}", end - start, self.p.len());
-        }
-        let d = self.decay;
-        a[start..end].iter_mut().zip(self.p).for_each(|(a, p)| *a = d * *a + (1.0 - d) * p);
-        Ok(())
-    }
-}
-
 const B1: f32 = 0.9;
 const B2: f32 = 0.999;
 const EPS: f32 = 1e-8;
@@ -97,28 +78,22 @@ impl Adam {
     /// Also keeps an exponential moving average of the parameters, `a ← d·a + (1 − d)·p`
     /// after every step (Polyak averaging), starting from their values now.
     pub fn with_ema(mut self, decay: f64) -> candle_core::Result<Self> {
-        self.ema = Some(Ema { decay, values: self.copies()? });
+        self.ema = Some(Ema { decay, values: copies(&self.vars)? });
         Ok(self)
     }
 
-    /// A copy of the averaged parameters, in the variables' order (`None` without averaging).
-    pub fn ema_snapshot(&self) -> candle_core::Result<Option<Vec<Tensor>>> {
-        self.ema.as_ref().map(|e| e.values.iter().map(Tensor::copy).collect()).transpose()
+    /// The averaged parameters, in the variables' order (`None` without averaging); they
+    /// change with the next step, so copy them (`ParamStore::restore` does) to keep them.
+    pub fn averages(&self) -> Option<&[Tensor]> {
+        self.ema.as_ref().map(|e| e.values.as_slice())
     }
 
     /// Restarts the average from the parameters' values now (after they were restored).
     pub fn reset_ema(&mut self) -> candle_core::Result<()> {
-        if self.ema.is_some() {
-            let values = self.copies()?;
-            if let Some(e) = &mut self.ema {
-                e.values = values;
-            }
+        if let Some(e) = &mut self.ema {
+            e.values = copies(&self.vars)?;
         }
         Ok(())
-    }
-
-    fn copies(&self) -> candle_core::Result<Vec<Tensor>> {
-        self.vars.iter().map(|v| v.as_tensor().copy()).collect()
     }
 
     /// Moves the average towards the parameters after a step: in place on the CPU.
@@ -126,7 +101,10 @@ impl Adam {
         let Some(Ema { decay, values }) = &mut self.ema else { return Ok(()) };
         for (var, a) in self.vars.iter().zip(values.iter_mut()) {
             if super::fused_for(a) {
-                with_values(var.as_tensor(), |p| a.inplace_op1(&Average { decay: *decay as f32, p }))?;
+                let d = *decay as f32;
+                with_values(var.as_tensor(), |p| {
+                    a.inplace_op1(&InPlace { name: "moving average", with: p, f: |a, p| d * a + (1.0 - d) * p })
+                })?;
             } else {
                 *a = ((&*a * *decay)? + (var.as_tensor() * (1.0 - *decay))?)?;
             }
@@ -187,7 +165,7 @@ impl Adam {
                 *v = B2 * *v + (1.0 - B2) * g * g;
                 *d = step_size * *m / (v.sqrt() * inv_bc2_sqrt + EPS);
             }
-            self.vars[i].as_tensor().inplace_op1(&SubAssign(delta))?;
+            self.vars[i].as_tensor().inplace_op1(&InPlace { name: "update", with: delta, f: |p, d| p - d })?;
         }
         self.delta = total;
         self.update_ema()
@@ -242,4 +220,9 @@ impl Adam {
         }
         self.update_ema()
     }
+}
+
+/// A copy of every variable's values.
+fn copies(vars: &[Var]) -> candle_core::Result<Vec<Tensor>> {
+    vars.iter().map(|v| v.as_tensor().copy()).collect()
 }

@@ -140,18 +140,18 @@ fn adam_keeps_the_moving_average() {
                 let now = p.as_tensor().to_vec1::<f32>().unwrap();
                 average.iter_mut().zip(&now).for_each(|(a, &p)| *a = 0.9 * *a + 0.1 * p as f64);
             }
-            let got = adam.ema_snapshot().unwrap().unwrap()[0].to_vec1::<f32>().unwrap();
+            let got = adam.averages().unwrap()[0].to_vec1::<f32>().unwrap();
             for (g, a) in got.iter().zip(&average) {
                 assert!((*g as f64 - a).abs() < 1e-6, "generic {generic}: {got:?} vs {average:?}");
             }
             assert_ne!(got, p.as_tensor().to_vec1::<f32>().unwrap());
             adam.reset_ema().unwrap();
-            let reset = adam.ema_snapshot().unwrap().unwrap()[0].to_vec1::<f32>().unwrap();
+            let reset = adam.averages().unwrap()[0].to_vec1::<f32>().unwrap();
             assert_eq!(reset, p.as_tensor().to_vec1::<f32>().unwrap());
         });
     }
     let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
-    assert!(Adam::new(vec![p], 0.1, None).unwrap().ema_snapshot().unwrap().is_none());
+    assert!(Adam::new(vec![p], 0.1, None).unwrap().averages().is_none());
 }
 
 /// Clipping scales the whole gradient to the maximal norm before the update.
