@@ -30,9 +30,11 @@ pub(crate) struct Pairs {
 /// The loop runs on a rayon worker, so that each step's split batch (`rayon::join`) is
 /// shared with the other worker directly instead of being injected from outside the pool
 /// with the caller blocked on it: FMPE on two_moons measured 23,606 context switches
-/// against 41,030 (`perf stat`), with identical results.
+/// against 41,030 (`perf stat`), with identical results. The caller's kernel selection
+/// (thread-local: [`crate::nn::with_candle_ops`]) goes with it onto the worker.
 pub(crate) fn fit(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: &dyn Loss) -> Result<TrainingSummary> {
-    rayon::scope(|_| fit_on_pool(store, data, config, loss))
+    let mode = crate::nn::kernels::generic_mode();
+    rayon::scope(|_| crate::nn::kernels::with_mode(mode, || fit_on_pool(store, data, config, loss)))
 }
 
 fn fit_on_pool(store: &ParamStore, data: &Pairs, config: &TrainConfig, loss: &dyn Loss) -> Result<TrainingSummary> {
@@ -246,4 +248,45 @@ fn shuffle(v: &mut [u32], rng: &mut SimRng) {
 
 fn progress_bar(show: bool) -> ProgressBar {
     crate::progress::bar(show, None, "training [{elapsed_precise}] {msg}", true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A loss `mean(w²)` of one parameter that records the kernel selection it ran under.
+    struct Recording<'a> {
+        w: &'a Tensor,
+        modes: Mutex<Vec<bool>>,
+    }
+
+    impl Loss for Recording<'_> {
+        fn loss(&self, a: &Tensor, _b: &Tensor, _rng: &mut SimRng) -> candle_core::Result<Tensor> {
+            self.modes.lock().unwrap().push(crate::nn::kernels::generic_mode());
+            (self.w.broadcast_mul(&a.ones_like()?)?).sqr()?.mean_all()
+        }
+    }
+
+    /// Training runs on a pool worker, yet every loss evaluation (training steps and
+    /// validation) uses the kernels the caller selected, in either mode.
+    #[test]
+    fn training_keeps_the_callers_kernel_selection() {
+        let device = candle_core::Device::Cpu;
+        let data = Pairs {
+            a: Tensor::zeros((100, 1), candle_core::DType::F32, &device).unwrap(),
+            b: Tensor::zeros((100, 1), candle_core::DType::F32, &device).unwrap(),
+        };
+        let config = TrainConfig::default().with_progress(false).with_max_epochs(2);
+        for generic in [true, false] {
+            let store = ParamStore::new(1);
+            let w = store.var_builder().get_with_hints((1, 1), "w", candle_nn::Init::Const(1.0)).unwrap();
+            let loss = Recording { w: &w, modes: Mutex::new(Vec::new()) };
+            crate::nn::kernels::with_mode(generic, || fit(&store, &data, &config, &loss)).unwrap();
+            let modes = loss.modes.into_inner().unwrap();
+            assert!(modes.len() > 2, "{} evaluations", modes.len());
+            assert!(modes.iter().all(|&m| m == generic), "caller {generic}, saw {modes:?}");
+        }
+    }
 }
