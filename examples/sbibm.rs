@@ -42,6 +42,7 @@ usage: sbibm --task two_moons|gaussian_linear|slcp --method npe|nle|nre|fmpe|nps
              [--ema D (fmpe, npse: decay of the parameters' moving average, 0.995; 0 none)]
              [--stop-after E (epochs without improvement before stopping or annealing: 20; fmpe, npse: 10)]
              [--time-prior-exponent A (fmpe: 4)] [--uniform-share W (fmpe: 0.5)] [--sde ve|vp|subvp (npse)]
+             [--control-variate on|off (npse: on)]
              [--score-sampling sde|ode (npse)] [--sde-steps N (npse)]
              [--fixed-steps N (fmpe, npse: Runge-Kutta steps instead of the adaptive solver)]
              [--batch-size B (200)] [--learning-rate L (0.0005)]
@@ -156,6 +157,11 @@ fn run<M: Simulator>(model: &M, args: &cli::Args) -> sbi_runtime::Result<()> {
                 "vp" => ScoreConfig::vp(),
                 "subvp" | "sub-vp" => ScoreConfig::sub_vp(),
                 other => return Err(Error::Config(format!("unknown SDE {other:?} (ve, vp or subvp)"))),
+            };
+            let score = match args.get("control-variate", "on".to_string()).as_str() {
+                "on" => score,
+                "off" => ScoreConfig { control_variate: false, ..score },
+                other => return Err(Error::Config(format!("unknown --control-variate {other:?} (on or off)"))),
             };
             let sampling = match args.get("score-sampling", "sde".to_string()).as_str() {
                 "sde" => match ScoreSampling::default() {
@@ -286,6 +292,7 @@ fn main() {
             "sde",
             "score-sampling",
             "sde-steps",
+            "control-variate",
             "fixed-steps",
             "batch-size",
             "learning-rate",

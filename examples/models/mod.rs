@@ -10,6 +10,7 @@ pub mod hierarchical;
 pub mod lotka_volterra;
 pub mod measurement;
 pub mod narrow;
+pub mod normal_gamma;
 pub mod offset;
 pub mod regression;
 pub mod sir;

@@ -21,6 +21,7 @@ pub mod nle;
 pub mod npe;
 pub mod npse;
 pub mod nre;
+pub mod point;
 mod posterior;
 
 mod saved;
@@ -100,6 +101,45 @@ pub(crate) fn checked_prior<M: Simulator>(
         return Err(Error::Config(format!("{method} needs parameters and observations, got {d} and {c} values")));
     }
     Ok((model.prior(), identity))
+}
+
+/// Checks one observation of `shape`: its size, whole trials where trials may be absent
+/// (NaN rows, for models with a varying number of them), at least one trial present, and
+/// each trial present finite and (with `range_check`) inside the training range.
+pub(crate) fn check_shaped_observation(
+    shape: &crate::model::Shape,
+    range: &FeatureRange,
+    range_check: bool,
+    x_o: &[f64],
+) -> Result<()> {
+    let c = shape.numel();
+    if x_o.len() != c {
+        return Err(Error::Observation(format!("expected {c} values (shape {shape}), got {}", x_o.len())));
+    }
+    let trials = crate::model::present_trials(shape, x_o)
+        .map_err(|j| Error::Observation(format!("value {j} is NaN (only whole trials may be absent)")))?;
+    if trials.iter().all(Option::is_none) {
+        return Err(Error::Observation("no trial is present".into()));
+    }
+    for trial in trials.into_iter().flatten() {
+        range.check(trial, range_check)?;
+    }
+    Ok(())
+}
+
+/// An observation of fewer trials than `shape`'s maximum, padded with absent (NaN) trials;
+/// any other observation unchanged.
+pub(crate) fn padded_trials<'a>(shape: &crate::model::Shape, x_o: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
+    match *shape {
+        crate::model::Shape::Trials { trials, features }
+            if !x_o.is_empty() && x_o.len() < trials * features && x_o.len().is_multiple_of(features) =>
+        {
+            let mut v = x_o.to_vec();
+            v.resize(trials * features, f64::NAN);
+            std::borrow::Cow::Owned(v)
+        }
+        _ => std::borrow::Cow::Borrowed(x_o),
+    }
 }
 
 /// Minimum and maximum of each value of the training observations: per feature for

@@ -367,35 +367,13 @@ impl<P: Prior> NpePosterior<P> {
     }
 
     fn check_observation(&self, x_o: &[f64]) -> Result<()> {
-        let c = self.x_shape.numel();
-        if x_o.len() != c {
-            return Err(Error::Observation(format!("expected {c} values (shape {}), got {}", self.x_shape, x_o.len())));
-        }
-        // Trials may be absent (NaN rows) when the model has a varying number of them.
-        let trials = crate::model::present_trials(&self.x_shape, x_o)
-            .map_err(|j| Error::Observation(format!("value {j} is NaN (only whole trials may be absent)")))?;
-        if trials.iter().all(Option::is_none) {
-            return Err(Error::Observation("no trial is present".into()));
-        }
-        for trial in trials.into_iter().flatten() {
-            self.x_range.check(trial, self.range_check)?;
-        }
-        Ok(())
+        crate::inference::check_shaped_observation(&self.x_shape, &self.x_range, self.range_check, x_o)
     }
 
     /// An observation of fewer trials than the model's maximum, padded with absent (NaN)
     /// trials; any other observation unchanged.
     fn padded<'a>(&self, x_o: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
-        match self.x_shape {
-            Shape::Trials { trials, features }
-                if !x_o.is_empty() && x_o.len() < trials * features && x_o.len().is_multiple_of(features) =>
-            {
-                let mut v = x_o.to_vec();
-                v.resize(trials * features, f64::NAN);
-                std::borrow::Cow::Owned(v)
-            }
-            _ => std::borrow::Cow::Borrowed(x_o),
-        }
+        crate::inference::padded_trials(&self.x_shape, x_o)
     }
 
     /// `n` draws for each of several observations (`k × numel` row-major), drawn together
